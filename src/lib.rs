@@ -1,0 +1,10 @@
+//! kdeploy renders a folder of Kubernetes manifest templates with layered values and secrets, diffs
+//! the result against a live cluster and applies it with server-side apply.
+//!
+//! The modules follow the data: [`project`] and [`values`] gather the inputs, [`template`] renders
+//! them into YAML documents, [`manifest`] turns those into validated, ordered Kubernetes objects.
+//! [`yaml`] is the data model they share and [`diagnostic`] the way they report errors.
+
+pub mod diagnostic;
+pub mod yaml;
+pub mod template;

@@ -1,0 +1,465 @@
+//! Rendering templates into YAML documents.
+//!
+//! Templates are YAML files with Tera expressions and tags (loops, conditionals, includes,
+//! components). The context has three names: `values` (merged data values), `env` (environment and env
+//! files) and `secrets` (decrypted vault values).
+//!
+//! Rendering is YAML-aware: every `{{ expression }}` prints a typed placeholder ([`rewrite`],
+//! [`placeholder`]); the rendered text is parsed as YAML with the placeholders in it, and only then
+//! are the values put into the tree. A value cannot break or reshape the YAML it lands in, and it keeps
+//! its type. Errors point at the template as written: file, line, column and the line itself.
+
+mod filters;
+mod placeholder;
+mod rewrite;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use serde_json::Value as Json;
+
+use crate::diagnostic::{SourceError, line_column};
+use crate::yaml;
+
+pub use placeholder::value_text;
+
+/// Template files are `.yaml` and `.yml`; a file whose name starts with `_`, and any `.tera` or `.tpl`
+/// file, is a partial: available to `include` and components, not rendered on its own.
+const TEMPLATE_EXTENSIONS: &[&str] = &["yaml", "yml"];
+const PARTIAL_EXTENSIONS: &[&str] = &["tera", "tpl"];
+/// Never templates, even inside a template folder.
+const PROJECT_FILE: &str = "kdeploy.yaml";
+
+#[derive(Debug, thiserror::Error)]
+pub enum TemplateError {
+    #[error("{0}")]
+    At(#[from] SourceError),
+    #[error("cannot read template {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("no template files (*.yaml, *.yml) found in {}", .0.display())]
+    NoTemplates(PathBuf),
+    #[error("templates {first} and {second} have the same name `{name}`; include paths must be unique")]
+    DuplicateName {
+        name: String,
+        first: PathBuf,
+        second: PathBuf,
+    },
+    #[error("{0}")]
+    Tera(String),
+}
+
+/// What templates see.
+#[derive(Debug, Default, Clone)]
+pub struct TemplateContext {
+    pub values: Json,
+    pub env: BTreeMap<String, String>,
+    pub secrets: Json,
+}
+
+/// One document of rendered output.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RenderedDocument {
+    /// The template it came from.
+    pub template: PathBuf,
+    /// Its position among the documents that template rendered, from 1.
+    pub index: usize,
+    /// The line in the rendered output where the document starts.
+    pub line: usize,
+    pub value: Json,
+}
+
+struct TemplateFile {
+    name: String,
+    path: PathBuf,
+    original: String,
+    rewritten: rewrite::Rewritten,
+    renderable: bool,
+}
+
+/// A loaded, parsed set of templates, ready to render with any context.
+pub struct TemplateSet {
+    tera: tera::Tera,
+    files: Vec<TemplateFile>,
+}
+
+impl TemplateSet {
+    /// Loads the template files and folders in `paths` (folders recursively, in name order).
+    pub fn load(paths: &[PathBuf]) -> Result<Self, TemplateError> {
+        let mut files: Vec<TemplateFile> = Vec::new();
+        let mut by_name: HashMap<String, PathBuf> = HashMap::new();
+        for root in paths {
+            let found = discover(root)?;
+            if found.iter().all(|(_, _, renderable)| !renderable) && root.is_dir() {
+                return Err(TemplateError::NoTemplates(root.clone()));
+            }
+            for (name, path, renderable) in found {
+                if let Some(first) = by_name.insert(name.clone(), path.clone()) {
+                    return Err(TemplateError::DuplicateName {
+                        name,
+                        first,
+                        second: path,
+                    });
+                }
+                let original = std::fs::read_to_string(&path).map_err(|source| TemplateError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                let rewritten = rewrite::rewrite(&original);
+                files.push(TemplateFile {
+                    name,
+                    path,
+                    original,
+                    rewritten,
+                    renderable,
+                });
+            }
+        }
+        let mut tera = tera::Tera::new();
+        tera.autoescape_on(Vec::<&str>::new());
+        filters::register(&mut tera);
+        tera.register_filter(placeholder::FILTER_NAME, placeholder::placeholder_filter);
+        tera.register_filter(placeholder::INDENT_FILTER_NAME, placeholder::indent_filter);
+        let set = TemplateSet { tera, files };
+        let mut tera = set.tera.clone();
+        let sources = set.files.iter().map(|f| (f.name.as_str(), f.rewritten.source.as_str()));
+        if let Err(e) = tera.add_raw_templates(sources) {
+            return Err(set.syntax_error(e));
+        }
+        Ok(TemplateSet { tera, files: set.files })
+    }
+
+    /// The template files that render on their own (partials excluded).
+    pub fn template_paths(&self) -> impl Iterator<Item = &Path> {
+        self.files.iter().filter(|f| f.renderable).map(|f| f.path.as_path())
+    }
+
+    /// Renders every template, in order, into YAML documents (empty ones included).
+    pub fn render(&self, context: &TemplateContext) -> Result<Vec<RenderedDocument>, TemplateError> {
+        let mut tera_context = tera::Context::new();
+        tera_context.insert("values", &context.values);
+        tera_context.insert("env", &context.env);
+        tera_context.insert("secrets", &context.secrets);
+        let renderable: Vec<&TemplateFile> = self.files.iter().filter(|f| f.renderable).collect();
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(renderable.len()).max(1);
+        let chunk = renderable.len().div_ceil(workers).max(1);
+        let results: Vec<Result<Vec<RenderedDocument>, TemplateError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = renderable
+                .chunks(chunk)
+                .map(|files| {
+                    let tera_context = &tera_context;
+                    scope.spawn(move || {
+                        let mut documents = Vec::new();
+                        for file in files {
+                            documents.extend(self.render_file(file, tera_context)?);
+                        }
+                        Ok(documents)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|_| Err(TemplateError::Tera("a render thread panicked".into()))))
+                .collect()
+        });
+        let mut documents = Vec::new();
+        for result in results {
+            documents.extend(result?);
+        }
+        Ok(documents)
+    }
+
+    fn render_file(&self, file: &TemplateFile, context: &tera::Context) -> Result<Vec<RenderedDocument>, TemplateError> {
+        let text = self.tera.render(&file.name, context).map_err(|e| self.render_error(e, Some(context)))?;
+        let parsed = yaml::parse_stream(&text, &mut placeholder::substitute)
+            .map_err(|e| output_error(&file.path, &text, e.mark, &e.message))?;
+        parsed
+            .into_iter()
+            .enumerate()
+            .map(|(i, document)| {
+                let value = document
+                    .root
+                    .to_json()
+                    .map_err(|e| output_error(&file.path, &text, e.mark, &e.to_string()))?;
+                Ok(RenderedDocument {
+                    template: file.path.clone(),
+                    index: i + 1,
+                    line: document.mark.line,
+                    value,
+                })
+            })
+            .collect()
+    }
+
+    fn file_named(&self, name: &str) -> Option<&TemplateFile> {
+        self.files.iter().find(|f| f.name == name)
+    }
+
+    /// A syntax error in the rewritten source is reported from the original, so that the message can
+    /// never mention what the rewrite inserted.
+    fn syntax_error(&self, error: tera::Error) -> TemplateError {
+        if let tera::ErrorKind::SyntaxError(report) = error.kind()
+            && let Some(file) = self.file_named(report.filename())
+        {
+            let mut scratch = tera::Tera::new();
+            for other in &self.files {
+                let source = if other.name == file.name { &other.original } else { &other.rewritten.source };
+                if let Err(e) = scratch.add_raw_template(&other.name, source)
+                    && other.name == file.name
+                    && let tera::ErrorKind::SyntaxError(original) = e.kind()
+                {
+                    let span = original.span();
+                    let (line, column) = line_column(&file.original, span.range.start);
+                    let width = file.original[span.range.clone()].chars().count();
+                    return SourceError::new(
+                        format!("template syntax error: {}", original.message()),
+                        &file.path,
+                        Some(&file.original),
+                        line,
+                        column,
+                    )
+                    .with_width(width)
+                    .into();
+                }
+            }
+        }
+        self.render_error(error, None)
+    }
+
+    fn render_error(&self, error: tera::Error, context: Option<&tera::Context>) -> TemplateError {
+        let report = match error.kind() {
+            tera::ErrorKind::SyntaxError(report) | tera::ErrorKind::RenderingError(report) => report,
+            _ => return TemplateError::Tera(error_chain(&error)),
+        };
+        let Some(file) = self.file_named(report.filename()) else {
+            return TemplateError::Tera(error_chain(&error));
+        };
+        let span = report.span();
+        if report.message() == placeholder::UNDEFINED
+            && let Some(expression) = file.rewritten.expression_at(span.range.start)
+        {
+            let text = &file.original[expression.clone()];
+            let (line, column) = line_column(&file.original, expression.start);
+            let message = describe_undefined(text, context);
+            return SourceError::new(message, &file.path, Some(&file.original), line, column)
+                .with_width(text.chars().count())
+                .into();
+        }
+        let start = file.rewritten.original_offset(span.range.start);
+        let end = file.rewritten.original_offset(span.range.end).max(start);
+        let (line, column) = line_column(&file.original, start);
+        let width = file.original.get(start..end).map_or(1, |s| s.chars().count());
+        let mut message = report.message().to_owned();
+        if let Some(cause) = std::error::Error::source(&error) {
+            message = format!("{message}: {cause}");
+        }
+        SourceError::new(message, &file.path, Some(&file.original), line, column)
+            .with_width(width)
+            .into()
+    }
+}
+
+/// "`values.db.hots` is not defined", with the keys that do exist where the path stops matching.
+fn describe_undefined(expression: &str, context: Option<&tera::Context>) -> String {
+    let hint = "give a default with `| default(value=...)` if it is optional";
+    let path: Vec<&str> = expression.split('.').map(str::trim).collect();
+    let is_plain_path = path
+        .iter()
+        .all(|p| !p.is_empty() && p.chars().all(|c| c.is_alphanumeric() || c == '_'));
+    let Some(context) = context.filter(|_| is_plain_path) else {
+        return format!("`{expression}` is not defined; {hint}");
+    };
+    let mut current = context.get(path[0]);
+    for (depth, segment) in path.iter().enumerate().skip(1) {
+        let Some(map) = current.and_then(|v| v.as_map()) else { break };
+        let next = map.iter().find(|(k, _)| k.as_str() == Some(*segment)).map(|(_, v)| v);
+        if next.is_none() {
+            let mut keys: Vec<String> = map.keys().filter_map(|k| k.as_str().map(str::to_owned)).collect();
+            keys.sort();
+            let parent = path[..depth].join(".");
+            let available = if keys.is_empty() {
+                format!("`{parent}` is empty")
+            } else {
+                format!("keys under `{parent}`: {}", keys.join(", "))
+            };
+            return format!("`{expression}` is not defined ({available}); {hint}");
+        }
+        current = next;
+    }
+    format!("`{expression}` is not defined; {hint}")
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        message = format!("{message}: {cause}");
+        source = cause.source();
+    }
+    message
+}
+
+/// An error in the rendered output, shown on the rendered line with values hidden.
+fn output_error(path: &Path, rendered: &str, mark: yaml::Mark, message: &str) -> TemplateError {
+    let raw_line = rendered.lines().nth(mark.line.saturating_sub(1)).unwrap_or("");
+    let before: String = raw_line.chars().take(mark.column.saturating_sub(1)).collect();
+    let column = placeholder::redact_placeholders(&before).chars().count() + 1;
+    let shown = placeholder::redact_placeholders(raw_line);
+    let mut error = SourceError::new(
+        format!("the rendered template is not valid YAML: {message}"),
+        path,
+        None,
+        mark.line,
+        column,
+    );
+    error.location.path = PathBuf::from(format!("{} (rendered output)", path.display()));
+    error.line_text = Some(shown);
+    error.into()
+}
+
+/// The template files under `root`: (include name, path, renders on its own).
+fn discover(root: &Path) -> Result<Vec<(String, PathBuf, bool)>, TemplateError> {
+    let metadata = std::fs::metadata(root).map_err(|source| TemplateError::Read {
+        path: root.to_path_buf(),
+        source,
+    })?;
+    if metadata.is_file() {
+        let name = root.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let renderable = !name.starts_with('_') && !has_extension(root, PARTIAL_EXTENSIONS);
+        return Ok(vec![(name, root.to_path_buf(), renderable)]);
+    }
+    let mut found = Vec::new();
+    walk(root, root, &mut found)?;
+    Ok(found)
+}
+
+fn walk(root: &Path, dir: &Path, found: &mut Vec<(String, PathBuf, bool)>) -> Result<(), TemplateError> {
+    let read_error = |source| TemplateError::Read {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .map_err(read_error)?
+        .collect::<Result<_, _>>()
+        .map_err(read_error)?;
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let path = entry.path();
+        let file_name = entry.file_name().to_string_lossy().into_owned();
+        if file_name.starts_with('.') || file_name == PROJECT_FILE {
+            continue;
+        }
+        if path.is_dir() {
+            walk(root, &path, found)?;
+            continue;
+        }
+        let is_template = has_extension(&path, TEMPLATE_EXTENSIONS);
+        if !is_template && !has_extension(&path, PARTIAL_EXTENSIONS) {
+            continue;
+        }
+        let name = path
+            .strip_prefix(root)
+            .unwrap_or(&path)
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy())
+            .collect::<Vec<_>>()
+            .join("/");
+        found.push((name, path, is_template && !file_name.starts_with('_')));
+    }
+    Ok(())
+}
+
+fn has_extension(path: &Path, extensions: &[&str]) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| extensions.contains(&e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn render(files: &[(&str, &str)], values: Json) -> Result<Vec<Json>, TemplateError> {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in files {
+            let path = dir.path().join(name);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        }
+        let set = TemplateSet::load(&[dir.path().to_path_buf()])?;
+        let context = TemplateContext {
+            values,
+            ..Default::default()
+        };
+        Ok(set.render(&context)?.into_iter().map(|d| d.value).collect())
+    }
+
+    #[test]
+    fn values_keep_their_types_and_cannot_change_structure() {
+        let template = "a: {{ values.s }}\nb: {{ values.n }}\nc: \"{{ values.n }}\"\nd: x-{{ values.s }}\ne: {{ values.list }}\nf: |\n  {{ values.s }}\n";
+        let docs = render(&[("t.yaml", template)], json!({"s": "p: w\n# x\n- y", "n": 1.10, "list": [1, "on"]})).unwrap();
+        assert_eq!(
+            docs[0],
+            json!({"a": "p: w\n# x\n- y", "b": 1.1, "c": "1.1", "d": "x-p: w\n# x\n- y", "e": [1, "on"], "f": "p: w\n# x\n- y\n"})
+        );
+    }
+
+    #[test]
+    fn loops_components_includes_and_safe() {
+        let files = [
+            ("_labels.tera", "{% component labels(app) %}app: {{ app }}\ntier: web{% endcomponent labels %}"),
+            ("_note.yaml", "note: {{ values.note }}"),
+            (
+                "t.yaml",
+                "{% for name in values.names %}---\nname: {{ name }}\nlabels:\n  {{<labels app={name}/>}}\n{% include \"_note.yaml\" %}\nraw: {{ values.raw | safe }}\n{% endfor %}",
+            ),
+        ];
+        let docs = render(&files, json!({"names": ["a", "yes"], "note": "n: 1", "raw": "[1, 2]"})).unwrap();
+        assert_eq!(docs.len(), 2);
+        assert_eq!(docs[1], json!({"name": "yes", "labels": {"app": "yes", "tier": "web"}, "note": "n: 1", "raw": [1, 2]}));
+    }
+
+    #[test]
+    fn undefined_values_name_file_line_and_column() {
+        let err = render(&[("t.yaml", "a: 1\nb: {{ values.missing }}\n")], json!({})).unwrap_err();
+        let TemplateError::At(e) = err else { panic!("{err}") };
+        assert_eq!((e.location.line, e.location.column), (2, 7));
+        assert_eq!(e.width, "values.missing".len());
+        assert!(e.location.path.ends_with("t.yaml"));
+        assert!(e.message.starts_with("`values.missing` is not defined"), "{}", e.message);
+        assert_eq!(e.line_text.as_deref(), Some("b: {{ values.missing }}"));
+    }
+
+    #[test]
+    fn undefined_nested_values_list_what_is_there() {
+        let err = render(&[("t.yaml", "a: {{ values.db.hots }}\n")], json!({"db": {"host": "h", "port": 1}})).unwrap_err();
+        let message = err.to_string();
+        assert!(message.contains("keys under `values.db`: host, port"), "{message}");
+    }
+
+    #[test]
+    fn syntax_errors_are_reported_against_the_original_text() {
+        let err = render(&[("t.yaml", "a: {{ values.x + }}\n")], json!({"x": 1})).unwrap_err();
+        let TemplateError::At(e) = err else { panic!("{err}") };
+        assert_eq!(e.location.line, 1);
+        assert!(!e.to_string().contains("__kdeploy"), "{e}");
+    }
+
+    #[test]
+    fn invalid_rendered_yaml_is_an_error_without_values_in_it() {
+        let err = render(&[("t.yaml", "a: {{ values.s }}\n b: [\n")], json!({"s": "hunter2"})).unwrap_err();
+        let shown = err.to_string();
+        assert!(shown.contains("not valid YAML"), "{shown}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+    }
+
+    #[test]
+    fn default_filter_allows_missing_values() {
+        let docs = render(&[("t.yaml", "a: {{ values.x | default(value=3) }}\n")], json!({})).unwrap();
+        assert_eq!(docs[0], json!({"a": 3}));
+    }
+}

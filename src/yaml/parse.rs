@@ -1,0 +1,406 @@
+//! Parsing a YAML stream into [`Node`] trees.
+//!
+//! Built on granit-parser's event stream (the parser under serde-saphyr), because kdeploy needs what a
+//! serde deserializer hides: each scalar's style (plain or quoted decides its type), tags, and the
+//! position of every node. Anchors, aliases and merge keys (`<<`) are supported as in go-yaml;
+//! duplicate keys and tags kdeploy cannot honour are errors.
+
+use std::collections::HashMap;
+
+use granit_parser::{Event, Parser, ScalarStyle as ParserStyle, Span, Tag};
+
+use super::{Entry, Mapping, Mark, Node, NodeValue, Scalar, resolve};
+
+/// How a scalar was written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScalarStyle {
+    Plain,
+    SingleQuoted,
+    DoubleQuoted,
+    Literal,
+    Folded,
+}
+
+/// A scalar as the parser saw it, before resolution; given to a [`ScalarHook`].
+#[derive(Debug)]
+pub struct ScalarEvent<'a> {
+    pub text: &'a str,
+    pub style: ScalarStyle,
+    pub is_key: bool,
+    pub tagged: bool,
+    pub mark: Mark,
+}
+
+/// Lets a caller take over the resolution of some scalars (the template stage replaces placeholders
+/// with values this way). `Ok(None)` leaves the scalar to the normal rules.
+pub type ScalarHook<'h> = dyn FnMut(&ScalarEvent<'_>) -> Result<Option<Node>, String> + 'h;
+
+/// One document of a stream. An empty document has a null root.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Document {
+    pub root: Node,
+    /// Where the document's content starts.
+    pub mark: Mark,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ParseError {
+    pub message: String,
+    pub mark: Mark,
+}
+
+impl ParseError {
+    fn new(message: impl Into<String>, mark: Mark) -> Self {
+        ParseError {
+            message: message.into(),
+            mark,
+        }
+    }
+}
+
+/// Parses every document in `text`, letting `hook` resolve scalars first.
+pub fn parse_stream(text: &str, hook: &mut ScalarHook<'_>) -> Result<Vec<Document>, ParseError> {
+    let mut builder = Builder {
+        hook,
+        stack: Vec::new(),
+        anchors: HashMap::new(),
+        documents: Vec::new(),
+        document_mark: None,
+    };
+    for event in Parser::new_from_str(text) {
+        let (event, span) = event.map_err(|e| {
+            let marker = e.marker();
+            ParseError::new(e.info().to_owned(), Mark {
+                line: marker.line(),
+                column: marker.col() + 1,
+            })
+        })?;
+        builder.event(event, span)?;
+    }
+    Ok(builder.documents)
+}
+
+fn mark_of(span: &Span) -> Mark {
+    Mark {
+        line: span.start.line(),
+        column: span.start.col() + 1,
+    }
+}
+
+enum Frame {
+    Seq {
+        items: Vec<Node>,
+        mark: Mark,
+        anchor: usize,
+    },
+    Map {
+        entries: Mapping,
+        mark: Mark,
+        anchor: usize,
+        pending_key: Option<(String, Mark)>,
+        /// Keys that came from a merge (`<<`): explicit keys may override them.
+        merged: Vec<String>,
+    },
+}
+
+struct Builder<'h, 'a> {
+    hook: &'h mut ScalarHook<'a>,
+    stack: Vec<Frame>,
+    anchors: HashMap<usize, Node>,
+    documents: Vec<Document>,
+    document_mark: Option<Mark>,
+}
+
+const MERGE_KEY: &str = "<<";
+
+impl Builder<'_, '_> {
+    fn event(&mut self, event: Event<'_>, span: Span) -> Result<(), ParseError> {
+        let mark = mark_of(&span);
+        match event {
+            Event::StreamStart | Event::StreamEnd => {}
+            Event::DocumentStart(..) => {
+                self.anchors.clear();
+                self.document_mark = None;
+            }
+            Event::DocumentEnd => {
+                if self.document_mark.is_none() {
+                    self.documents.push(Document {
+                        root: Node::new(NodeValue::Scalar(Scalar::Null), mark),
+                        mark,
+                    });
+                }
+                self.document_mark = None;
+            }
+            Event::Alias(id) => {
+                let node = self
+                    .anchors
+                    .get(&id)
+                    .cloned()
+                    .ok_or_else(|| ParseError::new("alias to an unknown anchor", mark))?;
+                self.add(node, true)?;
+            }
+            Event::Scalar(text, style, anchor, tag) => {
+                let node = self.scalar(&text, style, tag.as_deref(), mark)?;
+                if anchor != 0 {
+                    self.anchors.insert(anchor, node.clone());
+                }
+                self.add(node, style == ParserStyle::Plain && tag.is_none() && text == MERGE_KEY)?;
+            }
+            Event::SequenceStart(_, anchor, tag) => {
+                check_collection_tag(tag.as_deref(), "seq", mark)?;
+                self.stack.push(Frame::Seq {
+                    items: Vec::new(),
+                    mark,
+                    anchor,
+                });
+            }
+            Event::MappingStart(_, anchor, tag) => {
+                check_collection_tag(tag.as_deref(), "map", mark)?;
+                self.stack.push(Frame::Map {
+                    entries: Mapping::new(),
+                    mark,
+                    anchor,
+                    pending_key: None,
+                    merged: Vec::new(),
+                });
+            }
+            Event::SequenceEnd | Event::MappingEnd => {
+                let (node, anchor) = match self.stack.pop() {
+                    Some(Frame::Seq { items, mark, anchor }) => (Node::new(NodeValue::Seq(items), mark), anchor),
+                    Some(Frame::Map { entries, mark, anchor, .. }) => {
+                        (Node::new(NodeValue::Map(entries), mark), anchor)
+                    }
+                    None => return Err(ParseError::new("unbalanced collection end", mark)),
+                };
+                if anchor != 0 {
+                    self.anchors.insert(anchor, node.clone());
+                }
+                self.add(node, false)?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn is_key_position(&self) -> bool {
+        matches!(self.stack.last(), Some(Frame::Map { pending_key: None, .. }))
+    }
+
+    fn scalar(&mut self, text: &str, style: ParserStyle, tag: Option<&Tag>, mark: Mark) -> Result<Node, ParseError> {
+        let style = match style {
+            ParserStyle::Plain => ScalarStyle::Plain,
+            ParserStyle::SingleQuoted => ScalarStyle::SingleQuoted,
+            ParserStyle::DoubleQuoted => ScalarStyle::DoubleQuoted,
+            ParserStyle::Literal => ScalarStyle::Literal,
+            ParserStyle::Folded => ScalarStyle::Folded,
+        };
+        let event = ScalarEvent {
+            text,
+            style,
+            is_key: self.is_key_position(),
+            tagged: tag.is_some(),
+            mark,
+        };
+        if let Some(node) = (self.hook)(&event).map_err(|message| ParseError::new(message, mark))? {
+            return Ok(node);
+        }
+        // A key is always meant as a string: `on:` stays "on" instead of go-yaml's "true".
+        let scalar = match tag {
+            Some(tag) => tagged_scalar(text, tag, mark)?,
+            None if style == ScalarStyle::Plain && !event.is_key => resolve::plain_scalar(text),
+            None => Scalar::String(text.to_owned()),
+        };
+        Ok(Node::new(NodeValue::Scalar(scalar), mark))
+    }
+
+    /// Adds a finished node to the collection being built, or ends the document with it.
+    fn add(&mut self, node: Node, is_merge_key: bool) -> Result<(), ParseError> {
+        let Some(frame) = self.stack.last_mut() else {
+            self.document_mark = Some(node.mark);
+            self.documents.push(Document { mark: node.mark, root: node });
+            return Ok(());
+        };
+        match frame {
+            Frame::Seq { items, .. } => items.push(node),
+            Frame::Map {
+                entries,
+                pending_key,
+                merged,
+                ..
+            } => match pending_key.take() {
+                None => {
+                    let key = if is_merge_key {
+                        MERGE_KEY.to_owned()
+                    } else {
+                        key_text(&node)?
+                    };
+                    *pending_key = Some((key, node.mark));
+                }
+                Some((key, key_mark)) if key == MERGE_KEY => merge_into(entries, merged, node, key_mark)?,
+                Some((key, key_mark)) => {
+                    if let Some(position) = merged.iter().position(|k| *k == key) {
+                        merged.remove(position);
+                    } else if let Some(previous) = entries.get(&key) {
+                        return Err(ParseError::new(
+                            format!(
+                                "duplicate key `{key}` (first defined at line {}, column {})",
+                                previous.key_mark.line, previous.key_mark.column
+                            ),
+                            key_mark,
+                        ));
+                    }
+                    entries.insert(key, Entry { key_mark, value: node });
+                }
+            },
+        }
+        Ok(())
+    }
+}
+
+/// Merge keys: `<<: *base` or `<<: [*a, *b]`; keys already present win, earlier merges win.
+fn merge_into(entries: &mut Mapping, merged: &mut Vec<String>, node: Node, mark: Mark) -> Result<(), ParseError> {
+    let sources = match node.value {
+        NodeValue::Map(map) => vec![map],
+        NodeValue::Seq(items) => items
+            .into_iter()
+            .map(|item| match item.value {
+                NodeValue::Map(map) => Ok(map),
+                _ => Err(ParseError::new("a merge key (<<) takes a mapping or a list of mappings", item.mark)),
+            })
+            .collect::<Result<_, _>>()?,
+        _ => return Err(ParseError::new("a merge key (<<) takes a mapping or a list of mappings", mark)),
+    };
+    for map in sources {
+        for (key, entry) in map {
+            if !entries.contains_key(&key) {
+                merged.push(key.clone());
+                entries.insert(key, entry);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn key_text(node: &Node) -> Result<String, ParseError> {
+    match &node.value {
+        NodeValue::Scalar(Scalar::String(s)) => Ok(s.clone()),
+        NodeValue::Scalar(Scalar::Null) => Ok("null".to_owned()),
+        NodeValue::Scalar(Scalar::Bool(b)) => Ok(b.to_string()),
+        NodeValue::Scalar(Scalar::Int(i)) => Ok(i.to_string()),
+        NodeValue::Scalar(Scalar::UInt(u)) => Ok(u.to_string()),
+        NodeValue::Scalar(Scalar::Float(f)) => Ok(f.to_string()),
+        _ => Err(ParseError::new(
+            "a mapping key must be a scalar; lists and maps as keys are not supported",
+            node.mark,
+        )),
+    }
+}
+
+fn core_tag_suffix(tag: &Tag) -> Option<&str> {
+    tag.is_yaml_core_schema().then(|| tag.suffix())
+}
+
+fn tagged_scalar(text: &str, tag: &Tag, mark: Mark) -> Result<Scalar, ParseError> {
+    let expect = |scalar: Scalar, kind: &str, ok: bool| {
+        if ok {
+            Ok(scalar)
+        } else {
+            Err(ParseError::new(format!("`{text}` is not a valid !!{kind}"), mark))
+        }
+    };
+    match core_tag_suffix(tag) {
+        Some("str" | "binary" | "timestamp") => Ok(Scalar::String(text.to_owned())),
+        Some("null") => Ok(Scalar::Null),
+        Some("bool") => {
+            let resolved = resolve::plain_scalar(text);
+            let ok = matches!(resolved, Scalar::Bool(_));
+            expect(resolved, "bool", ok)
+        }
+        Some("int") => {
+            let resolved = resolve::plain_scalar(text);
+            let ok = matches!(resolved, Scalar::Int(_) | Scalar::UInt(_));
+            expect(resolved, "int", ok)
+        }
+        Some("float") => match resolve::plain_scalar(text) {
+            Scalar::Int(i) => Ok(Scalar::Float(i as f64)),
+            Scalar::UInt(u) => Ok(Scalar::Float(u as f64)),
+            resolved @ Scalar::Float(_) => Ok(resolved),
+            _ => expect(Scalar::Null, "float", false),
+        },
+        _ => Err(ParseError::new(
+            format!("unsupported YAML tag `{}{}` (only the core tags such as !!str and !!int are)", tag.handle(), tag.suffix()),
+            mark,
+        )),
+    }
+}
+
+fn check_collection_tag(tag: Option<&Tag>, expected: &str, mark: Mark) -> Result<(), ParseError> {
+    match tag {
+        None => Ok(()),
+        Some(tag) if core_tag_suffix(tag) == Some(expected) => Ok(()),
+        Some(tag) => Err(ParseError::new(
+            format!("unsupported YAML tag `{}{}` on a collection", tag.handle(), tag.suffix()),
+            mark,
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Vec<serde_json::Value>, ParseError> {
+        let docs = parse_stream(text, &mut |_| Ok(None))?;
+        Ok(docs.into_iter().map(|d| d.root.to_json().unwrap()).collect())
+    }
+
+    #[test]
+    fn plain_scalars_resolve_as_kubectl_reads_them_and_quoted_ones_stay_strings() {
+        let docs = parse("mode: 0644\nq: '0644'\non: yes\nv: 1.10\nt: !!str 12\nblock: |\n  a\n  b\n").unwrap();
+        assert_eq!(
+            docs[0],
+            serde_json::json!({"mode": 420, "q": "0644", "on": true, "v": 1.1, "t": "12", "block": "a\nb\n"})
+        );
+    }
+
+    #[test]
+    fn streams_anchors_and_merge_keys() {
+        let text = "a: 1\n---\n# only a comment\n---\nbase: &b {x: 1, y: 2}\nderived:\n  <<: *b\n  y: 3\nlist: [*b]\n";
+        let docs = parse(text).unwrap();
+        assert_eq!(docs.len(), 3);
+        assert_eq!(docs[1], serde_json::Value::Null);
+        assert_eq!(docs[2]["derived"], serde_json::json!({"x": 1, "y": 3}));
+        assert_eq!(docs[2]["list"][0]["y"], 2);
+    }
+
+    #[test]
+    fn duplicate_keys_are_errors_with_both_positions() {
+        let err = parse("a: 1\nb: 2\na: 3\n").unwrap_err();
+        assert_eq!(err.mark, Mark { line: 3, column: 1 });
+        assert!(err.message.contains("first defined at line 1, column 1"), "{}", err.message);
+    }
+
+    #[test]
+    fn syntax_errors_and_unknown_tags_have_positions() {
+        let err = parse("a: [1, 2\nb: 3\n").unwrap_err();
+        assert!(err.mark.line >= 1);
+        let err = parse("a: !custom x\n").unwrap_err();
+        assert!(err.message.contains("unsupported YAML tag"), "{}", err.message);
+        assert_eq!(err.mark.line, 1);
+        let err = parse("a: !!int abc\n").unwrap_err();
+        assert!(err.message.contains("not a valid !!int"));
+    }
+
+    #[test]
+    fn hook_sees_keys_and_styles() {
+        let mut seen = Vec::new();
+        parse_stream("k: 'v'\n- x\n", &mut |e| {
+            seen.push((e.text.to_owned(), e.is_key, e.style));
+            Ok(None)
+        })
+        .ok();
+        assert_eq!(seen[0], ("k".to_owned(), true, ScalarStyle::Plain));
+        assert_eq!(seen[1], ("v".to_owned(), false, ScalarStyle::SingleQuoted));
+    }
+}
