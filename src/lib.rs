@@ -8,3 +8,8 @@
 pub mod diagnostic;
 pub mod yaml;
 pub mod template;
+pub mod values;
+pub mod project;
+pub mod manifest;
+pub mod cli;
+pub mod commands;

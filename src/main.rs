@@ -1,1 +1,26 @@
-fn main() {}
+//! The `kdeploy` binary: parse flags, run the command, turn errors into exit code 2.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use kdeploy::cli::Cli;
+use kdeploy::commands::{self, EXIT_ERROR};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match commands::run(cli) {
+        Ok(code) => code,
+        Err(error) => {
+            let mut shown = error.to_string();
+            eprintln!("error: {shown}");
+            for cause in error.chain().skip(1) {
+                let cause = cause.to_string();
+                if !shown.contains(&cause) {
+                    eprintln!("  caused by: {cause}");
+                    shown.push_str(&cause);
+                }
+            }
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}

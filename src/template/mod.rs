@@ -32,7 +32,7 @@ const PROJECT_FILE: &str = "kdeploy.yaml";
 
 #[derive(Debug, thiserror::Error)]
 pub enum TemplateError {
-    #[error("{0}")]
+    #[error(transparent)]
     At(#[from] SourceError),
     #[error("cannot read template {path}: {source}")]
     Read {
@@ -87,12 +87,17 @@ pub struct TemplateSet {
 }
 
 impl TemplateSet {
-    /// Loads the template files and folders in `paths` (folders recursively, in name order).
-    pub fn load(paths: &[PathBuf]) -> Result<Self, TemplateError> {
+    /// Loads the template files and folders in `paths` (folders recursively, in name order),
+    /// leaving out `data_files`: files the project reads as values, env files or secrets are data,
+    /// never templates, even inside a template folder.
+    pub fn load(paths: &[PathBuf], data_files: &[PathBuf]) -> Result<Self, TemplateError> {
+        let data_files: Vec<PathBuf> = data_files.iter().filter_map(|p| p.canonicalize().ok()).collect();
+        let is_data = |path: &Path| path.canonicalize().is_ok_and(|p| data_files.contains(&p));
         let mut files: Vec<TemplateFile> = Vec::new();
         let mut by_name: HashMap<String, PathBuf> = HashMap::new();
         for root in paths {
-            let found = discover(root)?;
+            let mut found = discover(root)?;
+            found.retain(|(_, path, _)| !is_data(path));
             if found.iter().all(|(_, _, renderable)| !renderable) && root.is_dir() {
                 return Err(TemplateError::NoTemplates(root.clone()));
             }
@@ -390,7 +395,7 @@ mod tests {
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             std::fs::write(path, text).unwrap();
         }
-        let set = TemplateSet::load(&[dir.path().to_path_buf()])?;
+        let set = TemplateSet::load(&[dir.path().to_path_buf()], &[dir.path().join("values.yaml")])?;
         let context = TemplateContext {
             values,
             ..Default::default()
@@ -455,6 +460,12 @@ mod tests {
         let shown = err.to_string();
         assert!(shown.contains("not valid YAML"), "{shown}");
         assert!(!shown.contains("hunter2"), "{shown}");
+    }
+
+    #[test]
+    fn data_files_in_a_template_folder_are_not_templates() {
+        let docs = render(&[("values.yaml", "not: {{ a template"), ("t.yaml", "a: 1\n")], json!({})).unwrap();
+        assert_eq!(docs, [json!({"a": 1})]);
     }
 
     #[test]

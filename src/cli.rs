@@ -1,0 +1,117 @@
+//! Flags and subcommands. Each flag is defined once here; its doc comment is its `--help` text, and
+//! feeds the man page and shell completions.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "kdeploy",
+    version,
+    about = "Render, diff and apply Kubernetes manifest templates",
+    long_about = "kdeploy renders a folder of Kubernetes manifest templates (YAML with Tera expressions) with values \
+from values files, flags, environment variables, env files and encrypted secrets, into a YAML stream that \
+`kubectl apply -f -` reads.\n\nExit codes: 0 success (and, for diff, no changes), 1 diff found changes, 2 error.",
+    after_help = "Run `kdeploy render` in a folder with kdeploy.yaml or manifests/ to see the result."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Render templates to a YAML stream on stdout
+    Render(RenderArgs),
+    /// Show the merged data values and where each one came from
+    Values(ValuesArgs),
+    /// Print shell completions
+    Completions {
+        /// The shell to complete for
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff)
+    Man,
+}
+
+/// Where templates, values and the environment come from; shared by every command that renders.
+#[derive(Debug, Args, Clone, Default)]
+pub struct InputArgs {
+    /// Template files or folders (default: the project's templates, else ./manifests). A folder or
+    /// kdeploy.yaml given here selects that project.
+    #[arg(value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+
+    /// Template file or folder, as in ytt (same as a PATH argument)
+    #[arg(short = 'f', long = "file", value_name = "PATH")]
+    pub files: Vec<PathBuf>,
+
+    /// The project file (default: ./kdeploy.yaml if there is one)
+    #[arg(short = 'p', long, value_name = "FILE", env = "KDEPLOY_PROJECT")]
+    pub project: Option<PathBuf>,
+
+    /// Use the settings of this target from kdeploy.yaml (values, env files, namespace, context)
+    #[arg(short = 't', long, value_name = "NAME", env = "KDEPLOY_TARGET")]
+    pub target: Option<String>,
+
+    /// Default namespace for namespaced objects that set none (overrides the project's)
+    #[arg(short = 'n', long, value_name = "NAMESPACE")]
+    pub namespace: Option<String>,
+
+    /// Data values file (YAML; maps merge deeply, lists replace); repeatable
+    #[arg(long = "data-values-file", value_name = "PATH")]
+    pub data_values_files: Vec<PathBuf>,
+
+    /// Take data values from environment variables PREFIX_key__subkey=value (strings)
+    #[arg(long = "data-values-env", value_name = "PREFIX")]
+    pub data_values_env: Vec<String>,
+
+    /// Like --data-values-env, with each value read as YAML
+    #[arg(long = "data-values-env-yaml", value_name = "PREFIX")]
+    pub data_values_env_yaml: Vec<String>,
+
+    /// Set a data value to a string: key.path=value
+    #[arg(short = 'v', long = "data-value", value_name = "KEY=VALUE")]
+    pub data_values: Vec<String>,
+
+    /// Set a data value from YAML: key.path=yaml
+    #[arg(long = "data-value-yaml", value_name = "KEY=YAML")]
+    pub data_values_yaml: Vec<String>,
+
+    /// Set a data value to the content of a file: key.path=file
+    #[arg(long = "data-value-file", value_name = "KEY=FILE")]
+    pub data_value_files: Vec<String>,
+
+    /// Env file (.env syntax, or .envrc in direnv's common subset) for `env` in templates; repeatable
+    #[arg(long = "env-file", value_name = "PATH")]
+    pub env_files: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum OutputFormat {
+    #[default]
+    Yaml,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+
+    /// Output format: a YAML stream, or a JSON v1 List
+    #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Yaml)]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct ValuesArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+
+    /// Output format: YAML with the origin of each value as a comment, or JSON
+    #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Yaml)]
+    pub output: OutputFormat,
+}

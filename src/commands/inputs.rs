@@ -1,0 +1,112 @@
+//! Gathering what a render needs from the command line and the project: which project and target,
+//! which templates, the merged values and the environment.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+
+use crate::cli::InputArgs;
+use crate::manifest::Manifest;
+use crate::project::{DEFAULT_TEMPLATES, PROJECT_FILE, Project, Selection};
+use crate::template::{TemplateContext, TemplateSet};
+use crate::values::{Env, ValueFlags, Values, load_values};
+
+/// Everything a render reads, resolved.
+#[derive(Debug)]
+pub struct Inputs {
+    pub selection: Selection,
+    pub values: Values,
+    pub env: Env,
+}
+
+/// The result of a render, with the inputs that produced it.
+#[derive(Debug)]
+pub struct RenderedInputs {
+    pub inputs: Inputs,
+    pub manifest: Manifest,
+}
+
+impl Inputs {
+    pub fn gather(args: &InputArgs) -> anyhow::Result<Inputs> {
+        let mut template_paths: Vec<PathBuf> = args.paths.iter().chain(&args.files).cloned().collect();
+        let project_file = match &args.project {
+            Some(file) => Some(file.clone()),
+            None => take_project_path(&mut template_paths).or_else(|| Project::find_in(Path::new("."))),
+        };
+        let mut selection = match &project_file {
+            Some(file) => Project::load(file)?.select(args.target.as_deref())?,
+            None => {
+                if let Some(target) = &args.target {
+                    return Err(crate::project::ProjectError::TargetWithoutProject(target.clone()).into());
+                }
+                Selection::default()
+            }
+        };
+        if !template_paths.is_empty() {
+            selection.templates = template_paths;
+        } else if selection.templates.is_empty() {
+            let default = PathBuf::from(DEFAULT_TEMPLATES);
+            if !default.is_dir() {
+                bail!("no templates: pass template files or folders, or run where there is a {PROJECT_FILE} or a {DEFAULT_TEMPLATES}/ folder");
+            }
+            selection.templates = vec![default];
+        }
+        if args.namespace.is_some() {
+            selection.namespace = args.namespace.clone();
+        }
+        selection.env_files.extend(args.env_files.iter().cloned());
+
+        let process_env = process_environment();
+        let flags = ValueFlags {
+            project_files: selection.values_files.clone(),
+            files: args.data_values_files.clone(),
+            env_prefixes: args.data_values_env.clone(),
+            env_yaml_prefixes: args.data_values_env_yaml.clone(),
+            strings: args.data_values.clone(),
+            yamls: args.data_values_yaml.clone(),
+            file_contents: args.data_value_files.clone(),
+        };
+        let values = load_values(&flags, &process_env)?;
+        let env = Env::load(&selection.env_files, process_env)?;
+        Ok(Inputs { selection, values, env })
+    }
+
+    /// Renders the templates into a validated manifest.
+    pub fn render(self) -> anyhow::Result<RenderedInputs> {
+        let selection = &self.selection;
+        let data_files: Vec<PathBuf> = selection
+            .values_files
+            .iter()
+            .chain(&selection.env_files)
+            .chain(&selection.secrets_files)
+            .cloned()
+            .collect();
+        let templates = TemplateSet::load(&selection.templates, &data_files)?;
+        let context = TemplateContext {
+            values: self.values.to_json().context("data values")?,
+            env: self.env.vars.clone(),
+            secrets: serde_json::Value::Object(Default::default()),
+        };
+        let documents = templates.render(&context)?;
+        let manifest = Manifest::from_documents(documents, self.selection.namespace.as_deref())?;
+        Ok(RenderedInputs { inputs: self, manifest })
+    }
+}
+
+/// A PATH that is a project (a folder holding kdeploy.yaml, or kdeploy.yaml itself) selects that
+/// project instead of naming templates.
+fn take_project_path(paths: &mut Vec<PathBuf>) -> Option<PathBuf> {
+    let position = paths.iter().position(|p| {
+        p.file_name().is_some_and(|n| n == PROJECT_FILE) && p.is_file() || Project::find_in(p).is_some() && p.is_dir()
+    })?;
+    let path = paths.remove(position);
+    Some(if path.is_dir() { path.join(PROJECT_FILE) } else { path })
+}
+
+/// The process environment, leaving out variables that are not valid UTF-8.
+fn process_environment() -> BTreeMap<String, String> {
+    std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect()
+}

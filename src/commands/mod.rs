@@ -1,0 +1,38 @@
+//! One module per subcommand; each turns parsed flags into calls on the library stages and says how
+//! the process should exit.
+
+mod docs;
+mod inputs;
+mod render;
+mod values;
+
+pub use inputs::{Inputs, RenderedInputs};
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use crate::cli::{Cli, Command};
+
+/// Exit codes, as kubectl diff uses them.
+pub const EXIT_OK: u8 = 0;
+pub const EXIT_CHANGES: u8 = 1;
+pub const EXIT_ERROR: u8 = 2;
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Render(args) => render::run(&args),
+        Command::Values(args) => values::run(&args),
+        Command::Completions { shell } => docs::completions(shell),
+        Command::Man => docs::man(),
+    }
+}
+
+/// Writes all of `text` to stdout at once; a closed pipe (`| head`) is not an error.
+pub fn write_stdout(text: &str) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
+}

@@ -1,0 +1,35 @@
+//! `kdeploy values`: the merged data values, each with where it came from.
+
+use std::process::ExitCode;
+
+use serde_json::{Map, Value as Json};
+
+use crate::cli::{OutputFormat, ValuesArgs};
+
+pub fn run(args: &ValuesArgs) -> anyhow::Result<ExitCode> {
+    let inputs = super::Inputs::gather(&args.input)?;
+    let leaves = inputs.values.leaves();
+    let text = match args.output {
+        OutputFormat::Json => {
+            let origins: Map<String, Json> = leaves
+                .iter()
+                .map(|(path, _, origin)| (path.clone(), origin.map_or(Json::Null, |o| Json::String(o.to_string()))))
+                .collect();
+            let out = serde_json::json!({ "values": inputs.values.to_json()?, "origins": origins });
+            format!("{}\n", serde_json::to_string_pretty(&out)?)
+        }
+        OutputFormat::Yaml => {
+            let mut text = String::new();
+            for (path, value, origin) in &leaves {
+                let origin = origin.map_or_else(String::new, |o| format!("  # {o}"));
+                text.push_str(&format!("{path}: {value}{origin}\n"));
+            }
+            if text.is_empty() {
+                text.push_str("# no data values\n");
+            }
+            text
+        }
+    };
+    super::write_stdout(&text)?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,364 @@
+//! The rendered stream as Kubernetes objects: checked, defaulted, ordered and written out.
+//!
+//! [`Manifest::from_documents`] takes the template stage's documents, drops the empty ones, unpacks
+//! `List`s, checks that every object has `apiVersion`, `kind` and `metadata.name` and that no two
+//! objects share kind, namespace and name, gives namespaced objects without a namespace the default
+//! one, and orders them: Namespaces and CRDs first, then a fixed kind order, template order within a
+//! kind. Every problem is reported at once, each with the template and document it came from.
+
+mod kinds;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+use std::path::PathBuf;
+
+use serde_json::{Map, Value as Json};
+
+use crate::template::RenderedDocument;
+use crate::yaml::emit::{EmitError, to_yaml_stream};
+
+/// Where an object came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    pub template: PathBuf,
+    /// Which document of the template's output, from 1.
+    pub document: usize,
+    /// Line of the rendered output where the document starts.
+    pub line: usize,
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (document {}, rendered line {})", self.template.display(), self.document, self.line)
+    }
+}
+
+/// What identifies an object in a cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ObjectRef {
+    pub group: String,
+    pub kind: String,
+    pub namespace: Option<String>,
+    pub name: String,
+}
+
+impl fmt::Display for ObjectRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.namespace {
+            Some(ns) => write!(f, "{}/{} (namespace {ns})", self.kind, self.name),
+            None => write!(f, "{}/{}", self.kind, self.name),
+        }
+    }
+}
+
+/// One Kubernetes object of the manifest.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Object {
+    pub value: Json,
+    pub source: Source,
+}
+
+impl Object {
+    pub fn api_version(&self) -> &str {
+        self.value["apiVersion"].as_str().unwrap_or_default()
+    }
+
+    pub fn kind(&self) -> &str {
+        self.value["kind"].as_str().unwrap_or_default()
+    }
+
+    pub fn name(&self) -> &str {
+        self.value["metadata"]["name"].as_str().unwrap_or_default()
+    }
+
+    pub fn namespace(&self) -> Option<&str> {
+        self.value["metadata"]["namespace"].as_str()
+    }
+
+    /// The API group (`""` for the core group).
+    pub fn group(&self) -> &str {
+        group_of(self.api_version())
+    }
+
+    pub fn reference(&self) -> ObjectRef {
+        ObjectRef {
+            group: self.group().to_owned(),
+            kind: self.kind().to_owned(),
+            namespace: self.namespace().map(str::to_owned),
+            name: self.name().to_owned(),
+        }
+    }
+}
+
+/// Sets `metadata.namespace` right after `metadata.name`, where people look for it.
+fn set_namespace(object: &mut Json, namespace: &str) {
+    if let Some(metadata) = object.get_mut("metadata").and_then(Json::as_object_mut) {
+        let at = metadata.keys().position(|k| k == "name").map_or(0, |i| i + 1);
+        metadata.shift_insert(at, "namespace".to_owned(), Json::String(namespace.to_owned()));
+    }
+}
+
+fn group_of(api_version: &str) -> &str {
+    api_version.rsplit_once('/').map_or("", |(group, _)| group)
+}
+
+/// A problem with one document or object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub source: Source,
+    pub message: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("{}", problems_text(.0))]
+    Invalid(Vec<Problem>),
+    #[error(transparent)]
+    Emit(#[from] EmitError),
+}
+
+fn problems_text(problems: &[Problem]) -> String {
+    let mut text = format!(
+        "the rendered manifest has {} problem{}:",
+        problems.len(),
+        if problems.len() == 1 { "" } else { "s" }
+    );
+    for problem in problems {
+        text.push_str(&format!("\n  {}: {}", problem.source, problem.message));
+    }
+    text
+}
+
+/// The objects to deploy, validated and in creation order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Manifest {
+    pub objects: Vec<Object>,
+}
+
+impl Manifest {
+    /// Builds the manifest; `default_namespace` goes to namespaced objects that have none.
+    pub fn from_documents(documents: Vec<RenderedDocument>, default_namespace: Option<&str>) -> Result<Manifest, ManifestError> {
+        let mut problems = Vec::new();
+        let mut objects = Vec::new();
+        for document in documents {
+            let source = Source {
+                template: document.template,
+                document: document.index,
+                line: document.line,
+            };
+            unpack(document.value, &source, &mut objects, &mut problems);
+        }
+        let custom_cluster_scoped = cluster_scoped_custom_kinds(&objects);
+        let mut seen: HashMap<ObjectRef, Source> = HashMap::new();
+        for object in &mut objects {
+            let cluster_scoped = kinds::is_builtin_cluster_scoped(object.group(), object.kind())
+                || custom_cluster_scoped.contains(&(object.group().to_owned(), object.kind().to_owned()));
+            if cluster_scoped && object.namespace().is_some() {
+                problems.push(Problem {
+                    source: object.source.clone(),
+                    message: format!("{} is cluster-scoped but sets metadata.namespace", object.reference()),
+                });
+            }
+            if !cluster_scoped
+                && object.namespace().is_none()
+                && let Some(namespace) = default_namespace
+            {
+                set_namespace(&mut object.value, namespace);
+            }
+            if let Some(first) = seen.insert(object.reference(), object.source.clone()) {
+                problems.push(Problem {
+                    source: object.source.clone(),
+                    message: format!("{} is defined twice; first in {first}", object.reference()),
+                });
+            }
+        }
+        if !problems.is_empty() {
+            return Err(ManifestError::Invalid(problems));
+        }
+        objects.sort_by_key(|o| kinds::rank(o.kind()));
+        Ok(Manifest { objects })
+    }
+
+    /// A YAML stream, one document an object.
+    pub fn to_yaml(&self) -> Result<String, ManifestError> {
+        Ok(to_yaml_stream(self.objects.iter().map(|o| &o.value))?)
+    }
+
+    /// A `v1` `List` holding every object, as kubectl writes and reads it.
+    pub fn to_json(&self) -> String {
+        let list = serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "List",
+            "items": self.objects.iter().map(|o| &o.value).collect::<Vec<_>>(),
+        });
+        let mut text = serde_json::to_string_pretty(&list).unwrap_or_default();
+        text.push('\n');
+        text
+    }
+}
+
+/// Adds the objects of one document (a `List` holds several), or problems.
+fn unpack(value: Json, source: &Source, objects: &mut Vec<Object>, problems: &mut Vec<Problem>) {
+    let mut problem = |message: String| {
+        problems.push(Problem {
+            source: source.clone(),
+            message,
+        })
+    };
+    let map = match value {
+        Json::Null => return,
+        Json::Object(map) if map.is_empty() => return,
+        Json::Object(map) => map,
+        other => return problem(format!("a document must be a Kubernetes object (a mapping), not {}", describe(&other))),
+    };
+    let is_list = map.get("kind").and_then(Json::as_str).is_some_and(|k| k == "List" || k.ends_with("List"))
+        && map.get("items").is_some_and(Json::is_array)
+        && !map.contains_key("metadata");
+    if is_list {
+        if let Some(Json::Array(items)) = map.get("items") {
+            for item in items {
+                unpack(item.clone(), source, objects, problems);
+            }
+        }
+        return;
+    }
+    if let Err(message) = check_object(&map) {
+        return problem(message);
+    }
+    objects.push(Object {
+        value: Json::Object(map),
+        source: source.clone(),
+    });
+}
+
+fn check_object(map: &Map<String, Json>) -> Result<(), String> {
+    let label = || {
+        let kind = map.get("kind").and_then(Json::as_str).unwrap_or("object");
+        match map.get("metadata").and_then(|m| m.get("name")).and_then(Json::as_str) {
+            Some(name) => format!("{kind}/{name}"),
+            None => kind.to_owned(),
+        }
+    };
+    let non_empty_string = |value: Option<&Json>| value.and_then(Json::as_str).is_some_and(|s| !s.trim().is_empty());
+    if !non_empty_string(map.get("apiVersion")) {
+        return Err(format!("{} has no apiVersion", label()));
+    }
+    if !non_empty_string(map.get("kind")) {
+        return Err(format!("{} has no kind", label()));
+    }
+    let Some(metadata) = map.get("metadata").and_then(Json::as_object) else {
+        return Err(format!("{} has no metadata", label()));
+    };
+    if !non_empty_string(metadata.get("name")) {
+        let hint = if metadata.contains_key("generateName") {
+            " (generateName cannot be used with server-side apply)"
+        } else {
+            ""
+        };
+        return Err(format!("{} has no metadata.name{hint}", label()));
+    }
+    if let Some(namespace) = metadata.get("namespace")
+        && !non_empty_string(Some(namespace))
+    {
+        return Err(format!("{} has a metadata.namespace that is not a non-empty string", label()));
+    }
+    Ok(())
+}
+
+fn describe(value: &Json) -> &'static str {
+    match value {
+        Json::Null => "null",
+        Json::Bool(_) => "a boolean",
+        Json::Number(_) => "a number",
+        Json::String(_) => "a string",
+        Json::Array(_) => "a list",
+        Json::Object(_) => "a mapping",
+    }
+}
+
+/// Kinds that CRDs in the manifest define as cluster-scoped: (group, kind).
+fn cluster_scoped_custom_kinds(objects: &[Object]) -> HashSet<(String, String)> {
+    objects
+        .iter()
+        .filter(|o| o.kind() == "CustomResourceDefinition" && o.group() == "apiextensions.k8s.io")
+        .filter(|o| o.value["spec"]["scope"].as_str() == Some("Cluster"))
+        .filter_map(|o| {
+            let group = o.value["spec"]["group"].as_str()?;
+            let kind = o.value["spec"]["names"]["kind"].as_str()?;
+            Some((group.to_owned(), kind.to_owned()))
+        })
+        .collect()
+}
+
+/// Counts of objects by kind, for summaries.
+pub fn count_by_kind(objects: &[Object]) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for object in objects {
+        *counts.entry(object.kind().to_owned()).or_insert(0) += 1;
+    }
+    counts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn doc(value: Json, index: usize) -> RenderedDocument {
+        RenderedDocument {
+            template: PathBuf::from("t.yaml"),
+            index,
+            line: index,
+            value,
+        }
+    }
+
+    fn object(kind: &str, name: &str) -> Json {
+        json!({"apiVersion": "v1", "kind": kind, "metadata": {"name": name}})
+    }
+
+    #[test]
+    fn orders_namespaces_and_crds_first_and_defaults_namespaces() {
+        let crd = json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition", "metadata": {"name": "widgets.example.com"},
+            "spec": {"group": "example.com", "scope": "Cluster", "names": {"kind": "Widget"}}});
+        let widget = json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}});
+        let docs = vec![
+            doc(object("ConfigMap", "c"), 1),
+            doc(Json::Null, 2),
+            doc(widget, 3),
+            doc(crd, 4),
+            doc(object("Namespace", "ns"), 5),
+        ];
+        let manifest = Manifest::from_documents(docs, Some("app")).unwrap();
+        let order: Vec<&str> = manifest.objects.iter().map(Object::kind).collect();
+        assert_eq!(order, ["Namespace", "CustomResourceDefinition", "ConfigMap", "Widget"]);
+        assert_eq!(manifest.objects[2].namespace(), Some("app"));
+        assert_eq!(manifest.objects[0].namespace(), None, "Namespaces are cluster-scoped");
+        assert_eq!(manifest.objects[3].namespace(), None, "the CRD says Widgets are cluster-scoped");
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_source() {
+        let docs = vec![
+            doc(json!({"kind": "ConfigMap", "metadata": {"name": "a"}}), 1),
+            doc(json!("just text"), 2),
+            doc(object("ConfigMap", "dup"), 3),
+            doc(object("ConfigMap", "dup"), 4),
+            doc(json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"generateName": "p-"}}), 5),
+        ];
+        let Err(ManifestError::Invalid(problems)) = Manifest::from_documents(docs, None) else { panic!() };
+        let messages: Vec<String> = problems.iter().map(|p| format!("{}: {}", p.source.document, p.message)).collect();
+        assert_eq!(messages[0], "1: ConfigMap/a has no apiVersion");
+        assert!(messages[1].starts_with("2: a document must be a Kubernetes object"));
+        assert!(messages[2].starts_with("5: Pod has no metadata.name (generateName"), "{messages:?}");
+        assert!(messages[3].starts_with("4: ConfigMap/dup is defined twice; first in t.yaml (document 3"), "{messages:?}");
+    }
+
+    #[test]
+    fn lists_are_unpacked() {
+        let list = json!({"apiVersion": "v1", "kind": "List", "items": [object("ConfigMap", "a"), object("Secret", "b")]});
+        let manifest = Manifest::from_documents(vec![doc(list, 1)], None).unwrap();
+        assert_eq!(manifest.objects.len(), 2);
+        assert_eq!(manifest.objects[0].kind(), "Secret");
+    }
+}

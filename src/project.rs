@@ -1,0 +1,231 @@
+//! The project file, `kdeploy.yaml`: where the templates are, which values, env files and secrets
+//! feed them, and the named targets (dev, prod, ...) with their own values, kube context and
+//! namespace. Paths in it are relative to the file. Unknown keys are errors.
+//!
+//! ```yaml
+//! templates: [manifests]
+//! values: [values.yaml]
+//! env_files: [.env]
+//! secrets: [secrets.sops.yaml]
+//! namespace: shop
+//! targets:
+//!   prod:
+//!     context: prod-cluster
+//!     namespace: shop-prod
+//!     values: [values/prod.yaml]
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::diagnostic::SourceError;
+
+pub const PROJECT_FILE: &str = "kdeploy.yaml";
+/// Where templates are looked for when there is no project file.
+pub const DEFAULT_TEMPLATES: &str = "manifests";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Invalid(#[from] SourceError),
+    #[error("{}: {message}", path.display())]
+    Unlocated { path: PathBuf, message: String },
+    #[error("unknown target `{name}` in {}; defined targets: {}", path.display(), if known.is_empty() { "none".to_owned() } else { known.join(", ") })]
+    UnknownTarget { name: String, path: PathBuf, known: Vec<String> },
+    #[error("--target {0} needs a project file (kdeploy.yaml) that defines it")]
+    TargetWithoutProject(String),
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectConfig {
+    #[serde(default)]
+    pub templates: Vec<PathBuf>,
+    #[serde(default)]
+    pub values: Vec<PathBuf>,
+    #[serde(default)]
+    pub env_files: Vec<PathBuf>,
+    #[serde(default)]
+    pub secrets: Vec<PathBuf>,
+    /// Age recipients that vault files are encrypted to.
+    #[serde(default)]
+    pub recipients: Vec<String>,
+    pub namespace: Option<String>,
+    #[serde(default)]
+    pub targets: BTreeMap<String, TargetConfig>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TargetConfig {
+    pub context: Option<String>,
+    pub namespace: Option<String>,
+    #[serde(default)]
+    pub values: Vec<PathBuf>,
+    #[serde(default)]
+    pub env_files: Vec<PathBuf>,
+    #[serde(default)]
+    pub secrets: Vec<PathBuf>,
+}
+
+/// A loaded project file.
+#[derive(Debug, Clone)]
+pub struct Project {
+    pub file: PathBuf,
+    pub dir: PathBuf,
+    pub config: ProjectConfig,
+}
+
+/// What a command works with once the project and target are chosen; paths resolved.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Selection {
+    pub templates: Vec<PathBuf>,
+    pub values_files: Vec<PathBuf>,
+    pub env_files: Vec<PathBuf>,
+    pub secrets_files: Vec<PathBuf>,
+    pub recipients: Vec<String>,
+    pub namespace: Option<String>,
+    pub context: Option<String>,
+    pub target: Option<String>,
+    pub project_file: Option<PathBuf>,
+}
+
+impl Project {
+    pub fn load(file: &Path) -> Result<Project, ProjectError> {
+        let text = std::fs::read_to_string(file).map_err(|source| ProjectError::Read {
+            path: file.to_path_buf(),
+            source,
+        })?;
+        let config: ProjectConfig = if text.trim().is_empty() {
+            ProjectConfig::default()
+        } else {
+            serde_saphyr::from_str(&text).map_err(|e| located(file, &text, &e))?
+        };
+        let dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
+        let dir = if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir };
+        for name in config.targets.keys() {
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+                return Err(ProjectError::Unlocated {
+                    path: file.to_path_buf(),
+                    message: format!("target name `{name}` may only contain letters, digits, `-` and `_`"),
+                });
+            }
+        }
+        Ok(Project {
+            file: file.to_path_buf(),
+            dir,
+            config,
+        })
+    }
+
+    /// The project file in `dir`, if there is one.
+    pub fn find_in(dir: &Path) -> Option<PathBuf> {
+        let file = dir.join(PROJECT_FILE);
+        file.is_file().then_some(file)
+    }
+
+    /// Resolves the project's settings for `target` (or none).
+    pub fn select(&self, target: Option<&str>) -> Result<Selection, ProjectError> {
+        let resolve = |paths: &[PathBuf]| paths.iter().map(|p| self.dir.join(p)).collect::<Vec<_>>();
+        let config = &self.config;
+        let templates = if config.templates.is_empty() {
+            vec![self.dir.join(DEFAULT_TEMPLATES)]
+        } else {
+            resolve(&config.templates)
+        };
+        let mut selection = Selection {
+            templates,
+            values_files: resolve(&config.values),
+            env_files: resolve(&config.env_files),
+            secrets_files: resolve(&config.secrets),
+            recipients: config.recipients.clone(),
+            namespace: config.namespace.clone(),
+            context: None,
+            target: None,
+            project_file: Some(self.file.clone()),
+        };
+        if let Some(name) = target {
+            let target = config.targets.get(name).ok_or_else(|| ProjectError::UnknownTarget {
+                name: name.to_owned(),
+                path: self.file.clone(),
+                known: config.targets.keys().cloned().collect(),
+            })?;
+            selection.values_files.extend(resolve(&target.values));
+            selection.env_files.extend(resolve(&target.env_files));
+            selection.secrets_files.extend(resolve(&target.secrets));
+            if target.namespace.is_some() {
+                selection.namespace = target.namespace.clone();
+            }
+            selection.context = target.context.clone();
+            selection.target = Some(name.to_owned());
+        }
+        Ok(selection)
+    }
+}
+
+/// serde-saphyr reports a location with most errors; turn it into a [`SourceError`].
+fn located(file: &Path, text: &str, error: &serde_saphyr::Error) -> ProjectError {
+    let message = error.to_string();
+    let first_line = message.lines().next().unwrap_or("invalid project file").to_owned();
+    match error.location() {
+        Some(location) => SourceError::new(
+            format!("invalid {PROJECT_FILE}: {}", strip_location(&first_line)),
+            file,
+            Some(text),
+            location.line() as usize,
+            location.column() as usize,
+        )
+        .into(),
+        None => ProjectError::Unlocated {
+            path: file.to_path_buf(),
+            message: first_line,
+        },
+    }
+}
+
+fn strip_location(message: &str) -> &str {
+    message.split(" at line ").next().unwrap_or(message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn project(text: &str) -> Result<Project, ProjectError> {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join(PROJECT_FILE);
+        std::fs::write(&file, text).unwrap();
+        let project = Project::load(&file);
+        std::mem::forget(dir);
+        project
+    }
+
+    #[test]
+    fn targets_add_values_and_override_namespace_and_context() {
+        let p = project("values: [v.yaml]\nnamespace: base\ntargets:\n  prod:\n    context: prod-ctx\n    namespace: shop-prod\n    values: [prod.yaml]\n").unwrap();
+        let base = p.select(None).unwrap();
+        assert_eq!(base.templates, vec![p.dir.join("manifests")]);
+        assert_eq!(base.namespace.as_deref(), Some("base"));
+        let prod = p.select(Some("prod")).unwrap();
+        assert_eq!(prod.values_files, vec![p.dir.join("v.yaml"), p.dir.join("prod.yaml")]);
+        assert_eq!(prod.namespace.as_deref(), Some("shop-prod"));
+        assert_eq!(prod.context.as_deref(), Some("prod-ctx"));
+        let err = p.select(Some("staging")).unwrap_err().to_string();
+        assert!(err.contains("defined targets: prod"), "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_with_a_position() {
+        let err = project("templates: [m]\ntargets:\n  dev:\n    contxt: x\n").unwrap_err().to_string();
+        assert!(err.contains("contxt"), "{err}");
+        assert!(err.contains(":4:"), "{err}");
+    }
+}
