@@ -9,6 +9,9 @@
 # from a fresh clone), by default in ${XDG_CACHE_HOME:-~/.cache}/kdeploy/k8s/<key>; set
 # KDEPLOY_K8S_CACHE to put it elsewhere.
 #
+# kwok needs "stages" (how fake nodes and pods move through their lifecycle); the default ones ship in the
+# pinned kwok module and are copied next to the binaries as kwok-stages.yaml.
+#
 # Prints the directory holding the binaries on stdout; progress goes to stderr.
 set -euo pipefail
 
@@ -21,7 +24,7 @@ if ! command -v go >/dev/null 2>&1; then
   exit 1
 fi
 
-key=$( { go env GOVERSION GOOS GOARCH; cat "$gomods"/*/go.mod "$gomods"/*/go.sum "$0"; } | sha256sum | cut -c1-16)
+key=$( { go env GOVERSION GOOS GOARCH; cat "$gomods"/*/go.mod "$gomods"/*/go.sum; } | sha256sum | cut -c1-16)
 cache_root=${KDEPLOY_K8S_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kdeploy/k8s}
 out="$cache_root/$key"
 binaries=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok)
@@ -29,7 +32,26 @@ binaries=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwo
 complete() {
   local b
   for b in "${binaries[@]}"; do [ -x "$out/bin/$b" ] || return 1; done
+  [ -s "$out/bin/kwok-stages.yaml" ]
 }
+
+# The default node and pod stages of the pinned kwok release: nodes become Ready and keep a lease, pods
+# become Ready, Jobs' pods complete, deleted pods go away.
+write_kwok_stages() {
+  local dir stage
+  dir=$(cd "$gomods/kwok" && go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)
+  for stage in node/fast/node-initialize.yaml node/heartbeat-with-lease/node-heartbeat-with-lease.yaml \
+    pod/fast/pod-ready.yaml pod/fast/pod-complete.yaml pod/fast/pod-delete.yaml; do
+    echo "---"
+    cat "$dir/kustomize/stage/$stage"
+  done > "$1.tmp"
+  mv "$1.tmp" "$1"
+}
+
+if [ -d "$out/bin" ] && ! [ -s "$out/bin/kwok-stages.yaml" ]; then
+  (cd "$gomods/kwok" && go mod download sigs.k8s.io/kwok)
+  write_kwok_stages "$out/bin/kwok-stages.yaml"
+fi
 
 if complete; then
   echo "$out/bin"
@@ -74,6 +96,7 @@ kwok_version=$(module_version kwok sigs.k8s.io/kwok)
   -ldflags "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=$kwok_version" \
   -o "$staging/kwok" sigs.k8s.io/kwok/cmd/kwok)
 
+write_kwok_stages "$staging/kwok-stages.yaml"
 rm -rf "$out/bin"
 mv "$staging" "$out/bin"
 echo "build.sh: built in $(( $(date +%s) - start ))s into $out/bin" >&2
