@@ -59,7 +59,8 @@ impl SourceError {
         line: usize,
         column: usize,
     ) -> Self {
-        let line_text = source.and_then(|text| text.lines().nth(line.saturating_sub(1)).map(str::to_owned));
+        let line_text =
+            source.and_then(|text| text.lines().nth(line.saturating_sub(1)).map(str::to_owned));
         SourceError {
             message: message.into(),
             location: Location::new(path, line, column.max(1)),
@@ -118,9 +119,13 @@ mod tests {
     #[test]
     fn shows_the_line_and_a_caret_under_the_column() {
         let source = "a: 1\nb: {{ nope }}\n";
-        let err = SourceError::new("undefined", Path::new("t.yaml"), Some(source), 2, 7).with_width(4);
+        let err =
+            SourceError::new("undefined", Path::new("t.yaml"), Some(source), 2, 7).with_width(4);
         let shown = err.to_string();
-        assert_eq!(shown, "undefined\n --> t.yaml:2:7\n  |\n2 | b: {{ nope }}\n  |       ^^^^");
+        assert_eq!(
+            shown,
+            "undefined\n --> t.yaml:2:7\n  |\n2 | b: {{ nope }}\n  |       ^^^^"
+        );
     }
 
     #[test]

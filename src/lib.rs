@@ -5,11 +5,11 @@
 //! them into YAML documents, [`manifest`] turns those into validated, ordered Kubernetes objects.
 //! [`yaml`] is the data model they share and [`diagnostic`] the way they report errors.
 
-pub mod diagnostic;
-pub mod yaml;
-pub mod template;
-pub mod values;
-pub mod project;
-pub mod manifest;
 pub mod cli;
 pub mod commands;
+pub mod diagnostic;
+pub mod manifest;
+pub mod project;
+pub mod template;
+pub mod values;
+pub mod yaml;

@@ -39,7 +39,11 @@ pub enum ProjectError {
     #[error("{}: {message}", path.display())]
     Unlocated { path: PathBuf, message: String },
     #[error("unknown target `{name}` in {}; defined targets: {}", path.display(), if known.is_empty() { "none".to_owned() } else { known.join(", ") })]
-    UnknownTarget { name: String, path: PathBuf, known: Vec<String> },
+    UnknownTarget {
+        name: String,
+        path: PathBuf,
+        known: Vec<String>,
+    },
     #[error("--target {0} needs a project file (kdeploy.yaml) that defines it")]
     TargetWithoutProject(String),
 }
@@ -110,12 +114,22 @@ impl Project {
             serde_saphyr::from_str(&text).map_err(|e| located(file, &text, &e))?
         };
         let dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
-        let dir = if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir };
+        let dir = if dir.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            dir
+        };
         for name in config.targets.keys() {
-            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
                 return Err(ProjectError::Unlocated {
                     path: file.to_path_buf(),
-                    message: format!("target name `{name}` may only contain letters, digits, `-` and `_`"),
+                    message: format!(
+                        "target name `{name}` may only contain letters, digits, `-` and `_`"
+                    ),
                 });
             }
         }
@@ -126,6 +140,15 @@ impl Project {
         })
     }
 
+    /// A path from the project file, relative to the project's folder.
+    fn path(&self, relative: &Path) -> PathBuf {
+        if self.dir == Path::new(".") {
+            relative.to_path_buf()
+        } else {
+            self.dir.join(relative)
+        }
+    }
+
     /// The project file in `dir`, if there is one.
     pub fn find_in(dir: &Path) -> Option<PathBuf> {
         let file = dir.join(PROJECT_FILE);
@@ -134,10 +157,10 @@ impl Project {
 
     /// Resolves the project's settings for `target` (or none).
     pub fn select(&self, target: Option<&str>) -> Result<Selection, ProjectError> {
-        let resolve = |paths: &[PathBuf]| paths.iter().map(|p| self.dir.join(p)).collect::<Vec<_>>();
+        let resolve = |paths: &[PathBuf]| paths.iter().map(|p| self.path(p)).collect::<Vec<_>>();
         let config = &self.config;
         let templates = if config.templates.is_empty() {
-            vec![self.dir.join(DEFAULT_TEMPLATES)]
+            vec![self.path(Path::new(DEFAULT_TEMPLATES))]
         } else {
             resolve(&config.templates)
         };
@@ -153,11 +176,14 @@ impl Project {
             project_file: Some(self.file.clone()),
         };
         if let Some(name) = target {
-            let target = config.targets.get(name).ok_or_else(|| ProjectError::UnknownTarget {
-                name: name.to_owned(),
-                path: self.file.clone(),
-                known: config.targets.keys().cloned().collect(),
-            })?;
+            let target = config
+                .targets
+                .get(name)
+                .ok_or_else(|| ProjectError::UnknownTarget {
+                    name: name.to_owned(),
+                    path: self.file.clone(),
+                    known: config.targets.keys().cloned().collect(),
+                })?;
             selection.values_files.extend(resolve(&target.values));
             selection.env_files.extend(resolve(&target.env_files));
             selection.secrets_files.extend(resolve(&target.secrets));
@@ -174,7 +200,11 @@ impl Project {
 /// serde-saphyr reports a location with most errors; turn it into a [`SourceError`].
 fn located(file: &Path, text: &str, error: &serde_saphyr::Error) -> ProjectError {
     let message = error.to_string();
-    let first_line = message.lines().next().unwrap_or("invalid project file").to_owned();
+    let first_line = message
+        .lines()
+        .next()
+        .unwrap_or("invalid project file")
+        .to_owned();
     match error.location() {
         Some(location) => SourceError::new(
             format!("invalid {PROJECT_FILE}: {}", strip_location(&first_line)),
@@ -215,7 +245,10 @@ mod tests {
         assert_eq!(base.templates, vec![p.dir.join("manifests")]);
         assert_eq!(base.namespace.as_deref(), Some("base"));
         let prod = p.select(Some("prod")).unwrap();
-        assert_eq!(prod.values_files, vec![p.dir.join("v.yaml"), p.dir.join("prod.yaml")]);
+        assert_eq!(
+            prod.values_files,
+            vec![p.dir.join("v.yaml"), p.dir.join("prod.yaml")]
+        );
         assert_eq!(prod.namespace.as_deref(), Some("shop-prod"));
         assert_eq!(prod.context.as_deref(), Some("prod-ctx"));
         let err = p.select(Some("staging")).unwrap_err().to_string();
@@ -224,7 +257,9 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_errors_with_a_position() {
-        let err = project("templates: [m]\ntargets:\n  dev:\n    contxt: x\n").unwrap_err().to_string();
+        let err = project("templates: [m]\ntargets:\n  dev:\n    contxt: x\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("contxt"), "{err}");
         assert!(err.contains(":4:"), "{err}");
     }

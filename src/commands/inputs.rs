@@ -29,16 +29,21 @@ pub struct RenderedInputs {
 
 impl Inputs {
     pub fn gather(args: &InputArgs) -> anyhow::Result<Inputs> {
-        let mut template_paths: Vec<PathBuf> = args.paths.iter().chain(&args.files).cloned().collect();
+        let mut template_paths: Vec<PathBuf> =
+            args.paths.iter().chain(&args.files).cloned().collect();
         let project_file = match &args.project {
             Some(file) => Some(file.clone()),
-            None => take_project_path(&mut template_paths).or_else(|| Project::find_in(Path::new("."))),
+            None => {
+                take_project_path(&mut template_paths).or_else(|| Project::find_in(Path::new(".")))
+            }
         };
         let mut selection = match &project_file {
             Some(file) => Project::load(file)?.select(args.target.as_deref())?,
             None => {
                 if let Some(target) = &args.target {
-                    return Err(crate::project::ProjectError::TargetWithoutProject(target.clone()).into());
+                    return Err(
+                        crate::project::ProjectError::TargetWithoutProject(target.clone()).into(),
+                    );
                 }
                 Selection::default()
             }
@@ -48,7 +53,9 @@ impl Inputs {
         } else if selection.templates.is_empty() {
             let default = PathBuf::from(DEFAULT_TEMPLATES);
             if !default.is_dir() {
-                bail!("no templates: pass template files or folders, or run where there is a {PROJECT_FILE} or a {DEFAULT_TEMPLATES}/ folder");
+                bail!(
+                    "no templates: pass template files or folders, or run where there is a {PROJECT_FILE} or a {DEFAULT_TEMPLATES}/ folder"
+                );
             }
             selection.templates = vec![default];
         }
@@ -69,7 +76,11 @@ impl Inputs {
         };
         let values = load_values(&flags, &process_env)?;
         let env = Env::load(&selection.env_files, process_env)?;
-        Ok(Inputs { selection, values, env })
+        Ok(Inputs {
+            selection,
+            values,
+            env,
+        })
     }
 
     /// Renders the templates into a validated manifest.
@@ -90,7 +101,10 @@ impl Inputs {
         };
         let documents = templates.render(&context)?;
         let manifest = Manifest::from_documents(documents, self.selection.namespace.as_deref())?;
-        Ok(RenderedInputs { inputs: self, manifest })
+        Ok(RenderedInputs {
+            inputs: self,
+            manifest,
+        })
     }
 }
 
@@ -98,10 +112,15 @@ impl Inputs {
 /// project instead of naming templates.
 fn take_project_path(paths: &mut Vec<PathBuf>) -> Option<PathBuf> {
     let position = paths.iter().position(|p| {
-        p.file_name().is_some_and(|n| n == PROJECT_FILE) && p.is_file() || Project::find_in(p).is_some() && p.is_dir()
+        p.file_name().is_some_and(|n| n == PROJECT_FILE) && p.is_file()
+            || Project::find_in(p).is_some() && p.is_dir()
     })?;
     let path = paths.remove(position);
-    Some(if path.is_dir() { path.join(PROJECT_FILE) } else { path })
+    Some(if path.is_dir() {
+        path.join(PROJECT_FILE)
+    } else {
+        path
+    })
 }
 
 /// The process environment, leaving out variables that are not valid UTF-8.

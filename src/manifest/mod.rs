@@ -29,7 +29,13 @@ pub struct Source {
 
 impl fmt::Display for Source {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} (document {}, rendered line {})", self.template.display(), self.document, self.line)
+        write!(
+            f,
+            "{} (document {}, rendered line {})",
+            self.template.display(),
+            self.document,
+            self.line
+        )
     }
 }
 
@@ -93,8 +99,15 @@ impl Object {
 /// Sets `metadata.namespace` right after `metadata.name`, where people look for it.
 fn set_namespace(object: &mut Json, namespace: &str) {
     if let Some(metadata) = object.get_mut("metadata").and_then(Json::as_object_mut) {
-        let at = metadata.keys().position(|k| k == "name").map_or(0, |i| i + 1);
-        metadata.shift_insert(at, "namespace".to_owned(), Json::String(namespace.to_owned()));
+        let at = metadata
+            .keys()
+            .position(|k| k == "name")
+            .map_or(0, |i| i + 1);
+        metadata.shift_insert(
+            at,
+            "namespace".to_owned(),
+            Json::String(namespace.to_owned()),
+        );
     }
 }
 
@@ -137,7 +150,10 @@ pub struct Manifest {
 
 impl Manifest {
     /// Builds the manifest; `default_namespace` goes to namespaced objects that have none.
-    pub fn from_documents(documents: Vec<RenderedDocument>, default_namespace: Option<&str>) -> Result<Manifest, ManifestError> {
+    pub fn from_documents(
+        documents: Vec<RenderedDocument>,
+        default_namespace: Option<&str>,
+    ) -> Result<Manifest, ManifestError> {
         let mut problems = Vec::new();
         let mut objects = Vec::new();
         for document in documents {
@@ -152,11 +168,15 @@ impl Manifest {
         let mut seen: HashMap<ObjectRef, Source> = HashMap::new();
         for object in &mut objects {
             let cluster_scoped = kinds::is_builtin_cluster_scoped(object.group(), object.kind())
-                || custom_cluster_scoped.contains(&(object.group().to_owned(), object.kind().to_owned()));
+                || custom_cluster_scoped
+                    .contains(&(object.group().to_owned(), object.kind().to_owned()));
             if cluster_scoped && object.namespace().is_some() {
                 problems.push(Problem {
                     source: object.source.clone(),
-                    message: format!("{} is cluster-scoped but sets metadata.namespace", object.reference()),
+                    message: format!(
+                        "{} is cluster-scoped but sets metadata.namespace",
+                        object.reference()
+                    ),
                 });
             }
             if !cluster_scoped
@@ -209,9 +229,17 @@ fn unpack(value: Json, source: &Source, objects: &mut Vec<Object>, problems: &mu
         Json::Null => return,
         Json::Object(map) if map.is_empty() => return,
         Json::Object(map) => map,
-        other => return problem(format!("a document must be a Kubernetes object (a mapping), not {}", describe(&other))),
+        other => {
+            return problem(format!(
+                "a document must be a Kubernetes object (a mapping), not {}",
+                describe(&other)
+            ));
+        }
     };
-    let is_list = map.get("kind").and_then(Json::as_str).is_some_and(|k| k == "List" || k.ends_with("List"))
+    let is_list = map
+        .get("kind")
+        .and_then(Json::as_str)
+        .is_some_and(|k| k == "List" || k.ends_with("List"))
         && map.get("items").is_some_and(Json::is_array)
         && !map.contains_key("metadata");
     if is_list {
@@ -225,6 +253,11 @@ fn unpack(value: Json, source: &Source, objects: &mut Vec<Object>, problems: &mu
     if let Err(message) = check_object(&map) {
         return problem(message);
     }
+    if let Some(path) = find_beyond_int64(&Json::Object(map.clone()), "") {
+        return problem(format!(
+            "the integer at {path} is beyond the int64 range Kubernetes stores; quote it to keep it as a string"
+        ));
+    }
     objects.push(Object {
         value: Json::Object(map),
         source: source.clone(),
@@ -234,12 +267,20 @@ fn unpack(value: Json, source: &Source, objects: &mut Vec<Object>, problems: &mu
 fn check_object(map: &Map<String, Json>) -> Result<(), String> {
     let label = || {
         let kind = map.get("kind").and_then(Json::as_str).unwrap_or("object");
-        match map.get("metadata").and_then(|m| m.get("name")).and_then(Json::as_str) {
+        match map
+            .get("metadata")
+            .and_then(|m| m.get("name"))
+            .and_then(Json::as_str)
+        {
             Some(name) => format!("{kind}/{name}"),
             None => kind.to_owned(),
         }
     };
-    let non_empty_string = |value: Option<&Json>| value.and_then(Json::as_str).is_some_and(|s| !s.trim().is_empty());
+    let non_empty_string = |value: Option<&Json>| {
+        value
+            .and_then(Json::as_str)
+            .is_some_and(|s| !s.trim().is_empty())
+    };
     if !non_empty_string(map.get("apiVersion")) {
         return Err(format!("{} has no apiVersion", label()));
     }
@@ -260,9 +301,27 @@ fn check_object(map: &Map<String, Json>) -> Result<(), String> {
     if let Some(namespace) = metadata.get("namespace")
         && !non_empty_string(Some(namespace))
     {
-        return Err(format!("{} has a metadata.namespace that is not a non-empty string", label()));
+        return Err(format!(
+            "{} has a metadata.namespace that is not a non-empty string",
+            label()
+        ));
     }
     Ok(())
+}
+
+/// The path of the first integer above `i64::MAX`, which the API server would turn into a float.
+fn find_beyond_int64(value: &Json, path: &str) -> Option<String> {
+    match value {
+        Json::Number(n) if n.is_u64() && n.as_i64().is_none() => Some(path.to_owned()),
+        Json::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| find_beyond_int64(v, &format!("{path}[{i}]"))),
+        Json::Object(map) => map
+            .iter()
+            .find_map(|(k, v)| find_beyond_int64(v, &crate::yaml::join_path(path, k))),
+        _ => None,
+    }
 }
 
 fn describe(value: &Json) -> &'static str {
@@ -321,7 +380,8 @@ mod tests {
     fn orders_namespaces_and_crds_first_and_defaults_namespaces() {
         let crd = json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition", "metadata": {"name": "widgets.example.com"},
             "spec": {"group": "example.com", "scope": "Cluster", "names": {"kind": "Widget"}}});
-        let widget = json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}});
+        let widget =
+            json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}});
         let docs = vec![
             doc(object("ConfigMap", "c"), 1),
             doc(Json::Null, 2),
@@ -331,10 +391,26 @@ mod tests {
         ];
         let manifest = Manifest::from_documents(docs, Some("app")).unwrap();
         let order: Vec<&str> = manifest.objects.iter().map(Object::kind).collect();
-        assert_eq!(order, ["Namespace", "CustomResourceDefinition", "ConfigMap", "Widget"]);
+        assert_eq!(
+            order,
+            [
+                "Namespace",
+                "CustomResourceDefinition",
+                "ConfigMap",
+                "Widget"
+            ]
+        );
         assert_eq!(manifest.objects[2].namespace(), Some("app"));
-        assert_eq!(manifest.objects[0].namespace(), None, "Namespaces are cluster-scoped");
-        assert_eq!(manifest.objects[3].namespace(), None, "the CRD says Widgets are cluster-scoped");
+        assert_eq!(
+            manifest.objects[0].namespace(),
+            None,
+            "Namespaces are cluster-scoped"
+        );
+        assert_eq!(
+            manifest.objects[3].namespace(),
+            None,
+            "the CRD says Widgets are cluster-scoped"
+        );
     }
 
     #[test]
@@ -344,14 +420,44 @@ mod tests {
             doc(json!("just text"), 2),
             doc(object("ConfigMap", "dup"), 3),
             doc(object("ConfigMap", "dup"), 4),
-            doc(json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"generateName": "p-"}}), 5),
+            doc(
+                json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"generateName": "p-"}}),
+                5,
+            ),
         ];
-        let Err(ManifestError::Invalid(problems)) = Manifest::from_documents(docs, None) else { panic!() };
-        let messages: Vec<String> = problems.iter().map(|p| format!("{}: {}", p.source.document, p.message)).collect();
+        let Err(ManifestError::Invalid(problems)) = Manifest::from_documents(docs, None) else {
+            panic!()
+        };
+        let messages: Vec<String> = problems
+            .iter()
+            .map(|p| format!("{}: {}", p.source.document, p.message))
+            .collect();
         assert_eq!(messages[0], "1: ConfigMap/a has no apiVersion");
         assert!(messages[1].starts_with("2: a document must be a Kubernetes object"));
-        assert!(messages[2].starts_with("5: Pod has no metadata.name (generateName"), "{messages:?}");
-        assert!(messages[3].starts_with("4: ConfigMap/dup is defined twice; first in t.yaml (document 3"), "{messages:?}");
+        assert!(
+            messages[2].starts_with("5: Pod has no metadata.name (generateName"),
+            "{messages:?}"
+        );
+        assert!(
+            messages[3]
+                .starts_with("4: ConfigMap/dup is defined twice; first in t.yaml (document 3"),
+            "{messages:?}"
+        );
+    }
+
+    #[test]
+    fn integers_beyond_int64_are_refused() {
+        let big = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a", "annotations": {"n": u64::MAX}}});
+        let Err(ManifestError::Invalid(problems)) =
+            Manifest::from_documents(vec![doc(big, 1)], None)
+        else {
+            panic!()
+        };
+        assert!(
+            problems[0].message.contains("metadata.annotations.n"),
+            "{}",
+            problems[0].message
+        );
     }
 
     #[test]

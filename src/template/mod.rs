@@ -42,7 +42,9 @@ pub enum TemplateError {
     },
     #[error("no template files (*.yaml, *.yml) found in {}", .0.display())]
     NoTemplates(PathBuf),
-    #[error("templates {first} and {second} have the same name `{name}`; include paths must be unique")]
+    #[error(
+        "templates {first} and {second} have the same name `{name}`; include paths must be unique"
+    )]
     DuplicateName {
         name: String,
         first: PathBuf,
@@ -91,7 +93,10 @@ impl TemplateSet {
     /// leaving out `data_files`: files the project reads as values, env files or secrets are data,
     /// never templates, even inside a template folder.
     pub fn load(paths: &[PathBuf], data_files: &[PathBuf]) -> Result<Self, TemplateError> {
-        let data_files: Vec<PathBuf> = data_files.iter().filter_map(|p| p.canonicalize().ok()).collect();
+        let data_files: Vec<PathBuf> = data_files
+            .iter()
+            .filter_map(|p| p.canonicalize().ok())
+            .collect();
         let is_data = |path: &Path| path.canonicalize().is_ok_and(|p| data_files.contains(&p));
         let mut files: Vec<TemplateFile> = Vec::new();
         let mut by_name: HashMap<String, PathBuf> = HashMap::new();
@@ -109,10 +114,22 @@ impl TemplateSet {
                         second: path,
                     });
                 }
-                let original = std::fs::read_to_string(&path).map_err(|source| TemplateError::Read {
-                    path: path.clone(),
-                    source,
-                })?;
+                let original =
+                    std::fs::read_to_string(&path).map_err(|source| TemplateError::Read {
+                        path: path.clone(),
+                        source,
+                    })?;
+                if let Some(offset) = original.find(placeholder::is_reserved) {
+                    let (line, column) = line_column(&original, offset);
+                    return Err(SourceError::new(
+                        "templates may not contain the private-use characters U+E000 and U+E001 (kdeploy uses them for value placeholders)",
+                        &path,
+                        Some(&original),
+                        line,
+                        column,
+                    )
+                    .into());
+                }
                 let rewritten = rewrite::rewrite(&original);
                 files.push(TemplateFile {
                     name,
@@ -130,46 +147,66 @@ impl TemplateSet {
         tera.register_filter(placeholder::INDENT_FILTER_NAME, placeholder::indent_filter);
         let set = TemplateSet { tera, files };
         let mut tera = set.tera.clone();
-        let sources = set.files.iter().map(|f| (f.name.as_str(), f.rewritten.source.as_str()));
+        let sources = set
+            .files
+            .iter()
+            .map(|f| (f.name.as_str(), f.rewritten.source.as_str()));
         if let Err(e) = tera.add_raw_templates(sources) {
             return Err(set.syntax_error(e));
         }
-        Ok(TemplateSet { tera, files: set.files })
+        Ok(TemplateSet {
+            tera,
+            files: set.files,
+        })
     }
 
     /// The template files that render on their own (partials excluded).
     pub fn template_paths(&self) -> impl Iterator<Item = &Path> {
-        self.files.iter().filter(|f| f.renderable).map(|f| f.path.as_path())
+        self.files
+            .iter()
+            .filter(|f| f.renderable)
+            .map(|f| f.path.as_path())
     }
 
     /// Renders every template, in order, into YAML documents (empty ones included).
-    pub fn render(&self, context: &TemplateContext) -> Result<Vec<RenderedDocument>, TemplateError> {
+    pub fn render(
+        &self,
+        context: &TemplateContext,
+    ) -> Result<Vec<RenderedDocument>, TemplateError> {
         let mut tera_context = tera::Context::new();
         tera_context.insert("values", &context.values);
         tera_context.insert("env", &context.env);
         tera_context.insert("secrets", &context.secrets);
         let renderable: Vec<&TemplateFile> = self.files.iter().filter(|f| f.renderable).collect();
-        let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(renderable.len()).max(1);
+        let workers = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(renderable.len())
+            .max(1);
         let chunk = renderable.len().div_ceil(workers).max(1);
-        let results: Vec<Result<Vec<RenderedDocument>, TemplateError>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = renderable
-                .chunks(chunk)
-                .map(|files| {
-                    let tera_context = &tera_context;
-                    scope.spawn(move || {
-                        let mut documents = Vec::new();
-                        for file in files {
-                            documents.extend(self.render_file(file, tera_context)?);
-                        }
-                        Ok(documents)
+        let results: Vec<Result<Vec<RenderedDocument>, TemplateError>> =
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = renderable
+                    .chunks(chunk)
+                    .map(|files| {
+                        let tera_context = &tera_context;
+                        scope.spawn(move || {
+                            let mut documents = Vec::new();
+                            for file in files {
+                                documents.extend(self.render_file(file, tera_context)?);
+                            }
+                            Ok(documents)
+                        })
                     })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().unwrap_or_else(|_| Err(TemplateError::Tera("a render thread panicked".into()))))
-                .collect()
-        });
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join().unwrap_or_else(|_| {
+                            Err(TemplateError::Tera("a render thread panicked".into()))
+                        })
+                    })
+                    .collect()
+            });
         let mut documents = Vec::new();
         for result in results {
             documents.extend(result?);
@@ -177,8 +214,15 @@ impl TemplateSet {
         Ok(documents)
     }
 
-    fn render_file(&self, file: &TemplateFile, context: &tera::Context) -> Result<Vec<RenderedDocument>, TemplateError> {
-        let text = self.tera.render(&file.name, context).map_err(|e| self.render_error(e, Some(context)))?;
+    fn render_file(
+        &self,
+        file: &TemplateFile,
+        context: &tera::Context,
+    ) -> Result<Vec<RenderedDocument>, TemplateError> {
+        let text = self
+            .tera
+            .render(&file.name, context)
+            .map_err(|e| self.render_error(e, Some(context)))?;
         let parsed = yaml::parse_stream(&text, &mut placeholder::substitute)
             .map_err(|e| output_error(&file.path, &text, e.mark, &e.message))?;
         parsed
@@ -211,7 +255,11 @@ impl TemplateSet {
         {
             let mut scratch = tera::Tera::new();
             for other in &self.files {
-                let source = if other.name == file.name { &other.original } else { &other.rewritten.source };
+                let source = if other.name == file.name {
+                    &other.original
+                } else {
+                    &other.rewritten.source
+                };
                 if let Err(e) = scratch.add_raw_template(&other.name, source)
                     && other.name == file.name
                     && let tera::ErrorKind::SyntaxError(original) = e.kind()
@@ -236,7 +284,14 @@ impl TemplateSet {
 
     fn render_error(&self, error: tera::Error, context: Option<&tera::Context>) -> TemplateError {
         let report = match error.kind() {
-            tera::ErrorKind::SyntaxError(report) | tera::ErrorKind::RenderingError(report) => report,
+            tera::ErrorKind::SyntaxError(report) | tera::ErrorKind::RenderingError(report) => {
+                report
+            }
+            tera::ErrorKind::Msg(text) => {
+                return self
+                    .prerendered_report(text)
+                    .unwrap_or_else(|| TemplateError::Tera(error_chain(&error)));
+            }
             _ => return TemplateError::Tera(error_chain(&error)),
         };
         let Some(file) = self.file_named(report.filename()) else {
@@ -256,7 +311,10 @@ impl TemplateSet {
         let start = file.rewritten.original_offset(span.range.start);
         let end = file.rewritten.original_offset(span.range.end).max(start);
         let (line, column) = line_column(&file.original, start);
-        let width = file.original.get(start..end).map_or(1, |s| s.chars().count());
+        let width = file
+            .original
+            .get(start..end)
+            .map_or(1, |s| s.chars().count());
         let mut message = report.message().to_owned();
         if let Some(cause) = std::error::Error::source(&error) {
             message = format!("{message}: {cause}");
@@ -264,6 +322,34 @@ impl TemplateSet {
         SourceError::new(message, &file.path, Some(&file.original), line, column)
             .with_width(width)
             .into()
+    }
+}
+
+impl TemplateSet {
+    /// Some load-time errors (unknown include or component) arrive as text already laid out as
+    /// `error: MESSAGE` / ` --> NAME:LINE:COLUMN`; this re-points them at the template as written.
+    fn prerendered_report(&self, text: &str) -> Option<TemplateError> {
+        let mut lines = text.lines();
+        let message = lines.next()?.strip_prefix("error: ")?;
+        let location = lines.next()?.trim().strip_prefix("--> ")?;
+        let mut parts = location.rsplitn(3, ':');
+        let column: usize = parts.next()?.parse().ok()?;
+        let line: usize = parts.next()?.parse().ok()?;
+        let file = self.file_named(parts.next()?)?;
+        let rewritten = &file.rewritten.source;
+        let line_start = rewritten
+            .split_inclusive('\n')
+            .take(line - 1)
+            .map(str::len)
+            .sum::<usize>();
+        let in_line = rewritten[line_start..]
+            .chars()
+            .take(column.saturating_sub(1))
+            .map(char::len_utf8)
+            .sum::<usize>();
+        let original = file.rewritten.original_offset(line_start + in_line);
+        let (line, column) = line_column(&file.original, original);
+        Some(SourceError::new(message, &file.path, Some(&file.original), line, column).into())
     }
 }
 
@@ -279,10 +365,18 @@ fn describe_undefined(expression: &str, context: Option<&tera::Context>) -> Stri
     };
     let mut current = context.get(path[0]);
     for (depth, segment) in path.iter().enumerate().skip(1) {
-        let Some(map) = current.and_then(|v| v.as_map()) else { break };
-        let next = map.iter().find(|(k, _)| k.as_str() == Some(*segment)).map(|(_, v)| v);
+        let Some(map) = current.and_then(|v| v.as_map()) else {
+            break;
+        };
+        let next = map
+            .iter()
+            .find(|(k, _)| k.as_str() == Some(*segment))
+            .map(|(_, v)| v);
         if next.is_none() {
-            let mut keys: Vec<String> = map.keys().filter_map(|k| k.as_str().map(str::to_owned)).collect();
+            let mut keys: Vec<String> = map
+                .keys()
+                .filter_map(|k| k.as_str().map(str::to_owned))
+                .collect();
             keys.sort();
             let parent = path[..depth].join(".");
             let available = if keys.is_empty() {
@@ -309,8 +403,14 @@ fn error_chain(error: &dyn std::error::Error) -> String {
 
 /// An error in the rendered output, shown on the rendered line with values hidden.
 fn output_error(path: &Path, rendered: &str, mark: yaml::Mark, message: &str) -> TemplateError {
-    let raw_line = rendered.lines().nth(mark.line.saturating_sub(1)).unwrap_or("");
-    let before: String = raw_line.chars().take(mark.column.saturating_sub(1)).collect();
+    let raw_line = rendered
+        .lines()
+        .nth(mark.line.saturating_sub(1))
+        .unwrap_or("");
+    let before: String = raw_line
+        .chars()
+        .take(mark.column.saturating_sub(1))
+        .collect();
     let column = placeholder::redact_placeholders(&before).chars().count() + 1;
     let shown = placeholder::redact_placeholders(raw_line);
     let mut error = SourceError::new(
@@ -332,7 +432,10 @@ fn discover(root: &Path) -> Result<Vec<(String, PathBuf, bool)>, TemplateError> 
         source,
     })?;
     if metadata.is_file() {
-        let name = root.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = root
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let renderable = !name.starts_with('_') && !has_extension(root, PARTIAL_EXTENSIONS);
         return Ok(vec![(name, root.to_path_buf(), renderable)]);
     }
@@ -341,7 +444,11 @@ fn discover(root: &Path) -> Result<Vec<(String, PathBuf, bool)>, TemplateError> 
     Ok(found)
 }
 
-fn walk(root: &Path, dir: &Path, found: &mut Vec<(String, PathBuf, bool)>) -> Result<(), TemplateError> {
+fn walk(
+    root: &Path,
+    dir: &Path,
+    found: &mut Vec<(String, PathBuf, bool)>,
+) -> Result<(), TemplateError> {
     let read_error = |source| TemplateError::Read {
         path: dir.to_path_buf(),
         source,
@@ -395,7 +502,10 @@ mod tests {
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             std::fs::write(path, text).unwrap();
         }
-        let set = TemplateSet::load(&[dir.path().to_path_buf()], &[dir.path().join("values.yaml")])?;
+        let set = TemplateSet::load(
+            &[dir.path().to_path_buf()],
+            &[dir.path().join("values.yaml")],
+        )?;
         let context = TemplateContext {
             values,
             ..Default::default()
@@ -406,7 +516,11 @@ mod tests {
     #[test]
     fn values_keep_their_types_and_cannot_change_structure() {
         let template = "a: {{ values.s }}\nb: {{ values.n }}\nc: \"{{ values.n }}\"\nd: x-{{ values.s }}\ne: {{ values.list }}\nf: |\n  {{ values.s }}\n";
-        let docs = render(&[("t.yaml", template)], json!({"s": "p: w\n# x\n- y", "n": 1.10, "list": [1, "on"]})).unwrap();
+        let docs = render(
+            &[("t.yaml", template)],
+            json!({"s": "p: w\n# x\n- y", "n": 1.10, "list": [1, "on"]}),
+        )
+        .unwrap();
         assert_eq!(
             docs[0],
             json!({"a": "p: w\n# x\n- y", "b": 1.1, "c": "1.1", "d": "x-p: w\n# x\n- y", "e": [1, "on"], "f": "p: w\n# x\n- y\n"})
@@ -416,47 +530,76 @@ mod tests {
     #[test]
     fn loops_components_includes_and_safe() {
         let files = [
-            ("_labels.tera", "{% component labels(app) %}app: {{ app }}\ntier: web{% endcomponent labels %}"),
+            (
+                "_labels.tera",
+                "{% component labels(app) %}app: {{ app }}\ntier: web{% endcomponent labels %}",
+            ),
             ("_note.yaml", "note: {{ values.note }}"),
             (
                 "t.yaml",
                 "{% for name in values.names %}---\nname: {{ name }}\nlabels:\n  {{<labels app={name}/>}}\n{% include \"_note.yaml\" %}\nraw: {{ values.raw | safe }}\n{% endfor %}",
             ),
         ];
-        let docs = render(&files, json!({"names": ["a", "yes"], "note": "n: 1", "raw": "[1, 2]"})).unwrap();
+        let docs = render(
+            &files,
+            json!({"names": ["a", "yes"], "note": "n: 1", "raw": "[1, 2]"}),
+        )
+        .unwrap();
         assert_eq!(docs.len(), 2);
-        assert_eq!(docs[1], json!({"name": "yes", "labels": {"app": "yes", "tier": "web"}, "note": "n: 1", "raw": [1, 2]}));
+        assert_eq!(
+            docs[1],
+            json!({"name": "yes", "labels": {"app": "yes", "tier": "web"}, "note": "n: 1", "raw": [1, 2]})
+        );
     }
 
     #[test]
     fn undefined_values_name_file_line_and_column() {
         let err = render(&[("t.yaml", "a: 1\nb: {{ values.missing }}\n")], json!({})).unwrap_err();
-        let TemplateError::At(e) = err else { panic!("{err}") };
+        let TemplateError::At(e) = err else {
+            panic!("{err}")
+        };
         assert_eq!((e.location.line, e.location.column), (2, 7));
         assert_eq!(e.width, "values.missing".len());
         assert!(e.location.path.ends_with("t.yaml"));
-        assert!(e.message.starts_with("`values.missing` is not defined"), "{}", e.message);
+        assert!(
+            e.message.starts_with("`values.missing` is not defined"),
+            "{}",
+            e.message
+        );
         assert_eq!(e.line_text.as_deref(), Some("b: {{ values.missing }}"));
     }
 
     #[test]
     fn undefined_nested_values_list_what_is_there() {
-        let err = render(&[("t.yaml", "a: {{ values.db.hots }}\n")], json!({"db": {"host": "h", "port": 1}})).unwrap_err();
+        let err = render(
+            &[("t.yaml", "a: {{ values.db.hots }}\n")],
+            json!({"db": {"host": "h", "port": 1}}),
+        )
+        .unwrap_err();
         let message = err.to_string();
-        assert!(message.contains("keys under `values.db`: host, port"), "{message}");
+        assert!(
+            message.contains("keys under `values.db`: host, port"),
+            "{message}"
+        );
     }
 
     #[test]
     fn syntax_errors_are_reported_against_the_original_text() {
         let err = render(&[("t.yaml", "a: {{ values.x + }}\n")], json!({"x": 1})).unwrap_err();
-        let TemplateError::At(e) = err else { panic!("{err}") };
+        let TemplateError::At(e) = err else {
+            panic!("{err}")
+        };
         assert_eq!(e.location.line, 1);
         assert!(!e.to_string().contains("__kdeploy"), "{e}");
     }
 
     #[test]
     fn invalid_rendered_yaml_is_an_error_without_values_in_it() {
-        let err = render(&[("t.yaml", "a: {{ values.s }}\n b: [\n")], json!({"s": "hunter2"})).unwrap_err();
+        let err = render(
+            &[("t.yaml", "a: {{ values.s }}\n b: [\n")],
+            json!({"s": "hunter2"}),
+        )
+        .unwrap_err();
         let shown = err.to_string();
         assert!(shown.contains("not valid YAML"), "{shown}");
         assert!(!shown.contains("hunter2"), "{shown}");
@@ -464,13 +607,55 @@ mod tests {
 
     #[test]
     fn data_files_in_a_template_folder_are_not_templates() {
-        let docs = render(&[("values.yaml", "not: {{ a template"), ("t.yaml", "a: 1\n")], json!({})).unwrap();
+        let docs = render(
+            &[("values.yaml", "not: {{ a template"), ("t.yaml", "a: 1\n")],
+            json!({}),
+        )
+        .unwrap();
         assert_eq!(docs, [json!({"a": 1})]);
     }
 
     #[test]
+    fn unknown_includes_point_at_the_template_as_written() {
+        let err = render(
+            &[(
+                "t.yaml",
+                "a: {{ values.x | default(value=1) }}\n{% include \"nope.yaml\" %}\n",
+            )],
+            json!({}),
+        )
+        .unwrap_err();
+        let TemplateError::At(e) = err else {
+            panic!("{err}")
+        };
+        assert!(
+            e.location.path.ends_with("t.yaml") && e.location.path.is_absolute(),
+            "{}",
+            e.location
+        );
+        assert_eq!((e.location.line, e.location.column), (2, 12));
+        assert!(
+            e.message.contains("Unknown template `nope.yaml`"),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn reserved_characters_in_templates_are_refused() {
+        let err = render(&[("t.yaml", "a: x\u{E000}\n")], json!({}))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("U+E000") && err.contains(":1:5"), "{err}");
+    }
+
+    #[test]
     fn default_filter_allows_missing_values() {
-        let docs = render(&[("t.yaml", "a: {{ values.x | default(value=3) }}\n")], json!({})).unwrap();
+        let docs = render(
+            &[("t.yaml", "a: {{ values.x | default(value=3) }}\n")],
+            json!({}),
+        )
+        .unwrap();
         assert_eq!(docs[0], json!({"a": 3}));
     }
 }

@@ -41,11 +41,14 @@ pub fn placeholder_filter(value: Value, kwargs: Kwargs, _: &State) -> tera::Tera
     if value.is_safe() {
         let indent = kwargs.get::<usize>("indent")?.unwrap_or(0);
         return Ok(match value.as_str() {
-            Some(text) if indent > 0 => Value::safe_string(&indent_continuation_lines(text, indent)),
+            Some(text) if indent > 0 => {
+                Value::safe_string(&indent_continuation_lines(text, indent))
+            }
             _ => value,
         });
     }
-    let json = serde_json::to_vec(&value).map_err(|e| tera::Error::message(format!("cannot insert value: {e}")))?;
+    let json = serde_json::to_vec(&value)
+        .map_err(|e| tera::Error::message(format!("cannot insert value: {e}")))?;
     let mut token = String::with_capacity(json.len() * 4 / 3 + 8);
     token.push(START);
     URL_SAFE_NO_PAD.encode_string(json, &mut token);
@@ -75,6 +78,11 @@ fn indent_continuation_lines(text: &str, width: usize) -> String {
     out
 }
 
+/// The characters that delimit placeholders, which templates themselves may not contain.
+pub fn is_reserved(c: char) -> bool {
+    c == START || c == END
+}
+
 /// Whether rendered text contains a placeholder.
 pub fn has_placeholder(text: &str) -> bool {
     text.contains(START)
@@ -86,7 +94,8 @@ pub fn substitute(event: &ScalarEvent<'_>) -> Result<Option<Node>, String> {
         return Ok(None);
     }
     let pieces = split(event.text)?;
-    let whole_value = event.style == ScalarStyle::Plain && !event.is_key && !event.tagged && pieces.len() == 1;
+    let whole_value =
+        event.style == ScalarStyle::Plain && !event.is_key && !event.tagged && pieces.len() == 1;
     if whole_value && let Piece::Value(value) = &pieces[0] {
         return Ok(Some(Node::from_json(value, event.mark)));
     }
@@ -97,7 +106,10 @@ pub fn substitute(event: &ScalarEvent<'_>) -> Result<Option<Node>, String> {
             Piece::Value(value) => text.push_str(&value_text(value)),
         }
     }
-    Ok(Some(Node::new(NodeValue::Scalar(Scalar::String(text)), event.mark)))
+    Ok(Some(Node::new(
+        NodeValue::Scalar(Scalar::String(text)),
+        event.mark,
+    )))
 }
 
 /// Rendered text for display in an error, with each placeholder shown as `«value»` and its content
@@ -108,7 +120,9 @@ pub fn redact_placeholders(text: &str) -> String {
     while let Some(start) = rest.find(START) {
         out.push_str(&rest[..start]);
         out.push_str("«value»");
-        rest = rest[start..].find(END).map_or("", |end| &rest[start + end + END.len_utf8()..]);
+        rest = rest[start..]
+            .find(END)
+            .map_or("", |end| &rest[start + end + END.len_utf8()..]);
     }
     out.push_str(rest);
     out
@@ -137,9 +151,9 @@ fn split(text: &str) -> Result<Vec<Piece<'_>>, String> {
             pieces.push(Piece::Text(&rest[..start]));
         }
         let after = &rest[start + START.len_utf8()..];
-        let end = after
-            .find(END)
-            .ok_or("a value placeholder was cut short; was a value filtered with `safe` and truncated?")?;
+        let end = after.find(END).ok_or(
+            "a value placeholder was cut short; was a value filtered with `safe` and truncated?",
+        )?;
         pieces.push(Piece::Value(decode(&after[..end])?));
         rest = &after[end + END.len_utf8()..];
     }
@@ -150,9 +164,10 @@ fn split(text: &str) -> Result<Vec<Piece<'_>>, String> {
 }
 
 fn decode(encoded: &str) -> Result<Json, String> {
-    let bytes = URL_SAFE_NO_PAD
-        .decode(encoded)
-        .map_err(|_| "a value placeholder was altered; filters that change text must come before `safe`".to_owned())?;
+    let bytes = URL_SAFE_NO_PAD.decode(encoded).map_err(|_| {
+        "a value placeholder was altered; filters that change text must come before `safe`"
+            .to_owned()
+    })?;
     serde_json::from_slice(&bytes).map_err(|e| format!("a value placeholder is unreadable: {e}"))
 }
 
@@ -180,38 +195,70 @@ mod tests {
     }
 
     fn resolved(text: &str, style: ScalarStyle, is_key: bool) -> Json {
-        substitute(&event(text, style, is_key)).unwrap().unwrap().to_json().unwrap()
+        substitute(&event(text, style, is_key))
+            .unwrap()
+            .unwrap()
+            .to_json()
+            .unwrap()
     }
 
     #[test]
     fn a_lone_plain_placeholder_keeps_the_type() {
         let t = token(serde_json::json!({"a": [1, "yes"]}));
-        assert_eq!(resolved(&t, ScalarStyle::Plain, false), serde_json::json!({"a": [1, "yes"]}));
+        assert_eq!(
+            resolved(&t, ScalarStyle::Plain, false),
+            serde_json::json!({"a": [1, "yes"]})
+        );
         let t = token(serde_json::json!("0755"));
-        assert_eq!(resolved(&t, ScalarStyle::Plain, false), serde_json::json!("0755"));
+        assert_eq!(
+            resolved(&t, ScalarStyle::Plain, false),
+            serde_json::json!("0755")
+        );
     }
 
     #[test]
     fn quoted_keys_and_mixed_text_become_strings() {
         let n = token(serde_json::json!(8080));
-        assert_eq!(resolved(&n, ScalarStyle::DoubleQuoted, false), serde_json::json!("8080"));
-        assert_eq!(resolved(&n, ScalarStyle::Plain, true), serde_json::json!("8080"));
+        assert_eq!(
+            resolved(&n, ScalarStyle::DoubleQuoted, false),
+            serde_json::json!("8080")
+        );
+        assert_eq!(
+            resolved(&n, ScalarStyle::Plain, true),
+            serde_json::json!("8080")
+        );
         let mixed = format!("http://h:{n}/x");
-        assert_eq!(resolved(&mixed, ScalarStyle::Plain, false), serde_json::json!("http://h:8080/x"));
+        assert_eq!(
+            resolved(&mixed, ScalarStyle::Plain, false),
+            serde_json::json!("http://h:8080/x")
+        );
         let pem = token(serde_json::json!("-----BEGIN-----\nabc\n-----END-----\n"));
-        assert_eq!(resolved(&pem, ScalarStyle::Literal, false), serde_json::json!("-----BEGIN-----\nabc\n-----END-----\n"));
+        assert_eq!(
+            resolved(&pem, ScalarStyle::Literal, false),
+            serde_json::json!("-----BEGIN-----\nabc\n-----END-----\n")
+        );
     }
 
     #[test]
     fn continuation_lines_are_indented_but_blank_lines_stay_blank() {
-        assert_eq!(indent_continuation_lines("a: 1\n\nb: 2\n", 4), "a: 1\n\n    b: 2\n");
+        assert_eq!(
+            indent_continuation_lines("a: 1\n\nb: 2\n", 4),
+            "a: 1\n\n    b: 2\n"
+        );
     }
 
     #[test]
     fn text_without_placeholders_is_left_alone_and_damage_is_reported() {
-        assert!(substitute(&event("plain", ScalarStyle::Plain, false)).unwrap().is_none());
+        assert!(
+            substitute(&event("plain", ScalarStyle::Plain, false))
+                .unwrap()
+                .is_none()
+        );
         let broken = format!("{START}not-base64!{END}");
         assert!(substitute(&event(&broken, ScalarStyle::Plain, false)).is_err());
-        assert_eq!(redact_placeholders(&format!("a {} b", token(serde_json::json!("secret")))), "a «value» b");
+        assert_eq!(
+            redact_placeholders(&format!("a {} b", token(serde_json::json!("secret")))),
+            "a «value» b"
+        );
     }
 }

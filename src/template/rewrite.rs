@@ -42,7 +42,9 @@ impl Rewritten {
 
     /// The expression whose appended filter covers `rewritten`, if it is inside one.
     pub fn expression_at(&self, rewritten: usize) -> Option<Range<usize>> {
-        self.locate(rewritten).err().and_then(|i| i.expression.clone())
+        self.locate(rewritten)
+            .err()
+            .and_then(|i| i.expression.clone())
     }
 
     fn locate(&self, rewritten: usize) -> Result<usize, &Insertion> {
@@ -113,7 +115,8 @@ pub fn rewrite(source: &str) -> Rewritten {
                     continue;
                 }
                 let left_trim = bytes.get(i + 2) == Some(&b'-');
-                if body.starts_with("include ") && !left_trim
+                if body.starts_with("include ")
+                    && !left_trim
                     && let Some(width) = standalone_indent(source, i).filter(|&w| w > 0)
                 {
                     w.insert(i, &indent_open(width), None);
@@ -122,7 +125,9 @@ pub fn rewrite(source: &str) -> Rewritten {
                 i = tag_end;
             }
             (b'{', b'{') => {
-                let Some(tag_end) = tag_end(source, i + 2, "}}") else { break };
+                let Some(tag_end) = tag_end(source, i + 2, "}}") else {
+                    break;
+                };
                 let left_trim = bytes.get(i + 2) == Some(&b'-');
                 let mut start = i + 2 + usize::from(left_trim);
                 let mut end = tag_end - 2;
@@ -132,7 +137,12 @@ pub fn rewrite(source: &str) -> Rewritten {
                 let inner = &source[start..end];
                 start += inner.len() - inner.trim_start().len();
                 end -= inner.len() - inner.trim_end().len();
-                let indent = if left_trim { None } else { standalone_indent(source, i) }.unwrap_or(0);
+                let indent = if left_trim {
+                    None
+                } else {
+                    standalone_indent(source, i)
+                }
+                .unwrap_or(0);
                 if bytes.get(start) == Some(&b'<') {
                     if indent > 0 {
                         w.insert(i, &indent_open(indent), None);
@@ -161,7 +171,8 @@ pub fn rewrite(source: &str) -> Rewritten {
 
 /// The words inside a `{% ... %}` tag running from `open` to `end`, without `-` and spaces.
 fn tag_body(source: &str, open: usize, end: usize) -> &str {
-    source[open + 2..end.saturating_sub(2).max(open + 2)].trim_matches(|c: char| c == '-' || c.is_whitespace())
+    source[open + 2..end.saturating_sub(2).max(open + 2)]
+        .trim_matches(|c: char| c == '-' || c.is_whitespace())
 }
 
 fn find(source: &str, from: usize, needle: &str) -> Option<usize> {
@@ -229,7 +240,10 @@ mod tests {
     #[test]
     fn strings_may_contain_closing_braces() {
         let r = rewrite(r#"{{ "}}" ~ x }}"#);
-        assert_eq!(r.source, format!(r#"{{{{ ("}}}}" ~ x) | {FILTER_NAME} }}}}"#));
+        assert_eq!(
+            r.source,
+            format!(r#"{{{{ ("}}}}" ~ x) | {FILTER_NAME} }}}}"#)
+        );
     }
 
     #[test]
@@ -237,7 +251,10 @@ mod tests {
         let source = "k: {{ a }} {{ b.c }}";
         let r = rewrite(source);
         let b_in_rewritten = r.source.rfind('b').unwrap();
-        assert_eq!(r.original_offset(b_in_rewritten), source.rfind('b').unwrap());
+        assert_eq!(
+            r.original_offset(b_in_rewritten),
+            source.rfind('b').unwrap()
+        );
         let a_in_rewritten = r.source.find('a').unwrap();
         assert_eq!(r.original_offset(a_in_rewritten), source.find('a').unwrap());
         assert_eq!(r.original_offset(0), 0);

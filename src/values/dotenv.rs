@@ -33,7 +33,8 @@ fn defining_line(text: &str, name: &str) -> Option<usize> {
         .filter(|(_, line)| {
             let line = line.trim_start();
             let line = line.strip_prefix("export ").map_or(line, str::trim_start);
-            line.strip_prefix(name).is_some_and(|rest| rest.trim_start().starts_with('='))
+            line.strip_prefix(name)
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
         })
         .map(|(i, _)| i + 1)
         .last()
@@ -42,7 +43,9 @@ fn defining_line(text: &str, name: &str) -> Option<usize> {
 fn parse_error(path: &Path, text: &str, error: dotenvy::Error) -> ValuesError {
     match error {
         dotenvy::Error::LineParse(line, index) => {
-            let offset = text.find(&line).map_or(0, |start| start + index.min(line.len()));
+            let offset = text
+                .find(&line)
+                .map_or(0, |start| start + index.min(line.len()));
             let (line_number, column) = line_column(text, offset);
             SourceError::new(
                 "invalid line in env file (expected NAME=value)",
@@ -69,10 +72,20 @@ mod tests {
     fn reads_quoting_and_remembers_lines() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(".env");
-        std::fs::write(&path, "# c\nA=1\nexport B=\"two words\"\nC='lit $A'\nD=${A}x\n").unwrap();
+        std::fs::write(
+            &path,
+            "# c\nA=1\nexport B=\"two words\"\nC='lit $A'\nD=${A}x\n",
+        )
+        .unwrap();
         let vars = load(&path).unwrap();
-        let got: Vec<(&str, &str)> = vars.iter().map(|(k, v, _)| (k.as_str(), v.as_str())).collect();
-        assert_eq!(got, [("A", "1"), ("B", "two words"), ("C", "lit $A"), ("D", "1x")]);
+        let got: Vec<(&str, &str)> = vars
+            .iter()
+            .map(|(k, v, _)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [("A", "1"), ("B", "two words"), ("C", "lit $A"), ("D", "1x")]
+        );
         assert!(matches!(vars[1].2, Origin::File { line: 3, .. }));
     }
 

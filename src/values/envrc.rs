@@ -63,7 +63,13 @@ impl Session {
     fn run_file(&mut self, path: &Path) -> Result<(), ValuesError> {
         self.depth += 1;
         if self.depth > 16 {
-            return Err(error(path, None, 1, 1, "source_env nests more than 16 levels deep; is there a cycle?"));
+            return Err(error(
+                path,
+                None,
+                1,
+                1,
+                "source_env nests more than 16 levels deep; is there a cycle?",
+            ));
         }
         let text = std::fs::read_to_string(path).map_err(|source| ValuesError::Read {
             what: "env file",
@@ -72,10 +78,18 @@ impl Session {
         })?;
         let dir = path
             .parent()
-            .map(|d| if d.as_os_str().is_empty() { Path::new(".") } else { d })
+            .map(|d| {
+                if d.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    d
+                }
+            })
             .unwrap_or(Path::new("."));
         let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
-        let saved_pwd = self.scope.insert("PWD".to_owned(), dir.display().to_string());
+        let saved_pwd = self
+            .scope
+            .insert("PWD".to_owned(), dir.display().to_string());
         let mut lexer = Lexer {
             chars: text.chars().collect(),
             pos: 0,
@@ -83,7 +97,11 @@ impl Session {
             column: 1,
         };
         loop {
-            let command = lexer.command(&self.scope).map_err(|(line, column, message)| error(path, Some(&text), line, column, &message))?;
+            let command = lexer
+                .command(&self.scope)
+                .map_err(|(line, column, message)| {
+                    error(path, Some(&text), line, column, &message)
+                })?;
             let Some(command) = command else { break };
             if !command.is_empty() {
                 self.run_command(path, &text, &dir, command)?;
@@ -107,7 +125,13 @@ impl Session {
         }
     }
 
-    fn run_command(&mut self, path: &Path, text: &str, dir: &Path, words: Vec<Word>) -> Result<(), ValuesError> {
+    fn run_command(
+        &mut self,
+        path: &Path,
+        text: &str,
+        dir: &Path,
+        words: Vec<Word>,
+    ) -> Result<(), ValuesError> {
         let origin = |w: &Word| Origin::File {
             path: path.to_path_buf(),
             line: w.line,
@@ -135,7 +159,12 @@ impl Session {
                             let value = self.scope.get(&word.text).cloned().unwrap_or_default();
                             self.set(&word.text.clone(), value, origin(word), true);
                         }
-                        None => return Err(unsupported(word, &format!("`{}` is not a valid variable name", word.text))),
+                        None => {
+                            return Err(unsupported(
+                                word,
+                                &format!("`{}` is not a valid variable name", word.text),
+                            ));
+                        }
                     }
                 }
             }
@@ -163,11 +192,20 @@ impl Session {
             }
             "source_up" | "source_up_if_exists" => {
                 let name = args.first().map_or(".envrc", |w| w.text.as_str());
-                let found = dir.ancestors().skip(1).map(|d| d.join(name)).find(|p| p.is_file());
+                let found = dir
+                    .ancestors()
+                    .skip(1)
+                    .map(|d| d.join(name))
+                    .find(|p| p.is_file());
                 match found {
                     Some(file) => self.run_file(&file)?,
                     None if first.text == "source_up_if_exists" => {}
-                    None => return Err(unsupported(first, &format!("source_up: no {name} in a parent folder"))),
+                    None => {
+                        return Err(unsupported(
+                            first,
+                            &format!("source_up: no {name} in a parent folder"),
+                        ));
+                    }
                 }
             }
             "PATH_add" => {
@@ -195,13 +233,22 @@ fn not_supported(command: &str) -> String {
     )
 }
 
-fn error(path: &Path, text: Option<&str>, line: usize, column: usize, message: &str) -> ValuesError {
+fn error(
+    path: &Path,
+    text: Option<&str>,
+    line: usize,
+    column: usize,
+    message: &str,
+) -> ValuesError {
     SourceError::new(message, path, text, line, column).into()
 }
 
 fn is_name(s: &str) -> bool {
     let mut chars = s.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_') && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 type LexError = (usize, usize, String);
@@ -298,7 +345,9 @@ impl Lexer {
                     return Err((
                         self.line,
                         self.column,
-                        format!("shell syntax `{c}` is not supported: kdeploy reads .envrc files without running a shell; to use the full .envrc, run kdeploy under direnv: `direnv exec . kdeploy ...`"),
+                        format!(
+                            "shell syntax `{c}` is not supported: kdeploy reads .envrc files without running a shell; to use the full .envrc, run kdeploy under direnv: `direnv exec . kdeploy ...`"
+                        ),
                     ));
                 }
                 '=' if assignment_at.is_none() && !quoted_before_equals && is_name(&text) => {
@@ -325,7 +374,13 @@ impl Lexer {
         })
     }
 
-    fn double_quoted(&mut self, scope: &BTreeMap<String, String>, text: &mut String, line: usize, column: usize) -> Result<(), LexError> {
+    fn double_quoted(
+        &mut self,
+        scope: &BTreeMap<String, String>,
+        text: &mut String,
+        line: usize,
+        column: usize,
+    ) -> Result<(), LexError> {
         loop {
             match self.peek() {
                 None => return Err((line, column, "unterminated double quote".into())),
@@ -358,7 +413,11 @@ impl Lexer {
     }
 
     /// `$NAME`, `${NAME}`, `${NAME:-default}`, `${NAME-default}`; `$(...)` is refused.
-    fn expansion(&mut self, scope: &BTreeMap<String, String>, text: &mut String) -> Result<(), LexError> {
+    fn expansion(
+        &mut self,
+        scope: &BTreeMap<String, String>,
+        text: &mut String,
+    ) -> Result<(), LexError> {
         let (line, column) = (self.line, self.column);
         self.bump(); // $
         match self.peek() {
@@ -411,26 +470,38 @@ impl Lexer {
 mod tests {
     use super::*;
 
-    fn run(files: &[(&str, &str)], process: &[(&str, &str)]) -> Result<Vec<(String, String)>, ValuesError> {
+    fn run(
+        files: &[(&str, &str)],
+        process: &[(&str, &str)],
+    ) -> Result<Vec<(String, String)>, ValuesError> {
         let dir = tempfile::tempdir().unwrap();
         for (name, text) in files {
             let path = dir.path().join(name);
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             std::fs::write(path, text).unwrap();
         }
-        let process: BTreeMap<String, String> = process.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let process: BTreeMap<String, String> = process
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let out = load(&dir.path().join(".envrc"), &BTreeMap::new(), &process)?;
         Ok(out.into_iter().map(|(k, v, _)| (k, v)).collect())
     }
 
     fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
-        list.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        list.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn exports_with_bash_quoting_and_expansion() {
         let envrc = "# comment\nLOCAL=hidden\nexport A='single $LOCAL' B=\"double $LOCAL\"\nexport C=${MISSING:-fallback} D=${HOME}/x\nexport E=a\\ b F=\"q\\\"uote\"\ndotenv\n";
-        let got = run(&[(".envrc", envrc), (".env", "G=from-dotenv\n")], &[("HOME", "/home/u")]).unwrap();
+        let got = run(
+            &[(".envrc", envrc), (".env", "G=from-dotenv\n")],
+            &[("HOME", "/home/u")],
+        )
+        .unwrap();
         assert_eq!(
             got,
             pairs(&[
@@ -448,7 +519,13 @@ mod tests {
     #[test]
     fn source_env_and_if_exists_forms() {
         let got = run(
-            &[(".envrc", "source_env sub\ndotenv_if_exists missing.env\nexport B=$A-b\n"), ("sub/.envrc", "export A=a\n")],
+            &[
+                (
+                    ".envrc",
+                    "source_env sub\ndotenv_if_exists missing.env\nexport B=$A-b\n",
+                ),
+                ("sub/.envrc", "export A=a\n"),
+            ],
             &[],
         )
         .unwrap();

@@ -26,9 +26,18 @@ use crate::yaml::{Entry, Mapping, Mark, Node, NodeValue};
 /// Where a value came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Origin {
-    File { path: PathBuf, line: usize, column: usize },
-    Flag { flag: &'static str, argument: String },
-    EnvVar { name: String },
+    File {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+    },
+    Flag {
+        flag: &'static str,
+        argument: String,
+    },
+    EnvVar {
+        name: String,
+    },
     Process,
 }
 
@@ -89,7 +98,9 @@ impl Values {
                 forget_below(&mut self.origins, &path[..depth].join("."));
                 target.value = NodeValue::Map(Mapping::new());
             }
-            let NodeValue::Map(map) = &mut target.value else { unreachable!("made a map above") };
+            let NodeValue::Map(map) = &mut target.value else {
+                unreachable!("made a map above")
+            };
             target = &mut map
                 .entry(segment.clone())
                 .or_insert_with(|| Entry {
@@ -128,7 +139,13 @@ fn merge_node(
             for (key, entry) in incoming {
                 let child_path = crate::yaml::join_path(path, &key);
                 match existing.get_mut(&key) {
-                    Some(current) => merge_node(&mut current.value, entry.value, &child_path, origins, origin),
+                    Some(current) => merge_node(
+                        &mut current.value,
+                        entry.value,
+                        &child_path,
+                        origins,
+                        origin,
+                    ),
                     None => {
                         record(&entry.value, &child_path, origins, origin);
                         existing.insert(key, entry);
@@ -145,7 +162,12 @@ fn merge_node(
     }
 }
 
-fn record(node: &Node, path: &str, origins: &mut BTreeMap<String, Origin>, origin: &dyn Fn(Mark) -> Origin) {
+fn record(
+    node: &Node,
+    path: &str,
+    origins: &mut BTreeMap<String, Origin>,
+    origin: &dyn Fn(Mark) -> Origin,
+) {
     node.for_each_leaf(path, &mut |leaf_path, leaf| {
         origins.insert(leaf_path.to_owned(), origin(leaf.mark));
     });
@@ -157,7 +179,9 @@ fn forget_below(origins: &mut BTreeMap<String, Origin>, path: &str) {
         return;
     }
     origins.retain(|k, _| {
-        !(k == path || k.strip_prefix(path).is_some_and(|rest| rest.starts_with('.') || rest.starts_with('[')))
+        !(k == path
+            || k.strip_prefix(path)
+                .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('[')))
     });
 }
 
@@ -170,7 +194,10 @@ pub struct Env {
 
 impl Env {
     /// Env files in order (later wins), then the process environment on top of them.
-    pub fn load(env_files: &[PathBuf], process: impl IntoIterator<Item = (String, String)>) -> Result<Env, ValuesError> {
+    pub fn load(
+        env_files: &[PathBuf],
+        process: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Env, ValuesError> {
         let process: BTreeMap<String, String> = process.into_iter().collect();
         let mut env = Env::default();
         for path in env_files {
@@ -211,7 +238,10 @@ mod tests {
     use crate::yaml::parse_stream;
 
     fn node(yaml: &str) -> Node {
-        parse_stream(yaml, &mut |_| Ok(None)).unwrap().remove(0).root
+        parse_stream(yaml, &mut |_| Ok(None))
+            .unwrap()
+            .remove(0)
+            .root
     }
 
     fn file(name: &'static str) -> impl Fn(Mark) -> Origin {
@@ -225,20 +255,37 @@ mod tests {
     #[test]
     fn maps_merge_deeply_lists_replace_and_origins_follow() {
         let mut values = Values::default();
-        values.merge(&[], node("db:\n  host: a\n  port: 1\nlist: [1, 2]\n"), &file("base.yaml"));
+        values.merge(
+            &[],
+            node("db:\n  host: a\n  port: 1\nlist: [1, 2]\n"),
+            &file("base.yaml"),
+        );
         values.merge(&[], node("db:\n  host: b\nlist: [3]\n"), &file("prod.yaml"));
-        values.merge(&["db".into(), "user".into()], node("u"), &|_| Origin::Flag {
-            flag: "--data-value",
-            argument: "db.user=u".into(),
+        values.merge(&["db".into(), "user".into()], node("u"), &|_| {
+            Origin::Flag {
+                flag: "--data-value",
+                argument: "db.user=u".into(),
+            }
         });
-        assert_eq!(values.to_json().unwrap(), serde_json::json!({"db": {"host": "b", "port": 1, "user": "u"}, "list": [3]}));
+        assert_eq!(
+            values.to_json().unwrap(),
+            serde_json::json!({"db": {"host": "b", "port": 1, "user": "u"}, "list": [3]})
+        );
         let leaves = values.leaves();
-        let origin_of = |p: &str| leaves.iter().find(|(path, ..)| path == p).and_then(|(_, _, o)| o.map(|o| o.to_string()));
+        let origin_of = |p: &str| {
+            leaves
+                .iter()
+                .find(|(path, ..)| path == p)
+                .and_then(|(_, _, o)| o.map(|o| o.to_string()))
+        };
         assert_eq!(origin_of("db.host").as_deref(), Some("prod.yaml:2:9"));
         assert_eq!(origin_of("db.port").as_deref(), Some("base.yaml:3:9"));
         assert_eq!(origin_of("list[0]").as_deref(), Some("prod.yaml:3:8"));
         assert_eq!(origin_of("list[1]"), None);
-        assert_eq!(origin_of("db.user").as_deref(), Some("--data-value db.user=u"));
+        assert_eq!(
+            origin_of("db.user").as_deref(),
+            Some("--data-value db.user=u")
+        );
     }
 
     #[test]
@@ -246,7 +293,10 @@ mod tests {
         let mut values = Values::default();
         values.merge(&[], node("a: 1\n"), &file("f"));
         values.merge(&["a".into(), "b".into()], node("2"), &file("g"));
-        assert_eq!(values.to_json().unwrap(), serde_json::json!({"a": {"b": 2}}));
+        assert_eq!(
+            values.to_json().unwrap(),
+            serde_json::json!({"a": {"b": 2}})
+        );
         assert_eq!(values.leaves().len(), 1);
     }
 

@@ -27,7 +27,10 @@ pub struct ValueFlags {
 }
 
 /// Merges every source in precedence order (lowest first).
-pub fn load_values(flags: &ValueFlags, process_env: &BTreeMap<String, String>) -> Result<Values, ValuesError> {
+pub fn load_values(
+    flags: &ValueFlags,
+    process_env: &BTreeMap<String, String>,
+) -> Result<Values, ValuesError> {
     let mut values = Values::default();
     for path in &flags.project_files {
         merge_values_file(&mut values, path)?;
@@ -43,12 +46,20 @@ pub fn load_values(flags: &ValueFlags, process_env: &BTreeMap<String, String>) -
     ] {
         for prefix in prefixes {
             let start = format!("{prefix}_");
-            for (name, raw) in process_env.iter().filter(|(name, _)| name.starts_with(&start)) {
-                let path: Vec<String> = name[start.len()..].split("__").map(str::to_owned).collect();
+            for (name, raw) in process_env
+                .iter()
+                .filter(|(name, _)| name.starts_with(&start))
+            {
+                let path: Vec<String> =
+                    name[start.len()..].split("__").map(str::to_owned).collect();
                 if path.iter().any(String::is_empty) {
                     return Err(flag_error(flag, name, "has an empty key segment"));
                 }
-                let node = if as_yaml { yaml_value(raw).map_err(|p| flag_error(flag, name, &p))? } else { string_node(raw) };
+                let node = if as_yaml {
+                    yaml_value(raw).map_err(|p| flag_error(flag, name, &p))?
+                } else {
+                    string_node(raw)
+                };
                 values.merge(&path, node, &|_| Origin::EnvVar { name: name.clone() });
             }
         }
@@ -59,7 +70,8 @@ pub fn load_values(flags: &ValueFlags, process_env: &BTreeMap<String, String>) -
     }
     for argument in &flags.yamls {
         let (path, raw) = key_value("--data-value-yaml", argument)?;
-        let node = yaml_value(raw).map_err(|p| flag_error("--data-value-yaml", &path.join("."), &p))?;
+        let node =
+            yaml_value(raw).map_err(|p| flag_error("--data-value-yaml", &path.join("."), &p))?;
         values.merge(&path, node, &flag_origin("--data-value-yaml", &path));
     }
     for argument in &flags.file_contents {
@@ -69,7 +81,11 @@ pub fn load_values(flags: &ValueFlags, process_env: &BTreeMap<String, String>) -
             path: PathBuf::from(file),
             source,
         })?;
-        values.merge(&path, string_node(&content), &flag_origin("--data-value-file", &path));
+        values.merge(
+            &path,
+            string_node(&content),
+            &flag_origin("--data-value-file", &path),
+        );
     }
     Ok(values)
 }
@@ -92,9 +108,16 @@ fn flag_error(flag: &'static str, key: &str, problem: &str) -> ValuesError {
 }
 
 /// `a.b.c=value` -> (["a", "b", "c"], "value").
-fn key_value<'a>(flag: &'static str, argument: &'a str) -> Result<(Vec<String>, &'a str), ValuesError> {
+fn key_value<'a>(
+    flag: &'static str,
+    argument: &'a str,
+) -> Result<(Vec<String>, &'a str), ValuesError> {
     let Some((key, value)) = argument.split_once('=') else {
-        let shown = if argument.len() > 40 { "(argument)" } else { argument };
+        let shown = if argument.len() > 40 {
+            "(argument)"
+        } else {
+            argument
+        };
         return Err(flag_error(flag, shown, "expected key.path=value"));
     };
     let path: Vec<String> = key.split('.').map(str::to_owned).collect();
@@ -105,11 +128,15 @@ fn key_value<'a>(flag: &'static str, argument: &'a str) -> Result<(Vec<String>, 
 }
 
 fn string_node(text: &str) -> Node {
-    Node::new(NodeValue::Scalar(Scalar::String(text.to_owned())), Mark::default())
+    Node::new(
+        NodeValue::Scalar(Scalar::String(text.to_owned())),
+        Mark::default(),
+    )
 }
 
 fn yaml_value(text: &str) -> Result<Node, String> {
-    let mut documents = parse_stream(text, &mut |_| Ok(None)).map_err(|e| format!("not valid YAML: {e}"))?;
+    let mut documents =
+        parse_stream(text, &mut |_| Ok(None)).map_err(|e| format!("not valid YAML: {e}"))?;
     match documents.len() {
         0 => Ok(Node::new(NodeValue::Scalar(Scalar::Null), Mark::default())),
         1 => Ok(documents.remove(0).root),
@@ -143,7 +170,13 @@ fn merge_values_file(values: &mut Values, path: &Path) -> Result<(), ValuesError
         source,
     })?;
     let documents = parse_stream(&text, &mut |_| Ok(None)).map_err(|e| {
-        SourceError::new(format!("invalid YAML in values file: {}", e.message), path, Some(&text), e.mark.line, e.mark.column)
+        SourceError::new(
+            format!("invalid YAML in values file: {}", e.message),
+            path,
+            Some(&text),
+            e.mark.line,
+            e.mark.column,
+        )
     })?;
     for document in documents {
         match document.root.value {
@@ -151,7 +184,14 @@ fn merge_values_file(values: &mut Values, path: &Path) -> Result<(), ValuesError
             NodeValue::Scalar(Scalar::Null) => continue,
             _ => {
                 let m = document.root.mark;
-                return Err(SourceError::new("a values file must hold a mapping (key: value) at the top", path, Some(&text), m.line, m.column).into());
+                return Err(SourceError::new(
+                    "a values file must hold a mapping (key: value) at the top",
+                    path,
+                    Some(&text),
+                    m.line,
+                    m.column,
+                )
+                .into());
             }
         }
         let origin = |mark: Mark| Origin::File {
@@ -185,10 +225,15 @@ mod tests {
             file_contents: vec![format!("cert={}", content.display())],
             ..Default::default()
         };
-        let env: BTreeMap<String, String> = [("DV_a", "env"), ("DV_nested__x", "1"), ("DVY_b", "2"), ("OTHER", "x")]
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let env: BTreeMap<String, String> = [
+            ("DV_a", "env"),
+            ("DV_nested__x", "1"),
+            ("DVY_b", "2"),
+            ("OTHER", "x"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
         let values = load_values(&flags, &env).unwrap();
         assert_eq!(
             values.to_json().unwrap(),
@@ -198,16 +243,40 @@ mod tests {
 
     #[test]
     fn bad_input_is_named_without_echoing_values() {
-        let err = load_values(&ValueFlags { strings: vec!["novalue".into()], ..Default::default() }, &BTreeMap::new()).unwrap_err();
+        let err = load_values(
+            &ValueFlags {
+                strings: vec!["novalue".into()],
+                ..Default::default()
+            },
+            &BTreeMap::new(),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("expected key.path=value"), "{err}");
-        let err = load_values(&ValueFlags { yamls: vec!["k=[unclosed hunter2".into()], ..Default::default() }, &BTreeMap::new())
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("--data-value-yaml k") && !err.contains("hunter2"), "{err}");
+        let err = load_values(
+            &ValueFlags {
+                yamls: vec!["k=[unclosed hunter2".into()],
+                ..Default::default()
+            },
+            &BTreeMap::new(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("--data-value-yaml k") && !err.contains("hunter2"),
+            "{err}"
+        );
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("v.yaml");
         std::fs::write(&file, "a: 1\n- b\n").unwrap();
-        let err = load_values(&ValueFlags { files: vec![file], ..Default::default() }, &BTreeMap::new()).unwrap_err().to_string();
+        let err = load_values(
+            &ValueFlags {
+                files: vec![file],
+                ..Default::default()
+            },
+            &BTreeMap::new(),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("v.yaml:2:"), "{err}");
     }
 }

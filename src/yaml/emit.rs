@@ -20,7 +20,9 @@ pub fn to_yaml<T: Serialize>(value: &T) -> Result<String, EmitError> {
 }
 
 /// A multi-document stream, each document starting with `---`.
-pub fn to_yaml_stream<'a, T: Serialize + 'a>(documents: impl IntoIterator<Item = &'a T>) -> Result<String, EmitError> {
+pub fn to_yaml_stream<'a, T: Serialize + 'a>(
+    documents: impl IntoIterator<Item = &'a T>,
+) -> Result<String, EmitError> {
     let mut out = String::new();
     for document in documents {
         out.push_str("---\n");
@@ -36,7 +38,10 @@ mod tests {
 
     #[test]
     fn ambiguous_strings_survive_a_round_trip_through_kubectl_rules() {
-        let tricky = ["yes", "on", "NO", "y", "~", "null", "0755", "1_000", "1e3", ".inf", "12:30:45", "", " x", "a: b", "#c", "- x"];
+        let tricky = [
+            "yes", "on", "NO", "y", "~", "null", "0755", "1_000", "1e3", ".inf", "12:30:45", "",
+            " x", "a: b", "#c", "- x",
+        ];
         let value = serde_json::json!({ "data": tricky });
         let text = to_yaml(&value).unwrap();
         let back = parse_stream(&text, &mut |_| Ok(None)).unwrap();
@@ -45,7 +50,10 @@ mod tests {
 
     #[test]
     fn stream_separates_documents() {
-        let docs = [serde_json::json!({"a": 1}), serde_json::json!({"b": [1, 2]})];
+        let docs = [
+            serde_json::json!({"a": 1}),
+            serde_json::json!({"b": [1, 2]}),
+        ];
         let text = to_yaml_stream(&docs).unwrap();
         assert!(text.starts_with("---\na: 1\n---\n"), "{text}");
         assert_eq!(parse_stream(&text, &mut |_| Ok(None)).unwrap().len(), 2);

@@ -71,10 +71,13 @@ pub fn parse_stream(text: &str, hook: &mut ScalarHook<'_>) -> Result<Vec<Documen
     for event in Parser::new_from_str(text) {
         let (event, span) = event.map_err(|e| {
             let marker = e.marker();
-            ParseError::new(e.info().to_owned(), Mark {
-                line: marker.line(),
-                column: marker.col() + 1,
-            })
+            ParseError::new(
+                e.info().to_owned(),
+                Mark {
+                    line: marker.line(),
+                    column: marker.col() + 1,
+                },
+            )
         })?;
         builder.event(event, span)?;
     }
@@ -98,10 +101,18 @@ enum Frame {
         entries: Mapping,
         mark: Mark,
         anchor: usize,
-        pending_key: Option<(String, Mark)>,
+        pending_key: Option<PendingKey>,
         /// Keys that came from a merge (`<<`): explicit keys may override them.
         merged: Vec<String>,
     },
+}
+
+/// A key waiting for its value. Only a plain, untagged `<<` written in the source is a merge key; a
+/// value that happens to be the string "<<" is an ordinary key.
+struct PendingKey {
+    text: String,
+    mark: Mark,
+    is_merge: bool,
 }
 
 struct Builder<'h, 'a> {
@@ -145,7 +156,10 @@ impl Builder<'_, '_> {
                 if anchor != 0 {
                     self.anchors.insert(anchor, node.clone());
                 }
-                self.add(node, style == ParserStyle::Plain && tag.is_none() && text == MERGE_KEY)?;
+                self.add(
+                    node,
+                    style == ParserStyle::Plain && tag.is_none() && text == MERGE_KEY,
+                )?;
             }
             Event::SequenceStart(_, anchor, tag) => {
                 check_collection_tag(tag.as_deref(), "seq", mark)?;
@@ -167,10 +181,17 @@ impl Builder<'_, '_> {
             }
             Event::SequenceEnd | Event::MappingEnd => {
                 let (node, anchor) = match self.stack.pop() {
-                    Some(Frame::Seq { items, mark, anchor }) => (Node::new(NodeValue::Seq(items), mark), anchor),
-                    Some(Frame::Map { entries, mark, anchor, .. }) => {
-                        (Node::new(NodeValue::Map(entries), mark), anchor)
-                    }
+                    Some(Frame::Seq {
+                        items,
+                        mark,
+                        anchor,
+                    }) => (Node::new(NodeValue::Seq(items), mark), anchor),
+                    Some(Frame::Map {
+                        entries,
+                        mark,
+                        anchor,
+                        ..
+                    }) => (Node::new(NodeValue::Map(entries), mark), anchor),
                     None => return Err(ParseError::new("unbalanced collection end", mark)),
                 };
                 if anchor != 0 {
@@ -184,10 +205,22 @@ impl Builder<'_, '_> {
     }
 
     fn is_key_position(&self) -> bool {
-        matches!(self.stack.last(), Some(Frame::Map { pending_key: None, .. }))
+        matches!(
+            self.stack.last(),
+            Some(Frame::Map {
+                pending_key: None,
+                ..
+            })
+        )
     }
 
-    fn scalar(&mut self, text: &str, style: ParserStyle, tag: Option<&Tag>, mark: Mark) -> Result<Node, ParseError> {
+    fn scalar(
+        &mut self,
+        text: &str,
+        style: ParserStyle,
+        tag: Option<&Tag>,
+        mark: Mark,
+    ) -> Result<Node, ParseError> {
         let style = match style {
             ParserStyle::Plain => ScalarStyle::Plain,
             ParserStyle::SingleQuoted => ScalarStyle::SingleQuoted,
@@ -218,7 +251,10 @@ impl Builder<'_, '_> {
     fn add(&mut self, node: Node, is_merge_key: bool) -> Result<(), ParseError> {
         let Some(frame) = self.stack.last_mut() else {
             self.document_mark = Some(node.mark);
-            self.documents.push(Document { mark: node.mark, root: node });
+            self.documents.push(Document {
+                mark: node.mark,
+                root: node,
+            });
             return Ok(());
         };
         match frame {
@@ -230,15 +266,22 @@ impl Builder<'_, '_> {
                 ..
             } => match pending_key.take() {
                 None => {
-                    let key = if is_merge_key {
-                        MERGE_KEY.to_owned()
-                    } else {
-                        key_text(&node)?
-                    };
-                    *pending_key = Some((key, node.mark));
+                    *pending_key = Some(PendingKey {
+                        text: key_text(&node)?,
+                        mark: node.mark,
+                        is_merge: is_merge_key,
+                    });
                 }
-                Some((key, key_mark)) if key == MERGE_KEY => merge_into(entries, merged, node, key_mark)?,
-                Some((key, key_mark)) => {
+                Some(PendingKey {
+                    mark,
+                    is_merge: true,
+                    ..
+                }) => merge_into(entries, merged, node, mark)?,
+                Some(PendingKey {
+                    text: key,
+                    mark: key_mark,
+                    ..
+                }) => {
                     if let Some(position) = merged.iter().position(|k| *k == key) {
                         merged.remove(position);
                     } else if let Some(previous) = entries.get(&key) {
@@ -250,7 +293,13 @@ impl Builder<'_, '_> {
                             key_mark,
                         ));
                     }
-                    entries.insert(key, Entry { key_mark, value: node });
+                    entries.insert(
+                        key,
+                        Entry {
+                            key_mark,
+                            value: node,
+                        },
+                    );
                 }
             },
         }
@@ -259,17 +308,30 @@ impl Builder<'_, '_> {
 }
 
 /// Merge keys: `<<: *base` or `<<: [*a, *b]`; keys already present win, earlier merges win.
-fn merge_into(entries: &mut Mapping, merged: &mut Vec<String>, node: Node, mark: Mark) -> Result<(), ParseError> {
+fn merge_into(
+    entries: &mut Mapping,
+    merged: &mut Vec<String>,
+    node: Node,
+    mark: Mark,
+) -> Result<(), ParseError> {
     let sources = match node.value {
         NodeValue::Map(map) => vec![map],
         NodeValue::Seq(items) => items
             .into_iter()
             .map(|item| match item.value {
                 NodeValue::Map(map) => Ok(map),
-                _ => Err(ParseError::new("a merge key (<<) takes a mapping or a list of mappings", item.mark)),
+                _ => Err(ParseError::new(
+                    "a merge key (<<) takes a mapping or a list of mappings",
+                    item.mark,
+                )),
             })
             .collect::<Result<_, _>>()?,
-        _ => return Err(ParseError::new("a merge key (<<) takes a mapping or a list of mappings", mark)),
+        _ => {
+            return Err(ParseError::new(
+                "a merge key (<<) takes a mapping or a list of mappings",
+                mark,
+            ));
+        }
     };
     for map in sources {
         for (key, entry) in map {
@@ -306,7 +368,10 @@ fn tagged_scalar(text: &str, tag: &Tag, mark: Mark) -> Result<Scalar, ParseError
         if ok {
             Ok(scalar)
         } else {
-            Err(ParseError::new(format!("`{text}` is not a valid !!{kind}"), mark))
+            Err(ParseError::new(
+                format!("`{text}` is not a valid !!{kind}"),
+                mark,
+            ))
         }
     };
     match core_tag_suffix(tag) {
@@ -329,7 +394,11 @@ fn tagged_scalar(text: &str, tag: &Tag, mark: Mark) -> Result<Scalar, ParseError
             _ => expect(Scalar::Null, "float", false),
         },
         _ => Err(ParseError::new(
-            format!("unsupported YAML tag `{}{}` (only the core tags such as !!str and !!int are)", tag.handle(), tag.suffix()),
+            format!(
+                "unsupported YAML tag `{}{}` (only the core tags such as !!str and !!int are)",
+                tag.handle(),
+                tag.suffix()
+            ),
             mark,
         )),
     }
@@ -340,7 +409,11 @@ fn check_collection_tag(tag: Option<&Tag>, expected: &str, mark: Mark) -> Result
         None => Ok(()),
         Some(tag) if core_tag_suffix(tag) == Some(expected) => Ok(()),
         Some(tag) => Err(ParseError::new(
-            format!("unsupported YAML tag `{}{}` on a collection", tag.handle(), tag.suffix()),
+            format!(
+                "unsupported YAML tag `{}{}` on a collection",
+                tag.handle(),
+                tag.suffix()
+            ),
             mark,
         )),
     }
@@ -352,12 +425,17 @@ mod tests {
 
     fn parse(text: &str) -> Result<Vec<serde_json::Value>, ParseError> {
         let docs = parse_stream(text, &mut |_| Ok(None))?;
-        Ok(docs.into_iter().map(|d| d.root.to_json().unwrap()).collect())
+        Ok(docs
+            .into_iter()
+            .map(|d| d.root.to_json().unwrap())
+            .collect())
     }
 
     #[test]
     fn plain_scalars_resolve_as_kubectl_reads_them_and_quoted_ones_stay_strings() {
-        let docs = parse("mode: 0644\nq: '0644'\non: yes\nv: 1.10\nt: !!str 12\nblock: |\n  a\n  b\n").unwrap();
+        let docs =
+            parse("mode: 0644\nq: '0644'\non: yes\nv: 1.10\nt: !!str 12\nblock: |\n  a\n  b\n")
+                .unwrap();
         assert_eq!(
             docs[0],
             serde_json::json!({"mode": 420, "q": "0644", "on": true, "v": 1.1, "t": "12", "block": "a\nb\n"})
@@ -375,10 +453,20 @@ mod tests {
     }
 
     #[test]
+    fn only_a_literal_plain_merge_key_merges() {
+        let docs = parse("a: &a {x: 1}\nquoted:\n  '<<': *a\n").unwrap();
+        assert_eq!(docs[0]["quoted"], serde_json::json!({"<<": {"x": 1}}));
+    }
+
+    #[test]
     fn duplicate_keys_are_errors_with_both_positions() {
         let err = parse("a: 1\nb: 2\na: 3\n").unwrap_err();
         assert_eq!(err.mark, Mark { line: 3, column: 1 });
-        assert!(err.message.contains("first defined at line 1, column 1"), "{}", err.message);
+        assert!(
+            err.message.contains("first defined at line 1, column 1"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]
@@ -386,7 +474,11 @@ mod tests {
         let err = parse("a: [1, 2\nb: 3\n").unwrap_err();
         assert!(err.mark.line >= 1);
         let err = parse("a: !custom x\n").unwrap_err();
-        assert!(err.message.contains("unsupported YAML tag"), "{}", err.message);
+        assert!(
+            err.message.contains("unsupported YAML tag"),
+            "{}",
+            err.message
+        );
         assert_eq!(err.mark.line, 1);
         let err = parse("a: !!int abc\n").unwrap_err();
         assert!(err.message.contains("not a valid !!int"));

@@ -14,8 +14,12 @@ pub fn plain_scalar(text: &str) -> Scalar {
         return known;
     }
     match text.as_bytes().first() {
-        Some(b'.') => parse_go_float(text).map_or_else(|| Scalar::String(text.to_owned()), Scalar::Float),
-        Some(b'0'..=b'9' | b'+' | b'-') => number(text).unwrap_or_else(|| Scalar::String(text.to_owned())),
+        Some(b'.') => {
+            parse_go_float(text).map_or_else(|| Scalar::String(text.to_owned()), Scalar::Float)
+        }
+        Some(b'0'..=b'9' | b'+' | b'-') => {
+            number(text).unwrap_or_else(|| Scalar::String(text.to_owned()))
+        }
         _ => Scalar::String(text.to_owned()),
     }
 }
@@ -24,7 +28,9 @@ pub fn plain_scalar(text: &str) -> Scalar {
 fn keyword(text: &str) -> Option<Scalar> {
     Some(match text {
         "" | "~" | "null" | "Null" | "NULL" => Scalar::Null,
-        "y" | "Y" | "yes" | "Yes" | "YES" | "on" | "On" | "ON" | "true" | "True" | "TRUE" => Scalar::Bool(true),
+        "y" | "Y" | "yes" | "Yes" | "YES" | "on" | "On" | "ON" | "true" | "True" | "TRUE" => {
+            Scalar::Bool(true)
+        }
         "n" | "N" | "no" | "No" | "NO" | "off" | "Off" | "OFF" | "false" | "False" | "FALSE" => {
             Scalar::Bool(false)
         }
@@ -149,10 +155,27 @@ mod tests {
         assert_eq!(plain_scalar("1.10"), Scalar::Float(1.1));
         assert_eq!(plain_scalar("1e3"), Scalar::Float(1000.0));
         assert_eq!(plain_scalar(".5"), Scalar::Float(0.5));
-        assert_eq!(plain_scalar("08"), Scalar::Float(8.0), "invalid octal falls through to float, as in Go");
+        assert_eq!(
+            plain_scalar("08"),
+            Scalar::Float(8.0),
+            "invalid octal falls through to float, as in Go"
+        );
         assert_eq!(plain_scalar(".inf"), Scalar::Float(f64::INFINITY));
-        assert_eq!(plain_scalar("123456789012345678901234"), Scalar::Float(1.2345678901234568e23));
-        for t in ["12:30:45", "2024-01-02", "1.2.3", "0x", "1e", "-", "+.", "abc", "1a"] {
+        assert_eq!(
+            plain_scalar("123456789012345678901234"),
+            Scalar::Float(1.2345678901234568e23)
+        );
+        for t in [
+            "12:30:45",
+            "2024-01-02",
+            "1.2.3",
+            "0x",
+            "1e",
+            "-",
+            "+.",
+            "abc",
+            "1a",
+        ] {
             assert_eq!(plain_scalar(t), Scalar::String(t.into()), "{t}");
         }
     }

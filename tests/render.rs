@@ -1,0 +1,214 @@
+//! `kdeploy render` and `kdeploy values` end to end: the real binary on the bundled example, the
+//! examples/ projects and small projects written by the tests.
+
+mod support;
+
+use serde_json::{Value, json};
+use support::{kdeploy, project, repo_root, run, yaml12_documents};
+
+fn render_in(dir: &std::path::Path, args: &[&str]) -> Vec<Value> {
+    let out = run(kdeploy().current_dir(dir).arg("render").args(args)).ok();
+    yaml12_documents(&out.stdout)
+}
+
+#[test]
+fn the_bundled_example_renders_from_the_repo_root() {
+    let docs = render_in(repo_root(), &[]);
+    let kinds: Vec<&str> = docs.iter().map(|d| d["kind"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        ["Namespace", "ConfigMap", "Service", "Deployment", "CronJob"]
+    );
+    for doc in &docs[1..] {
+        assert_eq!(
+            doc["metadata"]["namespace"], "kdeploy-demo",
+            "{}",
+            doc["kind"]
+        );
+    }
+    assert_eq!(docs[0]["metadata"].get("namespace"), None);
+    let config = &docs[1]["data"];
+    assert_eq!(config["GREETING"], "Hello: from kdeploy # not a comment");
+    assert_eq!(config["FEATURES"], "search,yes");
+    assert_eq!(config["PORT"], "8080");
+    let deployment = &docs[3];
+    assert_eq!(deployment["spec"]["replicas"], 2);
+    assert_eq!(
+        deployment["spec"]["template"]["spec"]["containers"][0]["image"],
+        "nginx:1.27"
+    );
+    assert_eq!(
+        deployment["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"],
+        "web"
+    );
+}
+
+#[test]
+fn ytt_migration_example_keeps_a_hostile_value_as_one_exact_string() {
+    let dir = repo_root().join("examples/ytt-migration");
+    let value = "it's \"quoted\": a: b # not a comment\n- and: {a list?} & *alias";
+    let docs = render_in(
+        &dir,
+        &[
+            "-f",
+            "do_something.yaml",
+            "--data-value",
+            &format!("some.value={value}"),
+        ],
+    );
+    assert_eq!(docs.len(), 1);
+    let template = std::fs::read_to_string(dir.join("do_something.yaml")).unwrap();
+    let mut expected: Value =
+        serde_saphyr::from_str(&template.replace("{{ values.some.value }}", "PLACEHOLDER"))
+            .unwrap();
+    expected["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["command"][2] =
+        json!(format!("echo {value}"));
+    assert_eq!(docs[0], expected);
+}
+
+#[test]
+fn two_targets_example_layers_values_per_target() {
+    let dir = repo_root().join("examples/two-targets");
+    let dev = render_in(&dir, &["--target", "dev"]);
+    let prod = render_in(&dir, &["--target", "prod"]);
+    let deployment = |docs: &[Value]| {
+        docs.iter()
+            .find(|d| d["kind"] == "Deployment")
+            .unwrap()
+            .clone()
+    };
+    let (dev, prod) = (deployment(&dev), deployment(&prod));
+    assert_eq!(dev["metadata"]["namespace"], "shop-dev");
+    assert_eq!(prod["metadata"]["namespace"], "shop-prod");
+    assert_eq!(dev["spec"]["replicas"], 1);
+    assert_eq!(prod["spec"]["replicas"], 3);
+    let container = |d: &Value| d["spec"]["template"]["spec"]["containers"][0].clone();
+    assert_eq!(container(&dev)["env"][0]["value"], "debug");
+    assert_eq!(
+        container(&prod)["resources"]["requests"],
+        json!({"cpu": "500m", "memory": "128Mi"})
+    );
+    assert_eq!(container(&prod)["image"], "ghcr.io/example/shop:2.4.1");
+}
+
+#[test]
+fn values_command_shows_where_each_value_came_from() {
+    let dir = repo_root().join("examples/two-targets");
+    let out = run(kdeploy()
+        .current_dir(&dir)
+        .args(["values", "--target", "prod", "-v", "extra=1", "-o", "json"]))
+    .ok();
+    let shown: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(
+        shown["values"]["resources"],
+        json!({"cpu": "500m", "memory": "128Mi"})
+    );
+    assert_eq!(shown["origins"]["resources.cpu"], "values/prod.yaml:3:8");
+    assert_eq!(
+        shown["origins"]["resources.memory"],
+        "values/base.yaml:7:11"
+    );
+    assert_eq!(shown["origins"]["extra"], "--data-value extra");
+    let text = run(kdeploy()
+        .current_dir(&dir)
+        .args(["values", "--target", "prod"]))
+    .ok()
+    .stdout;
+    assert!(
+        text.lines()
+            .any(|l| l == "replicas: 3  # values/prod.yaml:1:11"),
+        "{text}"
+    );
+}
+
+#[test]
+fn env_files_and_the_process_environment_feed_env() {
+    let dir = project(&[
+        (
+            "manifests/cm.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cm}\ndata:\n  a: {{ env.A }}\n  b: {{ env.B }}\n  c: {{ env.C }}\n",
+        ),
+        (".env", "A=from-dotenv\nB=from-dotenv\n"),
+        (
+            ".envrc",
+            "export B=\"from envrc: $A\"\nexport C=from-envrc\n",
+        ),
+    ]);
+    let out = run(kdeploy()
+        .current_dir(dir.path())
+        .args(["render", "--env-file", ".env", "--env-file", ".envrc"])
+        .env("C", "from-process"))
+    .ok();
+    let docs = yaml12_documents(&out.stdout);
+    assert_eq!(
+        docs[0]["data"],
+        json!({"a": "from-dotenv", "b": "from envrc: from-dotenv", "c": "from-process"})
+    );
+}
+
+#[test]
+fn data_value_flags_follow_ytt_precedence() {
+    let dir = project(&[
+        (
+            "manifests/cm.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cm}\ndata: {{ values.data }}\n",
+        ),
+        ("v.yaml", "data: {a: file, b: file, c: file, d: file}\n"),
+        (
+            "cert.pem",
+            "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+        ),
+    ]);
+    let out = run(kdeploy()
+        .current_dir(dir.path())
+        .args([
+            "render",
+            "--data-values-file",
+            "v.yaml",
+            "--data-values-env",
+            "DV",
+            "-v",
+            "data.c=flag",
+            "--data-value-yaml",
+            "data.d='yaml'",
+        ])
+        .args(["--data-value-file", "data.e=cert.pem"])
+        .env("DV_data__b", "env"))
+    .ok();
+    let docs = yaml12_documents(&out.stdout);
+    assert_eq!(
+        docs[0]["data"],
+        json!({"a": "file", "b": "env", "c": "flag", "d": "yaml", "e": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"})
+    );
+}
+
+#[test]
+fn json_output_is_a_v1_list_and_empty_documents_are_dropped() {
+    let dir = project(&[(
+        "manifests/cm.yaml",
+        "{% if false %}apiVersion: v1{% endif %}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: cm}\n---\n# nothing here\n",
+    )]);
+    let out = run(kdeploy()
+        .current_dir(dir.path())
+        .args(["render", "-o", "json", "-n", "team"]))
+    .ok();
+    let list: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(list["kind"], "List");
+    assert_eq!(list["items"].as_array().unwrap().len(), 1);
+    assert_eq!(list["items"][0]["metadata"]["namespace"], "team");
+}
+
+#[test]
+fn completions_and_man_page_come_from_the_flag_definitions() {
+    let bash = run(kdeploy().args(["completions", "bash"])).ok().stdout;
+    assert!(
+        bash.contains("--data-values-file") && bash.contains("render"),
+        "{bash}"
+    );
+    let man = run(kdeploy().arg("man")).ok().stdout;
+    assert!(
+        man.contains(".TH kdeploy") && man.contains("kdeploy\\-render"),
+        "{}",
+        &man[..man.len().min(500)]
+    );
+}

@@ -1,0 +1,218 @@
+//! Shared helpers for the integration tests: running the real `kdeploy` binary, the pinned kubectl, and
+//! the shared local control plane (one per test run, each test in its own namespace).
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+pub fn repo_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The kdeploy binary under test, with a predictable environment.
+pub fn kdeploy() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_kdeploy"));
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if name.starts_with("KDEPLOY_") || name == "KUBECONFIG" {
+            command.env_remove(&*name);
+        }
+    }
+    command.env("NO_COLOR", "1");
+    command
+}
+
+/// The result of running a command, with text output.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn ok(self) -> Self {
+        assert_eq!(
+            self.code, 0,
+            "expected success; stderr:\n{}\nstdout:\n{}",
+            self.stderr, self.stdout
+        );
+        self
+    }
+}
+
+pub fn run(command: &mut Command) -> Run {
+    run_with_stdin(command, None)
+}
+
+pub fn run_with_stdin(command: &mut Command, stdin: Option<&str>) -> Run {
+    use std::io::Write;
+    command.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    });
+    command.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = command
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));
+    if let Some(text) = stdin {
+        let mut pipe = child.stdin.take().unwrap();
+        let text = text.to_owned();
+        std::thread::spawn(move || pipe.write_all(text.as_bytes()));
+    }
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = child.wait_with_output().unwrap();
+    Run {
+        code: status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+    }
+}
+
+/// A binary of the pinned control plane (kubectl, kube-apiserver, ...): from $KDEPLOY_K8S_BIN as
+/// scripts/test sets it, else built or reused by scripts/cluster/build.sh.
+pub fn k8s_bin(name: &str) -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    let dir = DIR.get_or_init(|| {
+        if let Some(dir) = std::env::var_os("KDEPLOY_K8S_BIN") {
+            return PathBuf::from(dir);
+        }
+        let out = Command::new(repo_root().join("scripts/cluster/build.sh"))
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("cannot run scripts/cluster/build.sh");
+        assert!(
+            out.status.success(),
+            "building the test control plane failed (see above). It needs Go 1.26+ (https://go.dev/doc/install); \
+             scripts/test installs everything else."
+        );
+        PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+    });
+    dir.join(name)
+}
+
+/// The shared local control plane.
+pub struct Cluster {
+    pub kubeconfig: PathBuf,
+}
+
+/// Starts the local control plane once per test run, or uses the one scripts/test started
+/// ($KDEPLOY_TEST_KUBECONFIG). The user's own KUBECONFIG is never used: these tests create and delete
+/// namespaces.
+pub fn cluster() -> &'static Cluster {
+    static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+    CLUSTER.get_or_init(|| {
+        if let Some(kubeconfig) = std::env::var_os("KDEPLOY_TEST_KUBECONFIG") {
+            return Cluster {
+                kubeconfig: kubeconfig.into(),
+            };
+        }
+        let out = Command::new(repo_root().join("scripts/dev-cluster"))
+            .arg("up")
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("cannot run scripts/dev-cluster");
+        assert!(
+            out.status.success(),
+            "scripts/dev-cluster up failed (see above)"
+        );
+        let line = String::from_utf8_lossy(&out.stdout).into_owned();
+        let kubeconfig = line
+            .trim()
+            .strip_prefix("export KUBECONFIG=")
+            .expect("dev-cluster prints export KUBECONFIG=...");
+        Cluster {
+            kubeconfig: kubeconfig.into(),
+        }
+    })
+}
+
+impl Cluster {
+    pub fn kubectl(&self) -> Command {
+        let mut command = Command::new(k8s_bin("kubectl"));
+        command.arg("--kubeconfig").arg(&self.kubeconfig);
+        command
+    }
+
+    /// Runs kubectl and returns its stdout, failing the test if it fails.
+    pub fn kubectl_ok(&self, args: &[&str]) -> String {
+        run(self.kubectl().args(args)).ok().stdout
+    }
+
+    pub async fn client(&self) -> kube::Client {
+        let kubeconfig =
+            kube::config::Kubeconfig::read_from(&self.kubeconfig).expect("read kubeconfig");
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+            .await
+            .expect("kube config");
+        kube::Client::try_from(config).expect("kube client")
+    }
+
+    /// A fresh namespace for one test, deleted when the guard drops.
+    pub fn namespace(&'static self, prefix: &str) -> TestNamespace {
+        let suffix = format!(
+            "{:x}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .subsec_nanos()
+        );
+        let name = format!("{prefix}-{suffix}");
+        self.kubectl_ok(&["create", "namespace", &name]);
+        TestNamespace {
+            name,
+            cluster: self,
+        }
+    }
+}
+
+pub struct TestNamespace {
+    pub name: String,
+    cluster: &'static Cluster,
+}
+
+impl Drop for TestNamespace {
+    fn drop(&mut self) {
+        let _ =
+            run(self
+                .cluster
+                .kubectl()
+                .args(["delete", "namespace", &self.name, "--wait=false"]));
+    }
+}
+
+/// Polls `check` until it returns true or `timeout` passes; returns whether it did.
+pub fn wait_until(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if check() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// Writes `files` (relative path, content) under a new temporary folder.
+pub fn project(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in files {
+        let path = dir.path().join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+    dir
+}
+
+/// Parses a YAML stream with a YAML 1.2 parser (serde-saphyr), independent of kdeploy's own reader.
+pub fn yaml12_documents(text: &str) -> Vec<serde_json::Value> {
+    serde_saphyr::from_multiple(text).unwrap_or_else(|e| panic!("not valid YAML 1.2: {e}\n{text}"))
+}
