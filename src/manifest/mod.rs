@@ -253,7 +253,7 @@ fn unpack(value: Json, source: &Source, objects: &mut Vec<Object>, problems: &mu
     if let Err(message) = check_object(&map) {
         return problem(message);
     }
-    if let Some(path) = find_beyond_int64(&Json::Object(map.clone()), "") {
+    if let Some(path) = map.iter().find_map(|(k, v)| find_beyond_int64(v, k)) {
         return problem(format!(
             "the integer at {path} is beyond the int64 range Kubernetes stores; quote it to keep it as a string"
         ));

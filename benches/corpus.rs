@@ -1,0 +1,86 @@
+//! A generated project for the render benchmarks: 50 templates, each looping to render 5 instances of
+//! a Deployment, Service, ConfigMap and Secret (1,000 objects), with a values file of about 200 keys.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+pub const TEMPLATES: usize = 50;
+pub const INSTANCES: usize = 5;
+pub const OBJECTS: usize = TEMPLATES * INSTANCES * 4;
+
+pub fn write(dir: &Path) {
+    let templates = dir.join("templates");
+    std::fs::create_dir_all(&templates).unwrap();
+    let mut values = String::from("global:\n  registry: registry.example.com\n  env: bench\napps:\n");
+    for app in 0..TEMPLATES {
+        write!(
+            values,
+            "  app{app}:\n    image: team/app{app}\n    tag: \"1.{app}.0\"\n    replicas: {}\n    port: {}\n",
+            1 + app % 3,
+            8000 + app
+        )
+        .unwrap();
+    }
+    std::fs::write(dir.join("values.yaml"), values).unwrap();
+    for app in 0..TEMPLATES {
+        let template = TEMPLATE.replace("APP", &format!("app{app}"));
+        std::fs::write(templates.join(format!("app{app}.yaml")), template).unwrap();
+    }
+}
+
+const TEMPLATE: &str = r##"{% set app = values.apps.APP %}
+{%- for i in range(end=5) %}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: APP-{{ i }}
+  labels: {app: APP, instance: "{{ i }}", env: {{ values.global.env }}}
+spec:
+  replicas: {{ app.replicas }}
+  selector:
+    matchLabels: {app: APP, instance: "{{ i }}"}
+  template:
+    metadata:
+      labels: {app: APP, instance: "{{ i }}"}
+    spec:
+      containers:
+        - name: main
+          image: {{ values.global.registry }}/{{ app.image }}:{{ app.tag }}
+          ports:
+            - containerPort: {{ app.port }}
+          env:
+            - name: INSTANCE
+              value: "{{ i }}"
+            - name: GREETING
+              value: {{ "hello: from APP # " ~ i }}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: APP-{{ i }}
+spec:
+  selector: {app: APP, instance: "{{ i }}"}
+  ports:
+    - port: 80
+      targetPort: {{ app.port }}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: APP-{{ i }}-config
+data:
+  settings.yaml: |
+    port: {{ app.port }}
+    replicas: {{ app.replicas }}
+  mode: "0755"
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: APP-{{ i }}-secret
+type: Opaque
+stringData:
+  password: {{ "p@ss:" ~ i ~ "#APP" }}
+{%- endfor %}
+"##;
