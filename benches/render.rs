@@ -28,14 +28,28 @@ fn render_benchmarks(c: &mut Criterion) {
         let manifest = Manifest::from_documents(documents, Some("bench")).unwrap();
         manifest.to_yaml().unwrap()
     };
-    assert_eq!(Manifest::from_documents(TemplateSet::load(&templates, &[]).unwrap().render(&context()).unwrap(), None).unwrap().objects.len(), corpus::OBJECTS);
+    assert_eq!(
+        Manifest::from_documents(
+            TemplateSet::load(&templates, &[])
+                .unwrap()
+                .render(&context())
+                .unwrap(),
+            None
+        )
+        .unwrap()
+        .objects
+        .len(),
+        corpus::OBJECTS
+    );
 
     let mut group = c.benchmark_group("render");
     group.throughput(Throughput::Elements(corpus::OBJECTS as u64));
     group.bench_function("pipeline_1000_objects", |b| b.iter(pipeline));
     let set = TemplateSet::load(&templates, &[]).unwrap();
     let ctx = context();
-    group.bench_function("load_templates", |b| b.iter(|| TemplateSet::load(&templates, &[]).unwrap()));
+    group.bench_function("load_templates", |b| {
+        b.iter(|| TemplateSet::load(&templates, &[]).unwrap())
+    });
     group.bench_function("render_and_parse", |b| b.iter(|| set.render(&ctx).unwrap()));
     let manifest = Manifest::from_documents(set.render(&ctx).unwrap(), None).unwrap();
     group.bench_function("emit_yaml", |b| b.iter(|| manifest.to_yaml().unwrap()));

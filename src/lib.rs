@@ -12,4 +12,5 @@ pub mod manifest;
 pub mod project;
 pub mod template;
 pub mod values;
+pub mod vault;
 pub mod yaml;

@@ -21,9 +21,19 @@ fn config_map(name: &str, data: serde_json::Value) -> serde_json::Value {
 #[tokio::test]
 async fn lists_namespaces() {
     let client = cluster().client().await;
-    let names: Vec<String> = Api::<Namespace>::all(client).list(&ListParams::default()).await.unwrap().items.into_iter().filter_map(|n| n.metadata.name).collect();
+    let names: Vec<String> = Api::<Namespace>::all(client)
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|n| n.metadata.name)
+        .collect();
     for expected in ["default", "kube-system", "kube-node-lease"] {
-        assert!(names.iter().any(|n| n == expected), "{expected} missing from {names:?}");
+        assert!(
+            names.iter().any(|n| n == expected),
+            "{expected} missing from {names:?}"
+        );
     }
 }
 
@@ -31,26 +41,79 @@ async fn lists_namespaces() {
 async fn server_side_apply_records_the_field_manager_and_dry_run_persists_nothing() {
     let ns = cluster().namespace("smoke-ssa");
     let api: Api<ConfigMap> = Api::namespaced(cluster().client().await, &ns.name);
-    let applied = api.patch("applied", &PatchParams::apply("kdeploy-test"), &Patch::Apply(config_map("applied", json!({"a": "1"})))).await.unwrap();
-    let managers: Vec<String> = applied.metadata.managed_fields.unwrap_or_default().into_iter().filter_map(|m| m.manager).collect();
+    let applied = api
+        .patch(
+            "applied",
+            &PatchParams::apply("kdeploy-test"),
+            &Patch::Apply(config_map("applied", json!({"a": "1"}))),
+        )
+        .await
+        .unwrap();
+    let managers: Vec<String> = applied
+        .metadata
+        .managed_fields
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|m| m.manager)
+        .collect();
     assert_eq!(managers, ["kdeploy-test"]);
 
-    let dry = api.patch("dry", &PatchParams::apply("kdeploy-test").dry_run(), &Patch::Apply(config_map("dry", json!({"b": "2"})))).await.unwrap();
-    assert_eq!(dry.data.unwrap()["b"], "2", "the dry run returns what the object would be");
-    assert!(api.get_opt("dry").await.unwrap().is_none(), "a dry run must not create the object");
+    let dry = api
+        .patch(
+            "dry",
+            &PatchParams::apply("kdeploy-test").dry_run(),
+            &Patch::Apply(config_map("dry", json!({"b": "2"}))),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        dry.data.unwrap()["b"],
+        "2",
+        "the dry run returns what the object would be"
+    );
+    assert!(
+        api.get_opt("dry").await.unwrap().is_none(),
+        "a dry run must not create the object"
+    );
 }
 
 #[tokio::test]
 async fn two_field_managers_conflict_until_one_forces() {
     let ns = cluster().namespace("smoke-conflict");
     let api: Api<ConfigMap> = Api::namespaced(cluster().client().await, &ns.name);
-    api.patch("shared", &PatchParams::apply("team-a"), &Patch::Apply(config_map("shared", json!({"owner": "a"})))).await.unwrap();
-    let conflict = api.patch("shared", &PatchParams::apply("team-b"), &Patch::Apply(config_map("shared", json!({"owner": "b"})))).await.unwrap_err();
-    let kube::Error::Api(status) = conflict else { panic!("expected an API error, got {conflict:?}") };
+    api.patch(
+        "shared",
+        &PatchParams::apply("team-a"),
+        &Patch::Apply(config_map("shared", json!({"owner": "a"}))),
+    )
+    .await
+    .unwrap();
+    let conflict = api
+        .patch(
+            "shared",
+            &PatchParams::apply("team-b"),
+            &Patch::Apply(config_map("shared", json!({"owner": "b"}))),
+        )
+        .await
+        .unwrap_err();
+    let kube::Error::Api(status) = conflict else {
+        panic!("expected an API error, got {conflict:?}")
+    };
     assert_eq!(status.code, 409);
-    assert!(status.message.contains("team-a") && status.message.contains(".data.owner"), "{}", status.message);
+    assert!(
+        status.message.contains("team-a") && status.message.contains(".data.owner"),
+        "{}",
+        status.message
+    );
 
-    let forced = api.patch("shared", &PatchParams::apply("team-b").force(), &Patch::Apply(config_map("shared", json!({"owner": "b"})))).await.unwrap();
+    let forced = api
+        .patch(
+            "shared",
+            &PatchParams::apply("team-b").force(),
+            &Patch::Apply(config_map("shared", json!({"owner": "b"}))),
+        )
+        .await
+        .unwrap();
     assert_eq!(forced.data.unwrap()["owner"], "b");
 }
 
@@ -67,13 +130,35 @@ async fn a_crd_becomes_established_and_serves_custom_resources() {
                 "schema": {"openAPIV3Schema": {"type": "object", "properties": {"spec": {"type": "object", "properties": {"size": {"type": "integer"}}}}}}}]}
     });
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    crds.patch(&crd_name, &PatchParams::apply("kdeploy-test"), &Patch::Apply(crd)).await.unwrap();
-    tokio::time::timeout(Duration::from_secs(30), await_condition(crds.clone(), &crd_name, conditions::is_crd_established())).await.unwrap().unwrap();
+    crds.patch(
+        &crd_name,
+        &PatchParams::apply("kdeploy-test"),
+        &Patch::Apply(crd),
+    )
+    .await
+    .unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        await_condition(crds.clone(), &crd_name, conditions::is_crd_established()),
+    )
+    .await
+    .unwrap()
+    .unwrap();
 
-    let resource = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(&group, "v1", "Gadget"), "gadgets");
+    let resource = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk(&group, "v1", "Gadget"),
+        "gadgets",
+    );
     let gadgets: Api<DynamicObject> = Api::namespaced_with(client, &ns.name, &resource);
     let gadget = json!({"apiVersion": format!("{group}/v1"), "kind": "Gadget", "metadata": {"name": "g"}, "spec": {"size": 3}});
-    let created = gadgets.patch("g", &PatchParams::apply("kdeploy-test"), &Patch::Apply(gadget)).await.unwrap();
+    let created = gadgets
+        .patch(
+            "g",
+            &PatchParams::apply("kdeploy-test"),
+            &Patch::Apply(gadget),
+        )
+        .await
+        .unwrap();
     assert_eq!(created.data["spec"]["size"], 3);
     crds.delete(&crd_name, &Default::default()).await.unwrap();
 }
@@ -87,9 +172,22 @@ async fn a_deployment_becomes_available_on_a_kwok_node() {
         "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
             "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "web", "image": "nginx:1.27"}]}}}
     });
-    api.patch("web", &PatchParams::apply("kdeploy-test"), &Patch::Apply(deployment)).await.unwrap();
-    let rolled_out = tokio::time::timeout(Duration::from_secs(60), await_condition(api.clone(), "web", conditions::is_deployment_completed())).await;
-    assert!(rolled_out.is_ok(), "the Deployment did not roll out within 60s");
+    api.patch(
+        "web",
+        &PatchParams::apply("kdeploy-test"),
+        &Patch::Apply(deployment),
+    )
+    .await
+    .unwrap();
+    let rolled_out = tokio::time::timeout(
+        Duration::from_secs(60),
+        await_condition(api.clone(), "web", conditions::is_deployment_completed()),
+    )
+    .await;
+    assert!(
+        rolled_out.is_ok(),
+        "the Deployment did not roll out within 60s"
+    );
     let status = api.get("web").await.unwrap().status.unwrap();
     assert_eq!(status.available_replicas, Some(2));
 }
@@ -102,9 +200,37 @@ fn kdeploy_render_piped_into_kubectl_apply_creates_what_was_rendered() {
         "manifests/cm.yaml",
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: piped\ndata:\n  mode: {{ values.mode }}\n  motto: {{ values.motto }}\n",
     )]);
-    let rendered = run(kdeploy().current_dir(dir.path()).args(["render", "-n", &ns.name, "-v", "mode=0755", "-v", "motto=yes: # no"])).ok();
-    run_with_stdin(cluster.kubectl().args(["apply", "--server-side", "--field-manager", "kdeploy-test", "-f", "-"]), Some(&rendered.stdout)).ok();
-    let data = cluster.kubectl_ok(&["get", "configmap", "piped", "-n", &ns.name, "-o", "jsonpath={.data}"]);
+    let rendered = run(kdeploy().current_dir(dir.path()).args([
+        "render",
+        "-n",
+        &ns.name,
+        "-v",
+        "mode=0755",
+        "-v",
+        "motto=yes: # no",
+    ]))
+    .ok();
+    run_with_stdin(
+        cluster.kubectl().args([
+            "apply",
+            "--server-side",
+            "--field-manager",
+            "kdeploy-test",
+            "-f",
+            "-",
+        ]),
+        Some(&rendered.stdout),
+    )
+    .ok();
+    let data = cluster.kubectl_ok(&[
+        "get",
+        "configmap",
+        "piped",
+        "-n",
+        &ns.name,
+        "-o",
+        "jsonpath={.data}",
+    ]);
     let data: serde_json::Value = serde_json::from_str(&data).unwrap();
     assert_eq!(data, json!({"mode": "0755", "motto": "yes: # no"}));
 }

@@ -9,7 +9,10 @@ pub mod emit;
 mod parse;
 pub mod resolve;
 
-pub use parse::{Document, ParseError, ScalarEvent, ScalarHook, ScalarStyle, parse_stream};
+pub use parse::{
+    Document, ParseError, ScalarEvent, ScalarHook, ScalarStyle, parse_stream, parse_stream_in,
+};
+pub use resolve::Schema;
 
 use indexmap::IndexMap;
 use serde_json::Value as Json;

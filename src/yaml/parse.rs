@@ -9,6 +9,7 @@ use std::collections::HashMap;
 
 use granit_parser::{Event, Parser, ScalarStyle as ParserStyle, Span, Tag};
 
+use super::resolve::Schema;
 use super::{Entry, Mapping, Mark, Node, NodeValue, Scalar, resolve};
 
 /// How a scalar was written.
@@ -59,9 +60,19 @@ impl ParseError {
     }
 }
 
-/// Parses every document in `text`, letting `hook` resolve scalars first.
+/// Parses every document in `text` with kubectl's rules, letting `hook` resolve scalars first.
 pub fn parse_stream(text: &str, hook: &mut ScalarHook<'_>) -> Result<Vec<Document>, ParseError> {
+    parse_stream_in(text, Schema::Kubectl, hook)
+}
+
+/// Parses every document in `text` with the plain-scalar rules of `schema`.
+pub fn parse_stream_in(
+    text: &str,
+    schema: Schema,
+    hook: &mut ScalarHook<'_>,
+) -> Result<Vec<Document>, ParseError> {
     let mut builder = Builder {
+        schema,
         hook,
         stack: Vec::new(),
         anchors: HashMap::new(),
@@ -116,6 +127,7 @@ struct PendingKey {
 }
 
 struct Builder<'h, 'a> {
+    schema: Schema,
     hook: &'h mut ScalarHook<'a>,
     stack: Vec<Frame>,
     anchors: HashMap<usize, Node>,
@@ -241,7 +253,9 @@ impl Builder<'_, '_> {
         // A key is always meant as a string: `on:` stays "on" instead of go-yaml's "true".
         let scalar = match tag {
             Some(tag) => tagged_scalar(text, tag, mark)?,
-            None if style == ScalarStyle::Plain && !event.is_key => resolve::plain_scalar(text),
+            None if style == ScalarStyle::Plain && !event.is_key => {
+                resolve::plain_scalar_in(text, self.schema)
+            }
             None => Scalar::String(text.to_owned()),
         };
         Ok(Node::new(NodeValue::Scalar(scalar), mark))

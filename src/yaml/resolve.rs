@@ -8,8 +8,30 @@
 
 use super::Scalar;
 
+/// Which reader's rules to follow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Schema {
+    /// kubectl's (sigs.k8s.io/yaml on go-yaml v2): `yes`, `on`, `y` are booleans.
+    #[default]
+    Kubectl,
+    /// sops' (go-yaml v3): only `true`/`false` (any case style) are booleans; numbers as in v2.
+    Sops,
+}
+
 /// Resolves a plain (unquoted, untagged) scalar with go-yaml v2's rules.
 pub fn plain_scalar(text: &str) -> Scalar {
+    plain_scalar_in(text, Schema::Kubectl)
+}
+
+/// Resolves a plain scalar with the rules of `schema`.
+pub fn plain_scalar_in(text: &str, schema: Schema) -> Scalar {
+    if schema == Schema::Sops && matches!(keyword(text), Some(Scalar::Bool(_))) {
+        return match text {
+            "true" | "True" | "TRUE" => Scalar::Bool(true),
+            "false" | "False" | "FALSE" => Scalar::Bool(false),
+            _ => Scalar::String(text.to_owned()),
+        };
+    }
     if let Some(known) = keyword(text) {
         return known;
     }
@@ -148,6 +170,20 @@ mod tests {
         assert_eq!(plain_scalar("-42"), int(-42));
         assert_eq!(plain_scalar("0"), int(0));
         assert_eq!(plain_scalar("18446744073709551615"), Scalar::UInt(u64::MAX));
+    }
+
+    #[test]
+    fn the_sops_schema_has_only_yaml_1_2_booleans() {
+        assert_eq!(
+            plain_scalar_in("yes", Schema::Sops),
+            Scalar::String("yes".into())
+        );
+        assert_eq!(
+            plain_scalar_in("on", Schema::Sops),
+            Scalar::String("on".into())
+        );
+        assert_eq!(plain_scalar_in("True", Schema::Sops), Scalar::Bool(true));
+        assert_eq!(plain_scalar_in("0755", Schema::Sops), int(493));
     }
 
     #[test]
