@@ -26,6 +26,9 @@ pub enum Command {
     Render(RenderArgs),
     /// Show the merged data values and where each one came from
     Values(ValuesArgs),
+    /// Encrypted secrets: SOPS files with age recipients, identities in the OS keyring
+    #[command(subcommand)]
+    Vault(VaultCommand),
     /// Print shell completions
     Completions {
         /// The shell to complete for
@@ -84,9 +87,142 @@ pub struct InputArgs {
     #[arg(long = "data-value-file", value_name = "KEY=FILE")]
     pub data_value_files: Vec<String>,
 
-    /// Env file (.env syntax, or .envrc in direnv's common subset) for `env` in templates; repeatable
+    /// Env file (.env syntax, .envrc in direnv's common subset, or an age-encrypted .env.age) for
+    /// `env` in templates; repeatable
     #[arg(long = "env-file", value_name = "PATH")]
     pub env_files: Vec<PathBuf>,
+
+    /// Vault file (SOPS, age) whose values appear under `secrets.` in templates; repeatable
+    #[arg(long = "secrets-file", value_name = "PATH")]
+    pub secrets_files: Vec<PathBuf>,
+
+    #[command(flatten)]
+    pub identity: IdentityArgs,
+}
+
+/// Which age identity opens vault files.
+#[derive(Debug, Args, Clone, Default)]
+pub struct IdentityArgs {
+    /// Age identity file to decrypt with (tried before SOPS_AGE_KEY, SOPS_AGE_KEY_FILE, the OS keyring
+    /// and ~/.config/sops/age/keys.txt)
+    #[arg(long, value_name = "FILE", global = true)]
+    pub identity: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VaultCommand {
+    /// Create your age identity, keep it in the OS keyring, and add its recipient to the project
+    Init {
+        /// Write the identity to this file (0600) instead of the OS keyring
+        #[arg(long, value_name = "FILE")]
+        file: Option<PathBuf>,
+        /// Replace an identity already in the keyring
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        project: ProjectArgs,
+    },
+    /// Encrypt a plaintext file (YAML, JSON or .env) in place, or to --output
+    Encrypt {
+        file: PathBuf,
+        /// Write the encrypted file here instead of replacing FILE
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Encrypt to this age recipient (default: the project's recipients); repeatable
+        #[arg(short, long = "recipient", value_name = "AGE1…")]
+        recipients: Vec<String>,
+        #[command(flatten)]
+        project: ProjectArgs,
+    },
+    /// Print the decrypted file on stdout (the only way plaintext leaves the vault)
+    Decrypt {
+        file: PathBuf,
+        #[command(flatten)]
+        identity: IdentityArgs,
+    },
+    /// Edit the decrypted file in $EDITOR (private temporary file on memory-backed storage)
+    Edit {
+        file: PathBuf,
+        #[command(flatten)]
+        identity: IdentityArgs,
+        #[command(flatten)]
+        project: ProjectArgs,
+    },
+    /// Set one value (read from stdin, or asked for without echo); creates the file if needed
+    Set {
+        file: PathBuf,
+        /// Dotted key path, e.g. db.password
+        key: String,
+        /// Read the value as YAML (numbers, booleans, lists) instead of as a string
+        #[arg(long)]
+        yaml: bool,
+        #[command(flatten)]
+        identity: IdentityArgs,
+        #[command(flatten)]
+        project: ProjectArgs,
+    },
+    /// Print one decrypted value on stdout
+    Get {
+        file: PathBuf,
+        key: String,
+        #[command(flatten)]
+        identity: IdentityArgs,
+    },
+    /// List the key paths of a vault file (no values, no identity needed)
+    Keys { file: PathBuf },
+    /// List, add or remove the project's recipients
+    #[command(subcommand)]
+    Recipients(RecipientsCommand),
+    /// Re-wrap the data key of vault files for the current recipients (default: the project's files)
+    Updatekeys {
+        files: Vec<PathBuf>,
+        #[command(flatten)]
+        identity: IdentityArgs,
+        #[command(flatten)]
+        project: ProjectArgs,
+    },
+    /// Re-encrypt vault files under a new data key (default: the project's files)
+    Rotate {
+        files: Vec<PathBuf>,
+        #[command(flatten)]
+        identity: IdentityArgs,
+        #[command(flatten)]
+        project: ProjectArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RecipientsCommand {
+    /// The project's recipients, and whether each vault file is encrypted to exactly them
+    List {
+        #[command(flatten)]
+        project: ProjectArgs,
+    },
+    /// Add a recipient to kdeploy.yaml and re-wrap the project's vault files for it
+    Add {
+        /// An age recipient (age1…)
+        recipient: String,
+        #[command(flatten)]
+        identity: IdentityArgs,
+        #[command(flatten)]
+        project: ProjectArgs,
+    },
+    /// Remove a recipient from kdeploy.yaml and re-wrap the project's vault files without it
+    Remove {
+        recipient: String,
+        #[command(flatten)]
+        identity: IdentityArgs,
+        #[command(flatten)]
+        project: ProjectArgs,
+    },
+}
+
+/// Which project a vault command works on.
+#[derive(Debug, Args, Clone, Default)]
+pub struct ProjectArgs {
+    /// The project file (default: ./kdeploy.yaml if there is one)
+    #[arg(short = 'p', long, value_name = "FILE", env = "KDEPLOY_PROJECT")]
+    pub project: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]

@@ -11,6 +11,7 @@ pub mod diagnostic;
 pub mod manifest;
 pub mod project;
 pub mod template;
+pub mod ui;
 pub mod values;
 pub mod vault;
 pub mod yaml;

@@ -140,6 +140,86 @@ impl Project {
         })
     }
 
+    /// Every vault file the project names, its targets' included, in order and without repeats.
+    pub fn all_secrets_files(&self) -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = Vec::new();
+        let all = self
+            .config
+            .secrets
+            .iter()
+            .chain(self.config.targets.values().flat_map(|t| t.secrets.iter()));
+        for file in all.map(|p| self.path(p)) {
+            if !files.contains(&file) {
+                files.push(file);
+            }
+        }
+        files
+    }
+
+    /// Rewrites the `recipients:` list in the project file, leaving the rest of the text (comments
+    /// included) as it is, and checks that the result still loads.
+    pub fn write_recipients(&self, recipients: &[String]) -> Result<Project, ProjectError> {
+        let text = std::fs::read_to_string(&self.file).map_err(|source| ProjectError::Read {
+            path: self.file.clone(),
+            source,
+        })?;
+        let mut block = String::from("recipients:\n");
+        for recipient in recipients {
+            block.push_str(&format!("  - {recipient}\n"));
+        }
+        if recipients.is_empty() {
+            block = "recipients: []\n".to_owned();
+        }
+        let lines: Vec<&str> = text.split_inclusive('\n').collect();
+        let start = lines.iter().position(|l| l.starts_with("recipients:"));
+        let updated = match start {
+            Some(start) => {
+                let end = lines[start + 1..]
+                    .iter()
+                    .position(|l| {
+                        !(l.starts_with(' ')
+                            || l.starts_with('\t')
+                            || l.trim().is_empty()
+                            || l.starts_with('#')
+                            || l.starts_with('-'))
+                    })
+                    .map_or(lines.len(), |i| start + 1 + i);
+                format!(
+                    "{}{block}{}",
+                    lines[..start].concat(),
+                    lines[end..].concat()
+                )
+            }
+            None => {
+                let separator = if text.is_empty() || text.ends_with('\n') {
+                    ""
+                } else {
+                    "\n"
+                };
+                format!("{text}{separator}{block}")
+            }
+        };
+        let temp = self.file.with_extension("yaml.kdeploy-new");
+        let write_error = |source| ProjectError::Read {
+            path: self.file.clone(),
+            source,
+        };
+        std::fs::write(&temp, &updated).map_err(write_error)?;
+        match Project::load(&temp) {
+            Ok(project) if project.config.recipients == recipients => {
+                std::fs::rename(&temp, &self.file).map_err(write_error)?;
+                Project::load(&self.file)
+            }
+            _ => {
+                let _ = std::fs::remove_file(&temp);
+                Err(ProjectError::Unlocated {
+                    path: self.file.clone(),
+                    message: "cannot update `recipients:` in place (is it written in an unusual form?); edit the file by hand".to_owned(),
+                })
+            }
+        }
+    }
+
     /// A path from the project file, relative to the project's folder.
     fn path(&self, relative: &Path) -> PathBuf {
         if self.dir == Path::new(".") {
@@ -253,6 +333,24 @@ mod tests {
         assert_eq!(prod.context.as_deref(), Some("prod-ctx"));
         let err = p.select(Some("staging")).unwrap_err().to_string();
         assert!(err.contains("defined targets: prod"), "{err}");
+    }
+
+    #[test]
+    fn recipients_are_rewritten_in_place_keeping_the_rest() {
+        let p = project("# team project\ntemplates: [m]\nrecipients:\n  - age1old  # alice\n  - age1bob\nnamespace: x\n").unwrap();
+        let p = p
+            .write_recipients(&["age1bob".to_owned(), "age1carol".to_owned()])
+            .unwrap();
+        let text = std::fs::read_to_string(&p.file).unwrap();
+        assert_eq!(
+            text,
+            "# team project\ntemplates: [m]\nrecipients:\n  - age1bob\n  - age1carol\nnamespace: x\n"
+        );
+        let p = project("templates: [m]")
+            .unwrap()
+            .write_recipients(&["age1a".to_owned()])
+            .unwrap();
+        assert_eq!(p.config.recipients, ["age1a"]);
     }
 
     #[test]

@@ -5,6 +5,7 @@ mod docs;
 mod inputs;
 mod render;
 mod values;
+mod vault;
 
 pub use inputs::{Inputs, RenderedInputs};
 
@@ -23,6 +24,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Render(args) => render::run(&args),
         Command::Values(args) => values::run(&args),
+        Command::Vault(command) => vault::run(&command),
         Command::Completions { shell } => docs::completions(shell),
         Command::Man => docs::man(),
     }

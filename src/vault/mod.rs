@@ -6,4 +6,376 @@
 //! key file). [`Vault`] puts them together for the commands and for rendering.
 
 pub mod cipher;
+pub mod identity;
 pub mod sops;
+
+use std::collections::BTreeSet;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value as Json;
+use zeroize::Zeroizing;
+
+use self::cipher::DataKey;
+use self::identity::{IdentityChain, IdentityError};
+use self::sops::{EncryptedFile, EncryptionRules, Format, SopsError, Tree};
+
+#[derive(Debug, thiserror::Error)]
+pub enum VaultError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: {source}", path.display())]
+    Format {
+        path: PathBuf,
+        #[source]
+        source: SopsError,
+    },
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    #[error("{}: {message}", path.display())]
+    Policy { path: PathBuf, message: String },
+}
+
+/// An encrypted vault file as it is on disk.
+#[derive(Debug, Clone)]
+pub struct VaultFile {
+    pub path: PathBuf,
+    pub encrypted: EncryptedFile,
+}
+
+impl VaultFile {
+    pub fn read(path: &Path) -> Result<VaultFile, VaultError> {
+        let text = std::fs::read_to_string(path).map_err(|source| VaultError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let encrypted = sops::parse_encrypted(&text, Format::of(path)).map_err(|source| {
+            VaultError::Format {
+                path: path.to_path_buf(),
+                source,
+            }
+        })?;
+        Ok(VaultFile {
+            path: path.to_path_buf(),
+            encrypted,
+        })
+    }
+
+    pub fn recipients(&self) -> Vec<String> {
+        self.encrypted
+            .metadata
+            .recipients()
+            .into_iter()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// The data key and the decrypted tree; the MAC and recipient binding are checked.
+    pub fn open(&self, identities: &mut IdentityChain) -> Result<(DataKey, Tree), VaultError> {
+        let key = identities.open(
+            &self.path.display().to_string(),
+            &self.encrypted.metadata.age,
+        )?;
+        let tree = sops::decrypt(&self.encrypted, &key).map_err(|source| VaultError::Format {
+            path: self.path.clone(),
+            source,
+        })?;
+        Ok((key, tree))
+    }
+
+    /// Refuses files kdeploy would damage by rewriting (other key sources it cannot wrap for).
+    pub fn check_rewritable(&self) -> Result<(), VaultError> {
+        if self.encrypted.metadata.other_key_sources.is_empty() {
+            return Ok(());
+        }
+        Err(VaultError::Policy {
+            path: self.path.clone(),
+            message: format!(
+                "this file also uses {} keys, which kdeploy cannot wrap a data key for; rewriting it would lock those keys out, so use sops to change it",
+                self.encrypted.metadata.other_key_sources.join(", ")
+            ),
+        })
+    }
+}
+
+/// Encrypts `plain` and writes it to `path` atomically (a new file is created 0600; an existing one
+/// keeps its mode). `previous` lets unchanged values keep their ciphertext.
+pub fn write_encrypted(
+    path: &Path,
+    plain: &Tree,
+    key: &DataKey,
+    recipients: &[String],
+    rules: EncryptionRules,
+    previous: Option<(&EncryptedFile, &Tree)>,
+) -> Result<EncryptedFile, VaultError> {
+    let format = Format::of(path);
+    let format_error = |source| VaultError::Format {
+        path: path.to_path_buf(),
+        source,
+    };
+    let encrypted =
+        sops::encrypt(plain, key, recipients, rules, format, previous).map_err(format_error)?;
+    let text =
+        sops::write(&encrypted.tree, Some(&encrypted.metadata), format).map_err(format_error)?;
+    write_atomically(path, text.as_bytes())?;
+    Ok(encrypted)
+}
+
+/// Writes through a temporary file in the same folder and a rename, so a failure never leaves half a
+/// file behind.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), VaultError> {
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+    let write_error = |source| VaultError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mode = std::fs::metadata(path)
+        .map(|m| m.permissions().mode())
+        .unwrap_or(0o600);
+    let mut temp = tempfile::Builder::new()
+        .prefix(".kdeploy-")
+        .tempfile_in(dir)
+        .map_err(write_error)?;
+    temp.write_all(bytes).map_err(write_error)?;
+    temp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(mode))
+        .map_err(write_error)?;
+    temp.as_file().sync_all().map_err(write_error)?;
+    temp.persist(path).map_err(|e| write_error(e.error))?;
+    Ok(())
+}
+
+/// Where a file's recipients come from: kdeploy.yaml's `recipients:`, else the first `.sops.yaml`
+/// creation rule (searched upward from the file, as sops does) whose `path_regex` matches it.
+pub fn configured_recipients(
+    project_recipients: &[String],
+    file: &Path,
+) -> Result<Vec<String>, VaultError> {
+    if !project_recipients.is_empty() {
+        return Ok(project_recipients.to_vec());
+    }
+    let absolute = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
+    let Some(config) = absolute
+        .ancestors()
+        .skip(1)
+        .map(|d| d.join(".sops.yaml"))
+        .find(|p| p.is_file())
+    else {
+        return Ok(Vec::new());
+    };
+    let text = std::fs::read_to_string(&config).map_err(|source| VaultError::Read {
+        path: config.clone(),
+        source,
+    })?;
+    let policy = |message: String| VaultError::Policy {
+        path: config.clone(),
+        message,
+    };
+    let parsed: Json =
+        serde_saphyr::from_str(&text).map_err(|e| policy(format!("invalid YAML: {e}")))?;
+    let relative = absolute
+        .strip_prefix(config.parent().unwrap_or(Path::new("/")))
+        .unwrap_or(&absolute)
+        .to_string_lossy()
+        .into_owned();
+    for rule in parsed["creation_rules"].as_array().into_iter().flatten() {
+        if let Some(pattern) = rule["path_regex"].as_str() {
+            let regex = regex::Regex::new(pattern)
+                .map_err(|e| policy(format!("invalid path_regex `{pattern}`: {e}")))?;
+            if !regex.is_match(&relative) {
+                continue;
+            }
+        }
+        let recipients: Vec<String> = match &rule["age"] {
+            Json::String(list) => list
+                .split(',')
+                .map(|r| r.trim().to_owned())
+                .filter(|r| !r.is_empty())
+                .collect(),
+            Json::Array(items) => items
+                .iter()
+                .filter_map(|r| r.as_str().map(|s| s.trim().to_owned()))
+                .collect(),
+            _ => Vec::new(),
+        };
+        return Ok(recipients);
+    }
+    Ok(Vec::new())
+}
+
+/// Checks a file's recipient list against the configured one. A file kdeploy wrote binds its list to
+/// the data key (checked when it is opened), so a difference only means the file is stale. A file
+/// without that binding (written by sops) cannot tell an edit from a stale list, so a difference is
+/// refused.
+pub fn check_recipients(
+    file: &VaultFile,
+    configured: &[String],
+) -> Result<Option<String>, VaultError> {
+    if configured.is_empty() {
+        return Ok(None);
+    }
+    let have: BTreeSet<String> = file.recipients().into_iter().collect();
+    let want: BTreeSet<String> = configured.iter().cloned().collect();
+    if have == want {
+        return Ok(None);
+    }
+    let added: Vec<&String> = have.difference(&want).collect();
+    let missing: Vec<&String> = want.difference(&have).collect();
+    let difference = format!(
+        "its recipients differ from the project's (in the file only: {}; in the project only: {})",
+        if added.is_empty() {
+            "none".to_owned()
+        } else {
+            added
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        },
+        if missing.is_empty() {
+            "none".to_owned()
+        } else {
+            missing
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        },
+    );
+    if file.encrypted.metadata.recipients_mac.is_some() {
+        Ok(Some(format!(
+            "{}: {difference}; run `kdeploy vault updatekeys {}`",
+            file.path.display(),
+            file.path.display()
+        )))
+    } else {
+        Err(VaultError::Policy {
+            path: file.path.clone(),
+            message: format!(
+                "{difference}, and the file carries no kdeploy recipient binding (was it written by sops?), so an edit cannot be told from a stale list; check the list, then run `kdeploy vault updatekeys`"
+            ),
+        })
+    }
+}
+
+/// Decrypted vault values for templates, and what must be masked wherever it appears.
+#[derive(Default)]
+pub struct Secrets {
+    pub values: Json,
+    plaintexts: Vec<Zeroizing<String>>,
+    /// Warnings found while loading (stale recipient lists).
+    pub warnings: Vec<String>,
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Secrets(<{} values redacted>)", self.plaintexts.len())
+    }
+}
+
+impl Secrets {
+    /// Every decrypted string value (numbers and booleans too, as text), for masking.
+    pub fn plaintexts(&self) -> impl Iterator<Item = &str> {
+        self.plaintexts.iter().map(|s| s.as_str())
+    }
+
+    /// Loads and merges (deeply, later files win) the vault files.
+    pub fn load(
+        files: &[PathBuf],
+        project_recipients: &[String],
+        identities: &mut IdentityChain,
+    ) -> Result<Secrets, VaultError> {
+        let mut secrets = Secrets {
+            values: Json::Object(Default::default()),
+            ..Default::default()
+        };
+        for path in files {
+            let file = VaultFile::read(path)?;
+            let configured = configured_recipients(project_recipients, path)?;
+            if let Some(warning) = check_recipients(&file, &configured)? {
+                secrets.warnings.push(warning);
+            }
+            let (_, tree) = file.open(identities)?;
+            let json = tree.to_json();
+            collect_plaintexts(&json, &mut secrets.plaintexts);
+            merge_json(&mut secrets.values, json);
+        }
+        Ok(secrets)
+    }
+}
+
+fn collect_plaintexts(json: &Json, out: &mut Vec<Zeroizing<String>>) {
+    match json {
+        Json::Object(map) => map.values().for_each(|v| collect_plaintexts(v, out)),
+        Json::Array(items) => items.iter().for_each(|v| collect_plaintexts(v, out)),
+        Json::String(s) if !s.is_empty() => out.push(Zeroizing::new(s.clone())),
+        Json::Number(n) => out.push(Zeroizing::new(n.to_string())),
+        _ => {}
+    }
+}
+
+fn merge_json(base: &mut Json, overlay: Json) {
+    match (base, overlay) {
+        (Json::Object(base), Json::Object(overlay)) => {
+            for (k, v) in overlay {
+                match base.get_mut(&k) {
+                    Some(existing) => merge_json(existing, v),
+                    None => {
+                        base.insert(k, v);
+                    }
+                }
+            }
+        }
+        (base, overlay) => *base = overlay,
+    }
+}
+
+/// Decrypts a whole-file age file (`.env.age`, armored or binary), as the age CLI wrote it.
+pub fn decrypt_age_file(
+    path: &Path,
+    identities: &mut IdentityChain,
+) -> Result<Zeroizing<String>, VaultError> {
+    let bytes = std::fs::read(path).map_err(|source| VaultError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let text = identities.first_that_opens(
+        &path.display().to_string(),
+        vec!["(age files do not name their recipients)".to_owned()],
+        |ids| {
+            let reader = age::armor::ArmoredReader::new(bytes.as_slice());
+            let decryptor = age::Decryptor::new_buffered(std::io::BufReader::new(reader))
+                .map_err(|e| SopsError::Age(format!("{}: not an age file: {e}", path.display())))?;
+            match decryptor.decrypt(ids.iter().map(|i| i as &dyn age::Identity)) {
+                Ok(mut reader) => {
+                    let mut text = Zeroizing::new(String::new());
+                    reader.read_to_string(&mut text).map_err(|e| {
+                        SopsError::Age(format!(
+                            "{}: the decrypted content is not UTF-8 text: {e}",
+                            path.display()
+                        ))
+                    })?;
+                    Ok(Some(text))
+                }
+                Err(age::DecryptError::NoMatchingKeys) => Ok(None),
+                Err(e) => Err(SopsError::Age(format!("{}: {e}", path.display())).into()),
+            }
+        },
+    )?;
+    Ok(text)
+}

@@ -10,9 +10,15 @@ use serde::Serialize;
 #[error("cannot write YAML: {0}")]
 pub struct EmitError(String);
 
+/// Long single-line strings stay on one line: folding them (`>`) is valid YAML but makes diffs of
+/// manifests and vault files (long `ENC[…]` values) harder to read. Multi-line strings still use `|`.
+const NEVER_FOLD: usize = 1 << 20;
+
 /// One YAML document, ending with a line break.
 pub fn to_yaml<T: Serialize>(value: &T) -> Result<String, EmitError> {
-    let mut text = serde_saphyr::to_string(value).map_err(|e| EmitError(e.to_string()))?;
+    let options = serde_saphyr::ser_options! { folded_wrap_chars: NEVER_FOLD };
+    let mut text = serde_saphyr::to_string_with_options(value, options)
+        .map_err(|e| EmitError(e.to_string()))?;
     if !text.ends_with('\n') {
         text.push('\n');
     }
@@ -46,6 +52,13 @@ mod tests {
         let text = to_yaml(&value).unwrap();
         let back = parse_stream(&text, &mut |_| Ok(None)).unwrap();
         assert_eq!(back[0].root.to_json().unwrap(), value, "emitted:\n{text}");
+    }
+
+    #[test]
+    fn long_lines_are_not_folded_and_multi_line_strings_are_literal_blocks() {
+        let long = "x".repeat(50) + " " + &"y".repeat(50);
+        let text = to_yaml(&serde_json::json!({"long": long, "pem": "a\nb\n"})).unwrap();
+        assert_eq!(text, format!("long: {long}\npem: |\n  a\n  b\n"));
     }
 
     #[test]

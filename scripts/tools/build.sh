@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Builds the Go tools kdeploy's tests and benchmarks compare against (sops, and later ytt, helm,
+# kustomize, kapp), each from its pinned wrapper module under scripts/tools/go/<name>/. They are test and
+# benchmark dependencies only, never used by kdeploy at runtime.
+#
+#   scripts/tools/build.sh sops [more names]   build (or reuse) and print the folder holding them
+#
+# Each tool is cached by a hash of its go.mod and go.sum and the Go version, in
+# ${KDEPLOY_TOOLS_CACHE:-${XDG_CACHE_HOME:-~/.cache}/kdeploy/tools}/<name>-<hash>/, and linked into one
+# folder, whose path is printed on stdout.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+[ $# -gt 0 ] || set -- $(ls "$here/go")
+command -v go > /dev/null 2>&1 || {
+  echo "tools/build.sh: Go 1.26+ is needed to build $* (https://go.dev/doc/install)." >&2
+  exit 1
+}
+cache=${KDEPLOY_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kdeploy/tools}
+mkdir -p "$cache"
+exec 9> "$cache/.lock"
+flock 9
+
+links=$cache/bin
+mkdir -p "$links"
+for name in "$@"; do
+  module=$here/go/$name
+  [ -f "$module/go.mod" ] || { echo "tools/build.sh: no tool named $name" >&2; exit 1; }
+  key=$( { go env GOVERSION GOOS GOARCH; cat "$module/go.mod" "$module/go.sum"; } | sha256sum | cut -c1-12)
+  out=$cache/$name-$key
+  if [ ! -f "$out/.complete" ]; then
+    echo "tools/build.sh: building $name" >&2
+    rm -rf "$out"
+    mkdir -p "$out"
+    packages=$(awk '$1 == "tool" {print $2}' "$module/go.mod")
+    (cd "$module" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$out/" $packages)
+    touch "$out/.complete"
+  fi
+  for binary in "$out"/*; do
+    ln -sfn "$binary" "$links/$(basename "$binary")"
+  done
+done
+echo "$links"

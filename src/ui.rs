@@ -1,0 +1,39 @@
+//! Talking to the person at the terminal: warnings on stderr, questions, hidden input.
+
+use std::io::{BufRead, IsTerminal, Write};
+
+/// A warning on stderr.
+pub fn warn(message: &str) {
+    eprintln!("warning: {message}");
+}
+
+/// A line of information on stderr (stdout is kept for data).
+pub fn note(message: &str) {
+    eprintln!("{message}");
+}
+
+pub fn stdin_is_terminal() -> bool {
+    std::io::stdin().is_terminal()
+}
+
+pub fn stderr_is_terminal() -> bool {
+    std::io::stderr().is_terminal()
+}
+
+/// Asks a yes/no question on the terminal; `default` when the answer is empty.
+pub fn confirm(question: &str, default: bool) -> std::io::Result<bool> {
+    let hint = if default { "[Y/n]" } else { "[y/N]" };
+    eprint!("{question} {hint} ");
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(match answer.trim().to_ascii_lowercase().as_str() {
+        "" => default,
+        a => a == "y" || a == "yes",
+    })
+}
+
+/// Reads a secret without echoing it.
+pub fn prompt_hidden(prompt: &str) -> std::io::Result<zeroize::Zeroizing<String>> {
+    rpassword::prompt_password(prompt).map(zeroize::Zeroizing::new)
+}

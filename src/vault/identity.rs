@@ -1,0 +1,303 @@
+//! Finding the age identities that open a vault file.
+//!
+//! Sources, in order: `--identity FILE`; `SOPS_AGE_KEY` (identities inline) and `SOPS_AGE_KEY_FILE`;
+//! the OS keyring (Secret Service on Linux, Keychain on macOS, Credential Manager on Windows; entry
+//! service `kdeploy`, account `age-identity`); sops' default key file
+//! (`$XDG_CONFIG_HOME/sops/age/keys.txt`, usually `~/.config/sops/age/keys.txt`). Sources are read
+//! lazily, in order, until one opens the file: the keyring is not touched when an earlier source works.
+//! When none can, the error lists what was tried and the recipients the file is encrypted to.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use zeroize::Zeroizing;
+
+use super::cipher::DataKey;
+use super::sops::{AgeStanza, SopsError, unwrap_key};
+
+pub const KEYRING_SERVICE: &str = "kdeploy";
+pub const KEYRING_ACCOUNT: &str = "age-identity";
+
+/// One place identities may come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    File(PathBuf),
+    EnvKey,
+    EnvKeyFile(PathBuf),
+    Keyring,
+    DefaultFile(PathBuf),
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::File(p) => write!(f, "--identity {}", p.display()),
+            Source::EnvKey => write!(f, "SOPS_AGE_KEY"),
+            Source::EnvKeyFile(p) => write!(f, "SOPS_AGE_KEY_FILE {}", p.display()),
+            Source::Keyring => write!(f, "OS keyring ({KEYRING_SERVICE}/{KEYRING_ACCOUNT})"),
+            Source::DefaultFile(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    #[error("no identity can open {file}.\n  tried:\n{}\n  the file is encrypted to:\n{}\n  ask someone who can open it to add your recipient (`kdeploy vault recipients add <your age1… key>`), or point kdeploy at your identity with --identity FILE or SOPS_AGE_KEY_FILE",
+        .attempts.iter().map(|(s, r)| format!("    {s}: {r}")).collect::<Vec<_>>().join("\n"),
+        .recipients.iter().map(|r| format!("    {r}")).collect::<Vec<_>>().join("\n"))]
+    NoneCanOpen {
+        file: String,
+        attempts: Vec<(String, String)>,
+        recipients: Vec<String>,
+    },
+    #[error("{source_name}: {message}")]
+    Unreadable {
+        source_name: String,
+        message: String,
+    },
+    #[error(transparent)]
+    Sops(#[from] SopsError),
+    #[error("OS keyring: {0}")]
+    Keyring(String),
+}
+
+/// The identity sources of one command, read on demand and remembered.
+pub struct IdentityChain {
+    sources: Vec<Source>,
+    loaded: Vec<Option<Result<Vec<age::x25519::Identity>, String>>>,
+}
+
+impl IdentityChain {
+    /// The sources that apply, given `--identity` and the environment.
+    pub fn new(explicit: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) -> IdentityChain {
+        let mut sources = Vec::new();
+        if let Some(path) = explicit {
+            sources.push(Source::File(path.to_path_buf()));
+        }
+        if env("SOPS_AGE_KEY").is_some_and(|k| !k.trim().is_empty()) {
+            sources.push(Source::EnvKey);
+        }
+        if let Some(path) = env("SOPS_AGE_KEY_FILE").filter(|p| !p.is_empty()) {
+            sources.push(Source::EnvKeyFile(path.into()));
+        }
+        if env("KDEPLOY_NO_KEYRING").is_none() {
+            sources.push(Source::Keyring);
+        }
+        let config = env("XDG_CONFIG_HOME")
+            .filter(|d| !d.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| env("HOME").map(|h| Path::new(&h).join(".config")));
+        if let Some(config) = config {
+            sources.push(Source::DefaultFile(config.join("sops/age/keys.txt")));
+        }
+        let loaded = sources.iter().map(|_| None).collect();
+        IdentityChain { sources, loaded }
+    }
+
+    /// From the process environment.
+    pub fn from_process(explicit: Option<&Path>) -> IdentityChain {
+        IdentityChain::new(explicit, &|name| std::env::var(name).ok())
+    }
+
+    fn load(&mut self, index: usize) -> &Result<Vec<age::x25519::Identity>, String> {
+        if self.loaded[index].is_none() {
+            let result = match &self.sources[index] {
+                Source::File(p) | Source::EnvKeyFile(p) | Source::DefaultFile(p) => {
+                    read_identity_file(p)
+                }
+                Source::EnvKey => parse_identities(&Zeroizing::new(
+                    std::env::var("SOPS_AGE_KEY").unwrap_or_default(),
+                )),
+                Source::Keyring => keyring_identity().map(|i| i.into_iter().collect()),
+            };
+            self.loaded[index] = Some(result);
+        }
+        self.loaded[index].as_ref().expect("loaded above")
+    }
+
+    /// Unwraps the data key from the first stanza any identity opens.
+    pub fn open(&mut self, file: &str, stanzas: &[AgeStanza]) -> Result<DataKey, IdentityError> {
+        let recipients = stanzas.iter().map(|s| s.recipient.clone()).collect();
+        self.first_that_opens(file, recipients, |identities| {
+            for stanza in stanzas {
+                if let Some(key) = unwrap_key(stanza, identities)? {
+                    return Ok(Some(key));
+                }
+            }
+            Ok(None)
+        })
+    }
+
+    /// Tries the sources in order, loading each only when the ones before it could not open `file`:
+    /// `attempt` returns `Ok(None)` when none of the identities it is given is a recipient.
+    pub fn first_that_opens<T>(
+        &mut self,
+        file: &str,
+        recipients: Vec<String>,
+        mut attempt: impl FnMut(&[age::x25519::Identity]) -> Result<Option<T>, IdentityError>,
+    ) -> Result<T, IdentityError> {
+        let mut attempts = Vec::new();
+        for index in 0..self.sources.len() {
+            let label = self.sources[index].to_string();
+            let identities = match self.load(index) {
+                Ok(ids) if ids.is_empty() => {
+                    attempts.push((label, "no identity there".to_owned()));
+                    continue;
+                }
+                Ok(ids) => ids.clone(),
+                Err(problem) => {
+                    attempts.push((label, problem.clone()));
+                    continue;
+                }
+            };
+            if let Some(opened) = attempt(&identities)? {
+                return Ok(opened);
+            }
+            let n = identities.len();
+            attempts.push((
+                label,
+                format!(
+                    "{n} identit{} found, none is a recipient",
+                    if n == 1 { "y" } else { "ies" }
+                ),
+            ));
+        }
+        Err(IdentityError::NoneCanOpen {
+            file: file.to_owned(),
+            attempts,
+            recipients,
+        })
+    }
+}
+
+fn read_identity_file(path: &Path) -> Result<Vec<age::x25519::Identity>, String> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => parse_identities(&Zeroizing::new(text)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err("no such file".to_owned()),
+        Err(e) => Err(format!("cannot read: {e}")),
+    }
+}
+
+/// Identities in age's file format: one `AGE-SECRET-KEY-1…` a line, `#` comments.
+pub fn parse_identities(text: &str) -> Result<Vec<age::x25519::Identity>, String> {
+    let mut identities = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let identity = line
+            .parse::<age::x25519::Identity>()
+            .map_err(|_| format!("line {} is not an age identity (AGE-SECRET-KEY-1…)", n + 1))?;
+        identities.push(identity);
+    }
+    Ok(identities)
+}
+
+fn keyring_entry() -> Result<keyring::Entry, String> {
+    keyring::Entry::new(KEYRING_SERVICE, KEYRING_ACCOUNT).map_err(describe_keyring_error)
+}
+
+fn describe_keyring_error(error: keyring::Error) -> String {
+    match error {
+        keyring::Error::NoEntry => "no entry".to_owned(),
+        keyring::Error::NoStorageAccess(e) => {
+            format!("locked or access denied ({e}); unlock your keyring and try again")
+        }
+        keyring::Error::NoDefaultStore => {
+            "no keyring is available here (no Secret Service on the session bus?)".to_owned()
+        }
+        other => format!("not available ({other})"),
+    }
+}
+
+/// The identity stored in the OS keyring, if any.
+fn keyring_identity() -> Result<Option<age::x25519::Identity>, String> {
+    let secret = match keyring_entry()?.get_password() {
+        Ok(secret) => Zeroizing::new(secret),
+        Err(keyring::Error::NoEntry) => return Err("no entry".to_owned()),
+        Err(e) => return Err(describe_keyring_error(e)),
+    };
+    let mut identities = parse_identities(&secret)
+        .map_err(|e| format!("the stored entry is not an age identity: {e}"))?;
+    Ok(identities.pop())
+}
+
+/// Stores an identity in the OS keyring; refuses to replace one unless `replace`.
+pub fn store_in_keyring(
+    identity: &age::x25519::Identity,
+    replace: bool,
+) -> Result<(), IdentityError> {
+    let entry = keyring_entry().map_err(IdentityError::Keyring)?;
+    if !replace && entry.get_password().is_ok() {
+        return Err(IdentityError::Keyring(format!(
+            "an identity is already stored ({KEYRING_SERVICE}/{KEYRING_ACCOUNT}); pass --force to replace it (files encrypted only to it will no longer open)"
+        )));
+    }
+    use age::secrecy::ExposeSecret;
+    let secret = identity.to_string();
+    entry
+        .set_password(secret.expose_secret())
+        .map_err(|e| IdentityError::Keyring(describe_keyring_error(e)))
+}
+
+/// The recipient of the identity in the keyring, if there is one.
+pub fn keyring_recipient() -> Result<Option<String>, IdentityError> {
+    match keyring_identity() {
+        Ok(identity) => Ok(identity.map(|i| i.to_public().to_string())),
+        Err(e) if e == "no entry" => Ok(None),
+        Err(e) => Err(IdentityError::Keyring(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vault::sops::wrap_key;
+
+    #[test]
+    fn explicit_file_then_env_then_defaults_and_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let identity = age::x25519::Identity::generate();
+        let key = DataKey::generate().unwrap();
+        let stanza = wrap_key(&key, &identity.to_public().to_string()).unwrap();
+        let file = dir.path().join("keys.txt");
+        use age::secrecy::ExposeSecret;
+        std::fs::write(
+            &file,
+            format!("# created: now\n{}\n", identity.to_string().expose_secret()),
+        )
+        .unwrap();
+
+        let home = dir.path().display().to_string();
+        let env = |name: &str| match name {
+            "HOME" => Some(home.clone()),
+            "KDEPLOY_NO_KEYRING" => Some("1".to_owned()),
+            _ => None,
+        };
+        let mut chain = IdentityChain::new(Some(&file), &env);
+        assert_eq!(
+            chain.open("f.yaml", std::slice::from_ref(&stanza)).unwrap(),
+            key
+        );
+
+        let mut without = IdentityChain::new(None, &env);
+        let err = without
+            .open("f.yaml", std::slice::from_ref(&stanza))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(".config/sops/age/keys.txt: no such file"),
+            "{err}"
+        );
+        assert!(err.contains(&stanza.recipient), "{err}");
+        assert!(!err.contains("AGE-SECRET-KEY"), "{err}");
+    }
+
+    #[test]
+    fn identity_files_are_checked_line_by_line() {
+        assert!(parse_identities("# c\n\n").unwrap().is_empty());
+        let err = parse_identities("not a key\n").err().unwrap();
+        assert_eq!(err, "line 1 is not an age identity (AGE-SECRET-KEY-1…)");
+    }
+}
