@@ -775,11 +775,14 @@ pub fn write(
     }
 }
 
+/// Called with each leaf and its sops key path.
+type LeafVisitor<'v> = dyn FnMut(&[String], &mut Leaf) -> Result<(), SopsError> + 'v;
+
 /// Walks the leaves with sops' key paths (list items share their parent's path).
 fn walk_leaves(
     tree: &mut Tree,
     path: &mut Vec<String>,
-    visit: &mut dyn FnMut(&[String], &mut Leaf) -> Result<(), SopsError>,
+    visit: &mut LeafVisitor<'_>,
 ) -> Result<(), SopsError> {
     match tree {
         Tree::Map(entries) => {
