@@ -11,8 +11,7 @@ pub const OBJECTS: usize = TEMPLATES * INSTANCES * 4;
 pub fn write(dir: &Path) {
     let templates = dir.join("templates");
     std::fs::create_dir_all(&templates).unwrap();
-    let mut values =
-        String::from("global:\n  registry: registry.example.com\n  env: bench\napps:\n");
+    let mut values = String::from("global:\n  registry: registry.example.com\n  env: bench\napps:\n");
     for app in 0..TEMPLATES {
         write!(
             values,

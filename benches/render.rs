@@ -30,10 +30,7 @@ fn render_benchmarks(c: &mut Criterion) {
     };
     assert_eq!(
         Manifest::from_documents(
-            TemplateSet::load(&templates, &[])
-                .unwrap()
-                .render(&context())
-                .unwrap(),
+            TemplateSet::load(&templates, &[]).unwrap().render(&context()).unwrap(),
             None
         )
         .unwrap()

@@ -52,15 +52,8 @@ pub struct SourceError {
 
 impl SourceError {
     /// An error at `line`/`column` of `path`, quoting the line from `source` when it is given.
-    pub fn new(
-        message: impl Into<String>,
-        path: &Path,
-        source: Option<&str>,
-        line: usize,
-        column: usize,
-    ) -> Self {
-        let line_text =
-            source.and_then(|text| text.lines().nth(line.saturating_sub(1)).map(str::to_owned));
+    pub fn new(message: impl Into<String>, path: &Path, source: Option<&str>, line: usize, column: usize) -> Self {
+        let line_text = source.and_then(|text| text.lines().nth(line.saturating_sub(1)).map(str::to_owned));
         SourceError {
             message: message.into(),
             location: Location::new(path, line, column.max(1)),
@@ -119,8 +112,7 @@ mod tests {
     #[test]
     fn shows_the_line_and_a_caret_under_the_column() {
         let source = "a: 1\nb: {{ nope }}\n";
-        let err =
-            SourceError::new("undefined", Path::new("t.yaml"), Some(source), 2, 7).with_width(4);
+        let err = SourceError::new("undefined", Path::new("t.yaml"), Some(source), 2, 7).with_width(4);
         let shown = err.to_string();
         assert_eq!(
             shown,

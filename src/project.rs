@@ -120,16 +120,10 @@ impl Project {
             dir
         };
         for name in config.targets.keys() {
-            if name.is_empty()
-                || !name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-            {
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
                 return Err(ProjectError::Unlocated {
                     path: file.to_path_buf(),
-                    message: format!(
-                        "target name `{name}` may only contain letters, digits, `-` and `_`"
-                    ),
+                    message: format!("target name `{name}` may only contain letters, digits, `-` and `_`"),
                 });
             }
         }
@@ -184,11 +178,7 @@ impl Project {
                             || l.starts_with('-'))
                     })
                     .map_or(lines.len(), |i| start + 1 + i);
-                format!(
-                    "{}{block}{}",
-                    lines[..start].concat(),
-                    lines[end..].concat()
-                )
+                format!("{}{block}{}", lines[..start].concat(), lines[end..].concat())
             }
             None => {
                 let separator = if text.is_empty() || text.ends_with('\n') {
@@ -256,14 +246,11 @@ impl Project {
             project_file: Some(self.file.clone()),
         };
         if let Some(name) = target {
-            let target = config
-                .targets
-                .get(name)
-                .ok_or_else(|| ProjectError::UnknownTarget {
-                    name: name.to_owned(),
-                    path: self.file.clone(),
-                    known: config.targets.keys().cloned().collect(),
-                })?;
+            let target = config.targets.get(name).ok_or_else(|| ProjectError::UnknownTarget {
+                name: name.to_owned(),
+                path: self.file.clone(),
+                known: config.targets.keys().cloned().collect(),
+            })?;
             selection.values_files.extend(resolve(&target.values));
             selection.env_files.extend(resolve(&target.env_files));
             selection.secrets_files.extend(resolve(&target.secrets));
@@ -280,11 +267,7 @@ impl Project {
 /// serde-saphyr reports a location with most errors; turn it into a [`SourceError`].
 fn located(file: &Path, text: &str, error: &serde_saphyr::Error) -> ProjectError {
     let message = error.to_string();
-    let first_line = message
-        .lines()
-        .next()
-        .unwrap_or("invalid project file")
-        .to_owned();
+    let first_line = message.lines().next().unwrap_or("invalid project file").to_owned();
     match error.location() {
         Some(location) => SourceError::new(
             format!("invalid {PROJECT_FILE}: {}", strip_location(&first_line)),
@@ -325,10 +308,7 @@ mod tests {
         assert_eq!(base.templates, vec![p.dir.join("manifests")]);
         assert_eq!(base.namespace.as_deref(), Some("base"));
         let prod = p.select(Some("prod")).unwrap();
-        assert_eq!(
-            prod.values_files,
-            vec![p.dir.join("v.yaml"), p.dir.join("prod.yaml")]
-        );
+        assert_eq!(prod.values_files, vec![p.dir.join("v.yaml"), p.dir.join("prod.yaml")]);
         assert_eq!(prod.namespace.as_deref(), Some("shop-prod"));
         assert_eq!(prod.context.as_deref(), Some("prod-ctx"));
         let err = p.select(Some("staging")).unwrap_err().to_string();
@@ -337,7 +317,9 @@ mod tests {
 
     #[test]
     fn recipients_are_rewritten_in_place_keeping_the_rest() {
-        let p = project("# team project\ntemplates: [m]\nrecipients:\n  - age1old  # alice\n  - age1bob\nnamespace: x\n").unwrap();
+        let p =
+            project("# team project\ntemplates: [m]\nrecipients:\n  - age1old  # alice\n  - age1bob\nnamespace: x\n")
+                .unwrap();
         let p = p
             .write_recipients(&["age1bob".to_owned(), "age1carol".to_owned()])
             .unwrap();

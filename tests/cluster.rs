@@ -30,10 +30,7 @@ async fn lists_namespaces() {
         .filter_map(|n| n.metadata.name)
         .collect();
     for expected in ["default", "kube-system", "kube-node-lease"] {
-        assert!(
-            names.iter().any(|n| n == expected),
-            "{expected} missing from {names:?}"
-        );
+        assert!(names.iter().any(|n| n == expected), "{expected} missing from {names:?}");
     }
 }
 
@@ -130,13 +127,9 @@ async fn a_crd_becomes_established_and_serves_custom_resources() {
                 "schema": {"openAPIV3Schema": {"type": "object", "properties": {"spec": {"type": "object", "properties": {"size": {"type": "integer"}}}}}}}]}
     });
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    crds.patch(
-        &crd_name,
-        &PatchParams::apply("kdeploy-test"),
-        &Patch::Apply(crd),
-    )
-    .await
-    .unwrap();
+    crds.patch(&crd_name, &PatchParams::apply("kdeploy-test"), &Patch::Apply(crd))
+        .await
+        .unwrap();
     tokio::time::timeout(
         Duration::from_secs(30),
         await_condition(crds.clone(), &crd_name, conditions::is_crd_established()),
@@ -145,18 +138,12 @@ async fn a_crd_becomes_established_and_serves_custom_resources() {
     .unwrap()
     .unwrap();
 
-    let resource = ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk(&group, "v1", "Gadget"),
-        "gadgets",
-    );
+    let resource = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(&group, "v1", "Gadget"), "gadgets");
     let gadgets: Api<DynamicObject> = Api::namespaced_with(client, &ns.name, &resource);
-    let gadget = json!({"apiVersion": format!("{group}/v1"), "kind": "Gadget", "metadata": {"name": "g"}, "spec": {"size": 3}});
+    let gadget =
+        json!({"apiVersion": format!("{group}/v1"), "kind": "Gadget", "metadata": {"name": "g"}, "spec": {"size": 3}});
     let created = gadgets
-        .patch(
-            "g",
-            &PatchParams::apply("kdeploy-test"),
-            &Patch::Apply(gadget),
-        )
+        .patch("g", &PatchParams::apply("kdeploy-test"), &Patch::Apply(gadget))
         .await
         .unwrap();
     assert_eq!(created.data["spec"]["size"], 3);
@@ -172,22 +159,15 @@ async fn a_deployment_becomes_available_on_a_kwok_node() {
         "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
             "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "web", "image": "nginx:1.27"}]}}}
     });
-    api.patch(
-        "web",
-        &PatchParams::apply("kdeploy-test"),
-        &Patch::Apply(deployment),
-    )
-    .await
-    .unwrap();
+    api.patch("web", &PatchParams::apply("kdeploy-test"), &Patch::Apply(deployment))
+        .await
+        .unwrap();
     let rolled_out = tokio::time::timeout(
         Duration::from_secs(60),
         await_condition(api.clone(), "web", conditions::is_deployment_completed()),
     )
     .await;
-    assert!(
-        rolled_out.is_ok(),
-        "the Deployment did not roll out within 60s"
-    );
+    assert!(rolled_out.is_ok(), "the Deployment did not roll out within 60s");
     let status = api.get("web").await.unwrap().status.unwrap();
     assert_eq!(status.available_replicas, Some(2));
 }
@@ -211,26 +191,13 @@ fn kdeploy_render_piped_into_kubectl_apply_creates_what_was_rendered() {
     ]))
     .ok();
     run_with_stdin(
-        cluster.kubectl().args([
-            "apply",
-            "--server-side",
-            "--field-manager",
-            "kdeploy-test",
-            "-f",
-            "-",
-        ]),
+        cluster
+            .kubectl()
+            .args(["apply", "--server-side", "--field-manager", "kdeploy-test", "-f", "-"]),
         Some(&rendered.stdout),
     )
     .ok();
-    let data = cluster.kubectl_ok(&[
-        "get",
-        "configmap",
-        "piped",
-        "-n",
-        &ns.name,
-        "-o",
-        "jsonpath={.data}",
-    ]);
+    let data = cluster.kubectl_ok(&["get", "configmap", "piped", "-n", &ns.name, "-o", "jsonpath={.data}"]);
     let data: serde_json::Value = serde_json::from_str(&data).unwrap();
     assert_eq!(data, json!({"mode": "0755", "motto": "yes: # no"}));
 }

@@ -53,8 +53,8 @@ fn direnv_exports(dir: &Path, base: &BTreeMap<String, String>) -> BTreeMap<Strin
 }
 
 fn kdeploy_exports(dir: &Path, base: &BTreeMap<String, String>) -> BTreeMap<String, String> {
-    let loaded = kdeploy::values::load_env_file(&dir.join(".envrc"), &BTreeMap::new(), base)
-        .expect("kdeploy reads the .envrc");
+    let loaded =
+        kdeploy::values::load_env_file(&dir.join(".envrc"), &BTreeMap::new(), base).expect("kdeploy reads the .envrc");
     loaded
         .into_iter()
         .filter(|(name, value, _)| base.get(name) != Some(value))
@@ -81,10 +81,7 @@ fn assert_same(files: &[(&str, &str)]) {
     let base = base_env(home.path());
     let theirs = direnv_exports(&dir_path, &base);
     let ours = kdeploy_exports(&dir_path, &base);
-    assert!(
-        !theirs.is_empty(),
-        "the case exports nothing; it tests nothing"
-    );
+    assert!(!theirs.is_empty(), "the case exports nothing; it tests nothing");
     assert_eq!(ours, theirs, "kdeploy and direnv disagree on {files:?}");
 }
 
@@ -98,10 +95,7 @@ fn exports_with_quoting_and_expansion() {
 
 #[test]
 fn exporting_a_shell_variable_later() {
-    assert_same(&[(
-        ".envrc",
-        "LOCAL=value\nexport LOCAL\nexport PRESET=changed\n",
-    )]);
+    assert_same(&[(".envrc", "LOCAL=value\nexport LOCAL\nexport PRESET=changed\n")]);
 }
 
 #[test]

@@ -166,27 +166,11 @@ fn check(objects: &[Value], reader: &str) {
     let widget = objects.iter().find(|o| o["kind"] == "Widget").unwrap();
     let data = config_map["data"].as_object().unwrap();
     for (key, want) in expected_data() {
-        assert_eq!(
-            data.get(&key),
-            Some(&want),
-            "{reader} read {key} differently"
-        );
+        assert_eq!(data.get(&key), Some(&want), "{reader} read {key} differently");
     }
-    assert_eq!(
-        data.len(),
-        CORPUS.len() * 6,
-        "{reader}: unexpected extra keys"
-    );
-    assert_eq!(
-        widget["spec"]["typed"],
-        typed(),
-        "{reader}: typed values as structure"
-    );
-    assert_eq!(
-        widget["spec"]["each"],
-        typed(),
-        "{reader}: typed values one by one"
-    );
+    assert_eq!(data.len(), CORPUS.len() * 6, "{reader}: unexpected extra keys");
+    assert_eq!(widget["spec"]["typed"], typed(), "{reader}: typed values as structure");
+    assert_eq!(widget["spec"]["each"], typed(), "{reader}: typed values one by one");
     assert_eq!(
         widget["spec"]["keys"].as_object().unwrap(),
         &expected_keys(),
@@ -199,15 +183,7 @@ fn kubectl_reads_every_hostile_value_exactly() {
     let stream = rendered();
     let out = run_with_stdin(
         std::process::Command::new(k8s_bin("kubectl"))
-            .args([
-                "label",
-                "--local",
-                "-f",
-                "-",
-                "kdeploy-test=decoded",
-                "-o",
-                "json",
-            ])
+            .args(["label", "--local", "-f", "-", "kdeploy-test=decoded", "-o", "json"])
             .env("KUBECONFIG", "/dev/null"),
         Some(&stream),
     )

@@ -15,16 +15,9 @@ fn render_in(dir: &std::path::Path, args: &[&str]) -> Vec<Value> {
 fn the_bundled_example_renders_from_the_repo_root() {
     let docs = render_in(repo_root(), &[]);
     let kinds: Vec<&str> = docs.iter().map(|d| d["kind"].as_str().unwrap()).collect();
-    assert_eq!(
-        kinds,
-        ["Namespace", "ConfigMap", "Service", "Deployment", "CronJob"]
-    );
+    assert_eq!(kinds, ["Namespace", "ConfigMap", "Service", "Deployment", "CronJob"]);
     for doc in &docs[1..] {
-        assert_eq!(
-            doc["metadata"]["namespace"], "kdeploy-demo",
-            "{}",
-            doc["kind"]
-        );
+        assert_eq!(doc["metadata"]["namespace"], "kdeploy-demo", "{}", doc["kind"]);
     }
     assert_eq!(docs[0]["metadata"].get("namespace"), None);
     let config = &docs[1]["data"];
@@ -59,8 +52,7 @@ fn ytt_migration_example_keeps_a_hostile_value_as_one_exact_string() {
     assert_eq!(docs.len(), 1);
     let template = std::fs::read_to_string(dir.join("do_something.yaml")).unwrap();
     let mut expected: Value =
-        serde_saphyr::from_str(&template.replace("{{ values.some.value }}", "PLACEHOLDER"))
-            .unwrap();
+        serde_saphyr::from_str(&template.replace("{{ values.some.value }}", "PLACEHOLDER")).unwrap();
     expected["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["command"][2] =
         json!(format!("echo {value}"));
     assert_eq!(docs[0], expected);
@@ -71,12 +63,7 @@ fn two_targets_example_layers_values_per_target() {
     let dir = repo_root().join("examples/two-targets");
     let dev = render_in(&dir, &["--target", "dev"]);
     let prod = render_in(&dir, &["--target", "prod"]);
-    let deployment = |docs: &[Value]| {
-        docs.iter()
-            .find(|d| d["kind"] == "Deployment")
-            .unwrap()
-            .clone()
-    };
+    let deployment = |docs: &[Value]| docs.iter().find(|d| d["kind"] == "Deployment").unwrap().clone();
     let (dev, prod) = (deployment(&dev), deployment(&prod));
     assert_eq!(dev["metadata"]["namespace"], "shop-dev");
     assert_eq!(prod["metadata"]["namespace"], "shop-prod");
@@ -99,24 +86,15 @@ fn values_command_shows_where_each_value_came_from() {
         .args(["values", "--target", "prod", "-v", "extra=1", "-o", "json"]))
     .ok();
     let shown: Value = serde_json::from_str(&out.stdout).unwrap();
-    assert_eq!(
-        shown["values"]["resources"],
-        json!({"cpu": "500m", "memory": "128Mi"})
-    );
+    assert_eq!(shown["values"]["resources"], json!({"cpu": "500m", "memory": "128Mi"}));
     assert_eq!(shown["origins"]["resources.cpu"], "values/prod.yaml:3:8");
-    assert_eq!(
-        shown["origins"]["resources.memory"],
-        "values/base.yaml:7:11"
-    );
+    assert_eq!(shown["origins"]["resources.memory"], "values/base.yaml:7:11");
     assert_eq!(shown["origins"]["extra"], "--data-value extra");
-    let text = run(kdeploy()
-        .current_dir(&dir)
-        .args(["values", "--target", "prod"]))
-    .ok()
-    .stdout;
+    let text = run(kdeploy().current_dir(&dir).args(["values", "--target", "prod"]))
+        .ok()
+        .stdout;
     assert!(
-        text.lines()
-            .any(|l| l == "replicas: 3  # values/prod.yaml:1:11"),
+        text.lines().any(|l| l == "replicas: 3  # values/prod.yaml:1:11"),
         "{text}"
     );
 }
@@ -129,10 +107,7 @@ fn env_files_and_the_process_environment_feed_env() {
             "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cm}\ndata:\n  a: {{ env.A }}\n  b: {{ env.B }}\n  c: {{ env.C }}\n",
         ),
         (".env", "A=from-dotenv\nB=from-dotenv\n"),
-        (
-            ".envrc",
-            "export B=\"from envrc: $A\"\nexport C=from-envrc\n",
-        ),
+        (".envrc", "export B=\"from envrc: $A\"\nexport C=from-envrc\n"),
     ]);
     let out = run(kdeploy()
         .current_dir(dir.path())
@@ -201,10 +176,7 @@ fn json_output_is_a_v1_list_and_empty_documents_are_dropped() {
 #[test]
 fn completions_and_man_page_come_from_the_flag_definitions() {
     let bash = run(kdeploy().args(["completions", "bash"])).ok().stdout;
-    assert!(
-        bash.contains("--data-values-file") && bash.contains("render"),
-        "{bash}"
-    );
+    assert!(bash.contains("--data-values-file") && bash.contains("render"), "{bash}");
     let man = run(kdeploy().arg("man")).ok().stdout;
     assert!(
         man.contains(".TH kdeploy") && man.contains("kdeploy\\-render"),

@@ -28,16 +28,8 @@ fn template_syntax_error_names_file_line_and_column() {
         )],
         &["-v", "x=1"],
     );
-    assert!(
-        out.stderr.contains("manifests/cm.yaml:5:"),
-        "{}",
-        out.stderr
-    );
-    assert!(
-        out.stderr.contains("template syntax error"),
-        "{}",
-        out.stderr
-    );
+    assert!(out.stderr.contains("manifests/cm.yaml:5:"), "{}", out.stderr);
+    assert!(out.stderr.contains("template syntax error"), "{}", out.stderr);
     assert!(
         out.stderr.contains("  a: {{ values.x + }}"),
         "the line is shown: {}",
@@ -54,11 +46,7 @@ fn undefined_value_names_the_expression_and_the_keys_that_exist() {
         )],
         &["-v", "db.host=h"],
     );
-    assert!(
-        out.stderr.contains("manifests/cm.yaml:5:9"),
-        "{}",
-        out.stderr
-    );
+    assert!(out.stderr.contains("manifests/cm.yaml:5:9"), "{}", out.stderr);
     assert!(
         out.stderr
             .contains("`values.db.hots` is not defined (keys under `values.db`: host)"),
@@ -71,16 +59,10 @@ fn undefined_value_names_the_expression_and_the_keys_that_exist() {
 fn undefined_env_variable_is_an_error_unless_defaulted() {
     let template = format!("{CM_HEAD}data:\n  a: {{{{ env.KDEPLOY_TEST_SURELY_UNSET }}}}\n");
     let out = render_fails(&[("manifests/cm.yaml", &template)], &[]);
-    assert!(
-        out.stderr.contains("env.KDEPLOY_TEST_SURELY_UNSET"),
-        "{}",
-        out.stderr
-    );
+    assert!(out.stderr.contains("env.KDEPLOY_TEST_SURELY_UNSET"), "{}", out.stderr);
     let dir = project(&[(
         "manifests/cm.yaml",
-        &format!(
-            "{CM_HEAD}data:\n  a: {{{{ env.KDEPLOY_TEST_SURELY_UNSET | default(value=\"d\") }}}}\n"
-        ),
+        &format!("{CM_HEAD}data:\n  a: {{{{ env.KDEPLOY_TEST_SURELY_UNSET | default(value=\"d\") }}}}\n"),
     )]);
     run(kdeploy().current_dir(dir.path()).arg("render")).ok();
 }
@@ -88,10 +70,7 @@ fn undefined_env_variable_is_an_error_unless_defaulted() {
 #[test]
 fn rendered_output_that_is_not_yaml_is_reported_without_values() {
     let template = format!("{CM_HEAD}data:\n  a: {{{{ values.secret }}}}\n   b: c\n");
-    let out = render_fails(
-        &[("manifests/cm.yaml", &template)],
-        &["-v", "secret=hunter2-canary"],
-    );
+    let out = render_fails(&[("manifests/cm.yaml", &template)], &["-v", "secret=hunter2-canary"]);
     assert!(out.stderr.contains("not valid YAML"), "{}", out.stderr);
     assert!(
         out.stderr.contains("manifests/cm.yaml (rendered output):"),
@@ -104,18 +83,11 @@ fn rendered_output_that_is_not_yaml_is_reported_without_values() {
 #[test]
 fn malformed_values_file_names_file_line_and_column() {
     let out = render_fails(
-        &[
-            ("manifests/cm.yaml", CM_HEAD),
-            ("v.yaml", "a: 1\nb: [1, 2\nc: 3\n"),
-        ],
+        &[("manifests/cm.yaml", CM_HEAD), ("v.yaml", "a: 1\nb: [1, 2\nc: 3\n")],
         &["--data-values-file", "v.yaml"],
     );
     assert!(out.stderr.contains("v.yaml:"), "{}", out.stderr);
-    assert!(
-        out.stderr.contains("invalid YAML in values file"),
-        "{}",
-        out.stderr
-    );
+    assert!(out.stderr.contains("invalid YAML in values file"), "{}", out.stderr);
     let out = render_fails(
         &[("manifests/cm.yaml", CM_HEAD), ("v.yaml", "a: 1\na: 2\n")],
         &["--data-values-file", "v.yaml"],
@@ -129,10 +101,7 @@ fn malformed_values_file_names_file_line_and_column() {
 
 #[test]
 fn missing_values_file_is_named() {
-    let out = render_fails(
-        &[("manifests/cm.yaml", CM_HEAD)],
-        &["--data-values-file", "nope.yaml"],
-    );
+    let out = render_fails(&[("manifests/cm.yaml", CM_HEAD)], &["--data-values-file", "nope.yaml"]);
     assert!(out.stderr.contains("nope.yaml"), "{}", out.stderr);
 }
 
@@ -162,11 +131,7 @@ fn bad_flags_exit_with_code_2() {
     let out = render_fails(&[("manifests/cm.yaml", CM_HEAD)], &["--no-such-flag"]);
     assert!(out.stderr.contains("--no-such-flag"), "{}", out.stderr);
     let out = render_fails(&[("manifests/cm.yaml", CM_HEAD)], &["-v", "novalue"]);
-    assert!(
-        out.stderr.contains("expected key.path=value"),
-        "{}",
-        out.stderr
-    );
+    assert!(out.stderr.contains("expected key.path=value"), "{}", out.stderr);
     let out = render_fails(
         &[("manifests/cm.yaml", CM_HEAD)],
         &["--data-value-yaml", "k=[1, hunter2-canary"],
@@ -193,10 +158,7 @@ fn project_file_problems_are_located() {
         out.stderr
     );
     let out = render_fails(
-        &[
-            ("kdeploy.yaml", "targets: {dev: {}}\n"),
-            ("manifests/cm.yaml", CM_HEAD),
-        ],
+        &[("kdeploy.yaml", "targets: {dev: {}}\n"), ("manifests/cm.yaml", CM_HEAD)],
         &["--target", "prod"],
     );
     assert!(
@@ -211,21 +173,9 @@ fn invalid_objects_are_all_listed() {
     let template = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n---\nkind: Secret\nmetadata: {name: b}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n---\n- just a list\n";
     let out = render_fails(&[("manifests/all.yaml", template)], &[]);
     assert!(out.stderr.contains("3 problems"), "{}", out.stderr);
-    assert!(
-        out.stderr.contains("Secret/b has no apiVersion"),
-        "{}",
-        out.stderr
-    );
-    assert!(
-        out.stderr.contains("ConfigMap/a is defined twice"),
-        "{}",
-        out.stderr
-    );
-    assert!(
-        out.stderr.contains("manifests/all.yaml (document 4"),
-        "{}",
-        out.stderr
-    );
+    assert!(out.stderr.contains("Secret/b has no apiVersion"), "{}", out.stderr);
+    assert!(out.stderr.contains("ConfigMap/a is defined twice"), "{}", out.stderr);
+    assert!(out.stderr.contains("manifests/all.yaml (document 4"), "{}", out.stderr);
 }
 
 #[test]
@@ -263,13 +213,9 @@ fn hostile_templates_never_crash() {
     ];
     for case in cases {
         let dir = project(&[("manifests/x.yaml", case)]);
-        let out = run(kdeploy().current_dir(dir.path()).args([
-            "render",
-            "-v",
-            "x=1",
-            "--data-value-yaml",
-            "list=[1]",
-        ]));
+        let out = run(kdeploy()
+            .current_dir(dir.path())
+            .args(["render", "-v", "x=1", "--data-value-yaml", "list=[1]"]));
         assert!(
             out.code == 0 || out.code == 2,
             "{case:?}: exit {} stderr {}",
@@ -279,11 +225,7 @@ fn hostile_templates_never_crash() {
         assert!(!out.stderr.contains("panicked"), "{case:?}: {}", out.stderr);
         if out.code == 2 {
             assert!(out.stdout.is_empty(), "{case:?}");
-            assert!(
-                out.stderr.starts_with("error: "),
-                "{case:?}: {}",
-                out.stderr
-            );
+            assert!(out.stderr.starts_with("error: "), "{case:?}: {}", out.stderr);
         }
     }
 }

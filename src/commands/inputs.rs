@@ -1,5 +1,5 @@
 //! Gathering what a render needs from the command line and the project: which project and target,
-//! which templates, the merged values and the environment.
+//! which templates, the merged values, the environment and the decrypted secrets.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -10,7 +10,11 @@ use crate::cli::InputArgs;
 use crate::manifest::Manifest;
 use crate::project::{DEFAULT_TEMPLATES, PROJECT_FILE, Project, Selection};
 use crate::template::{TemplateContext, TemplateSet};
+use crate::ui;
 use crate::values::{Env, ValueFlags, Values, load_values};
+use crate::vault::identity::IdentityChain;
+use crate::vault::redact::Redactor;
+use crate::vault::{self, Secrets};
 
 /// Everything a render reads, resolved.
 #[derive(Debug)]
@@ -18,6 +22,7 @@ pub struct Inputs {
     pub selection: Selection,
     pub values: Values,
     pub env: Env,
+    pub secrets: Secrets,
 }
 
 /// The result of a render, with the inputs that produced it.
@@ -25,25 +30,22 @@ pub struct Inputs {
 pub struct RenderedInputs {
     pub inputs: Inputs,
     pub manifest: Manifest,
+    /// Masks vault values wherever they appear (diffs, logs, errors).
+    pub redactor: Redactor,
 }
 
 impl Inputs {
     pub fn gather(args: &InputArgs) -> anyhow::Result<Inputs> {
-        let mut template_paths: Vec<PathBuf> =
-            args.paths.iter().chain(&args.files).cloned().collect();
+        let mut template_paths: Vec<PathBuf> = args.paths.iter().chain(&args.files).cloned().collect();
         let project_file = match &args.project {
             Some(file) => Some(file.clone()),
-            None => {
-                take_project_path(&mut template_paths).or_else(|| Project::find_in(Path::new(".")))
-            }
+            None => take_project_path(&mut template_paths).or_else(|| Project::find_in(Path::new("."))),
         };
         let mut selection = match &project_file {
             Some(file) => Project::load(file)?.select(args.target.as_deref())?,
             None => {
                 if let Some(target) = &args.target {
-                    return Err(
-                        crate::project::ProjectError::TargetWithoutProject(target.clone()).into(),
-                    );
+                    return Err(crate::project::ProjectError::TargetWithoutProject(target.clone()).into());
                 }
                 Selection::default()
             }
@@ -63,6 +65,7 @@ impl Inputs {
             selection.namespace = args.namespace.clone();
         }
         selection.env_files.extend(args.env_files.iter().cloned());
+        selection.secrets_files.extend(args.secrets_files.iter().cloned());
 
         let process_env = process_environment();
         let flags = ValueFlags {
@@ -75,11 +78,23 @@ impl Inputs {
             file_contents: args.data_value_files.clone(),
         };
         let values = load_values(&flags, &process_env)?;
-        let env = Env::load(&selection.env_files, process_env)?;
+        let mut identities = IdentityChain::from_process(args.identity.identity.as_deref());
+        let env = Env::load(&selection.env_files, process_env, &mut |path| {
+            vault::decrypt_age_file(path, &mut identities).map_err(|e| e.to_string())
+        })?;
+        let secrets = if selection.secrets_files.is_empty() {
+            Secrets::default()
+        } else {
+            Secrets::load(&selection.secrets_files, &selection.recipients, &mut identities)?
+        };
+        for warning in &secrets.warnings {
+            ui::warn(warning);
+        }
         Ok(Inputs {
             selection,
             values,
             env,
+            secrets,
         })
     }
 
@@ -97,13 +112,21 @@ impl Inputs {
         let context = TemplateContext {
             values: self.values.to_json().context("data values")?,
             env: self.env.vars.clone(),
-            secrets: serde_json::Value::Object(Default::default()),
+            secrets: self.secrets.values.clone(),
         };
         let documents = templates.render(&context)?;
         let manifest = Manifest::from_documents(documents, self.selection.namespace.as_deref())?;
+        let redactor = Redactor::from_secrets(&self.secrets);
+        for (object, path) in manifest.secret_placements(&|text| redactor.contains_secret(text)) {
+            ui::warn(&format!(
+                "a vault value lands in {} at {path}; outside a Secret's data or stringData it is stored and shown in plain text",
+                object
+            ));
+        }
         Ok(RenderedInputs {
             inputs: self,
             manifest,
+            redactor,
         })
     }
 }
@@ -112,15 +135,10 @@ impl Inputs {
 /// project instead of naming templates.
 fn take_project_path(paths: &mut Vec<PathBuf>) -> Option<PathBuf> {
     let position = paths.iter().position(|p| {
-        p.file_name().is_some_and(|n| n == PROJECT_FILE) && p.is_file()
-            || Project::find_in(p).is_some() && p.is_dir()
+        p.file_name().is_some_and(|n| n == PROJECT_FILE) && p.is_file() || Project::find_in(p).is_some() && p.is_dir()
     })?;
     let path = paths.remove(position);
-    Some(if path.is_dir() {
-        path.join(PROJECT_FILE)
-    } else {
-        path
-    })
+    Some(if path.is_dir() { path.join(PROJECT_FILE) } else { path })
 }
 
 /// The process environment, leaving out variables that are not valid UTF-8.

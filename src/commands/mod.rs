@@ -33,10 +33,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 /// Writes all of `text` to stdout at once; a closed pipe (`| head`) is not an error.
 pub fn write_stdout(text: &str) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout().lock();
-    match stdout
-        .write_all(text.as_bytes())
-        .and_then(|()| stdout.flush())
-    {
+    match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         other => Ok(other?),
     }

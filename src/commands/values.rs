@@ -13,12 +13,7 @@ pub fn run(args: &ValuesArgs) -> anyhow::Result<ExitCode> {
         OutputFormat::Json => {
             let origins: Map<String, Json> = leaves
                 .iter()
-                .map(|(path, _, origin)| {
-                    (
-                        path.clone(),
-                        origin.map_or(Json::Null, |o| Json::String(o.to_string())),
-                    )
-                })
+                .map(|(path, _, origin)| (path.clone(), origin.map_or(Json::Null, |o| Json::String(o.to_string()))))
                 .collect();
             let out = serde_json::json!({ "values": inputs.values.to_json()?, "origins": origins });
             format!("{}\n", serde_json::to_string_pretty(&out)?)

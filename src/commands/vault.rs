@@ -13,18 +13,12 @@ use crate::ui;
 use crate::vault::cipher::DataKey;
 use crate::vault::identity::{self, IdentityChain};
 use crate::vault::sops::{self, EncryptionRules, Format, Leaf, Tree};
-use crate::vault::{
-    self as vault_mod, VaultFile, configured_recipients, write_atomically, write_encrypted,
-};
+use crate::vault::{self as vault_mod, VaultFile, configured_recipients, write_atomically, write_encrypted};
 use crate::yaml::{self, Schema};
 
 pub fn run(command: &VaultCommand) -> anyhow::Result<ExitCode> {
     match command {
-        VaultCommand::Init {
-            file,
-            force,
-            project,
-        } => init(file.as_deref(), *force, project),
+        VaultCommand::Init { file, force, project } => init(file.as_deref(), *force, project),
         VaultCommand::Encrypt {
             file,
             output,
@@ -44,11 +38,7 @@ pub fn run(command: &VaultCommand) -> anyhow::Result<ExitCode> {
             identity,
             project,
         } => set(file, key, *yaml, identity, project),
-        VaultCommand::Get {
-            file,
-            key,
-            identity,
-        } => get(file, key, identity),
+        VaultCommand::Get { file, key, identity } => get(file, key, identity),
         VaultCommand::Keys { file } => keys(file),
         VaultCommand::Recipients(command) => recipients(command),
         VaultCommand::Updatekeys {
@@ -65,13 +55,8 @@ pub fn run(command: &VaultCommand) -> anyhow::Result<ExitCode> {
 }
 
 fn load_project(args: &ProjectArgs) -> anyhow::Result<Option<Project>> {
-    let file = args
-        .project
-        .clone()
-        .or_else(|| Project::find_in(Path::new(".")));
-    file.map(|f| Project::load(&f))
-        .transpose()
-        .map_err(Into::into)
+    let file = args.project.clone().or_else(|| Project::find_in(Path::new(".")));
+    file.map(|f| Project::load(&f)).transpose().map_err(Into::into)
 }
 
 fn project_recipients(project: &Option<Project>) -> Vec<String> {
@@ -156,28 +141,28 @@ fn encrypt(
     flag_recipients: &[String],
     project_args: &ProjectArgs,
 ) -> anyhow::Result<ExitCode> {
-    let format = Format::of(output.unwrap_or(file));
-    let text = Zeroizing::new(
-        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?,
-    );
-    let plain =
-        sops::parse_plaintext(&text, format).map_err(|e| anyhow!("{}: {e}", file.display()))?;
+    let target = output.unwrap_or(file);
+    let text =
+        Zeroizing::new(std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?);
     let project = load_project(project_args)?;
     let recipients = if flag_recipients.is_empty() {
-        recipients_for(&project, output.unwrap_or(file))?
+        recipients_for(&project, target)?
     } else {
         flag_recipients.to_vec()
     };
+    if target.extension().is_some_and(|e| e == "age") {
+        let armored = vault_mod::encrypt_age_file(text.as_bytes(), &recipients)?;
+        write_atomically(target, armored.as_bytes())?;
+        ui::note(&format!(
+            "encrypted {} with age to {} recipient(s)",
+            target.display(),
+            recipients.len()
+        ));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let plain = sops::parse_plaintext(&text, Format::of(target)).map_err(|e| anyhow!("{}: {e}", file.display()))?;
     let key = DataKey::generate().map_err(|e| anyhow!("cannot generate a data key: {e}"))?;
-    let target = output.unwrap_or(file);
-    write_encrypted(
-        target,
-        &plain,
-        &key,
-        &recipients,
-        EncryptionRules::sops_default(),
-        None,
-    )?;
+    write_encrypted(target, &plain, &key, &recipients, EncryptionRules::sops_default(), None)?;
     ui::note(&format!(
         "encrypted {} to {} recipient(s)",
         target.display(),
@@ -190,8 +175,7 @@ fn decrypt(file: &Path, identity: &IdentityArgs) -> anyhow::Result<ExitCode> {
     let vault = VaultFile::read(file)?;
     let (_, tree) = vault.open(&mut chain(identity))?;
     let text = Zeroizing::new(
-        sops::write(&tree, None, vault.encrypted.format)
-            .map_err(|e| anyhow!("{}: {e}", file.display()))?,
+        sops::write(&tree, None, vault.encrypted.format).map_err(|e| anyhow!("{}: {e}", file.display()))?,
     );
     super::write_stdout(&text)?;
     Ok(ExitCode::SUCCESS)
@@ -257,11 +241,7 @@ fn parse_yaml_value(text: &str) -> anyhow::Result<Tree> {
     if documents.len() != 1 {
         bail!("the value must be one YAML document");
     }
-    let json = documents
-        .remove(0)
-        .root
-        .to_json()
-        .map_err(|e| anyhow!("{e}"))?;
+    let json = documents.remove(0).root.to_json().map_err(|e| anyhow!("{e}"))?;
     Tree::from_json(&json).map_err(|e| anyhow!("{e}"))
 }
 
@@ -301,8 +281,7 @@ fn set(
         let mut plain = Tree::Map(Vec::new());
         plain.set(&path, new_value).map_err(|e| anyhow!("{e}"))?;
         let recipients = recipients_for(&project, file)?;
-        let data_key =
-            DataKey::generate().map_err(|e| anyhow!("cannot generate a data key: {e}"))?;
+        let data_key = DataKey::generate().map_err(|e| anyhow!("cannot generate a data key: {e}"))?;
         write_encrypted(
             file,
             &plain,
@@ -362,11 +341,7 @@ impl Drop for PrivateDir {
     }
 }
 
-fn edit(
-    file: &Path,
-    identity: &IdentityArgs,
-    project_args: &ProjectArgs,
-) -> anyhow::Result<ExitCode> {
+fn edit(file: &Path, identity: &IdentityArgs, project_args: &ProjectArgs) -> anyhow::Result<ExitCode> {
     let format = Format::of(file);
     let existing = if file.exists() {
         Some(VaultFile::read(file)?)
@@ -538,9 +513,8 @@ fn change_recipients(
     recipient
         .parse::<age::x25519::Recipient>()
         .map_err(|e| anyhow!("`{recipient}` is not an age recipient (age1…): {e}"))?;
-    let project = load_project(project_args)?.ok_or_else(|| {
-        anyhow!("no kdeploy.yaml here; recipients are kept in the project file (or pass --project)")
-    })?;
+    let project = load_project(project_args)?
+        .ok_or_else(|| anyhow!("no kdeploy.yaml here; recipients are kept in the project file (or pass --project)"))?;
     let mut recipients = project.config.recipients.clone();
     if recipients.is_empty()
         && project
@@ -564,20 +538,19 @@ fn change_recipients(
         }
         recipients.retain(|r| *r != recipient);
         if recipients.is_empty() {
-            bail!(
-                "refusing to remove the last recipient: nobody could open the vault files any more"
-            );
+            bail!("refusing to remove the last recipient: nobody could open the vault files any more");
         }
     }
     let project = project.write_recipients(&recipients)?;
-    rewrap(
-        &[],
-        identity,
-        &ProjectArgs {
+    ui::note(&format!("{}: recipients updated", project.file.display()));
+    if project.all_secrets_files().iter().any(|f| f.exists()) {
+        let project_args = ProjectArgs {
             project: Some(project.file.clone()),
-        },
-        false,
-    )?;
+        };
+        rewrap(&[], identity, &project_args, false)?;
+    } else {
+        ui::note("no vault files yet; new ones will be encrypted to these recipients");
+    }
     if !add {
         ui::warn(&format!(
             "{recipient} can no longer open the new versions of these files, but still has the old ones from git history: rotate the secrets they could read at their source (database passwords, API tokens), then `kdeploy vault set` the new values and run `kdeploy vault rotate`"
@@ -616,8 +589,7 @@ fn rewrap(
         let recipients = recipients_for(&project, file)?;
         let (data_key, plain) = vault.open(&mut identities)?;
         if rotate_data_key {
-            let new_key =
-                DataKey::generate().map_err(|e| anyhow!("cannot generate a data key: {e}"))?;
+            let new_key = DataKey::generate().map_err(|e| anyhow!("cannot generate a data key: {e}"))?;
             write_encrypted(
                 file,
                 &plain,

@@ -99,15 +99,8 @@ impl Object {
 /// Sets `metadata.namespace` right after `metadata.name`, where people look for it.
 fn set_namespace(object: &mut Json, namespace: &str) {
     if let Some(metadata) = object.get_mut("metadata").and_then(Json::as_object_mut) {
-        let at = metadata
-            .keys()
-            .position(|k| k == "name")
-            .map_or(0, |i| i + 1);
-        metadata.shift_insert(
-            at,
-            "namespace".to_owned(),
-            Json::String(namespace.to_owned()),
-        );
+        let at = metadata.keys().position(|k| k == "name").map_or(0, |i| i + 1);
+        metadata.shift_insert(at, "namespace".to_owned(), Json::String(namespace.to_owned()));
     }
 }
 
@@ -168,15 +161,11 @@ impl Manifest {
         let mut seen: HashMap<ObjectRef, Source> = HashMap::new();
         for object in &mut objects {
             let cluster_scoped = kinds::is_builtin_cluster_scoped(object.group(), object.kind())
-                || custom_cluster_scoped
-                    .contains(&(object.group().to_owned(), object.kind().to_owned()));
+                || custom_cluster_scoped.contains(&(object.group().to_owned(), object.kind().to_owned()));
             if cluster_scoped && object.namespace().is_some() {
                 problems.push(Problem {
                     source: object.source.clone(),
-                    message: format!(
-                        "{} is cluster-scoped but sets metadata.namespace",
-                        object.reference()
-                    ),
+                    message: format!("{} is cluster-scoped but sets metadata.namespace", object.reference()),
                 });
             }
             if !cluster_scoped
@@ -214,6 +203,38 @@ impl Manifest {
         let mut text = serde_json::to_string_pretty(&list).unwrap_or_default();
         text.push('\n');
         text
+    }
+}
+
+impl Manifest {
+    /// Where a string for which `is_secret` holds appears outside a Secret's `data` or `stringData`:
+    /// (object, dotted path).
+    pub fn secret_placements(&self, is_secret: &dyn Fn(&str) -> bool) -> Vec<(ObjectRef, String)> {
+        let mut found = Vec::new();
+        for object in &self.objects {
+            let in_secret = object.kind() == "Secret" && object.group().is_empty();
+            let mut visit = |path: &str, value: &Json| {
+                let allowed = in_secret && (path.starts_with("data.") || path.starts_with("stringData."));
+                if !allowed && value.as_str().is_some_and(is_secret) {
+                    found.push((object.reference(), path.to_owned()));
+                }
+            };
+            walk_strings(&object.value, "", &mut visit);
+        }
+        found
+    }
+}
+
+fn walk_strings(value: &Json, path: &str, visit: &mut dyn FnMut(&str, &Json)) {
+    match value {
+        Json::Object(map) => map
+            .iter()
+            .for_each(|(k, v)| walk_strings(v, &crate::yaml::join_path(path, k), visit)),
+        Json::Array(items) => items
+            .iter()
+            .enumerate()
+            .for_each(|(i, v)| walk_strings(v, &format!("{path}[{i}]"), visit)),
+        other => visit(path, other),
     }
 }
 
@@ -267,20 +288,12 @@ fn unpack(value: Json, source: &Source, objects: &mut Vec<Object>, problems: &mu
 fn check_object(map: &Map<String, Json>) -> Result<(), String> {
     let label = || {
         let kind = map.get("kind").and_then(Json::as_str).unwrap_or("object");
-        match map
-            .get("metadata")
-            .and_then(|m| m.get("name"))
-            .and_then(Json::as_str)
-        {
+        match map.get("metadata").and_then(|m| m.get("name")).and_then(Json::as_str) {
             Some(name) => format!("{kind}/{name}"),
             None => kind.to_owned(),
         }
     };
-    let non_empty_string = |value: Option<&Json>| {
-        value
-            .and_then(Json::as_str)
-            .is_some_and(|s| !s.trim().is_empty())
-    };
+    let non_empty_string = |value: Option<&Json>| value.and_then(Json::as_str).is_some_and(|s| !s.trim().is_empty());
     if !non_empty_string(map.get("apiVersion")) {
         return Err(format!("{} has no apiVersion", label()));
     }
@@ -380,8 +393,7 @@ mod tests {
     fn orders_namespaces_and_crds_first_and_defaults_namespaces() {
         let crd = json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition", "metadata": {"name": "widgets.example.com"},
             "spec": {"group": "example.com", "scope": "Cluster", "names": {"kind": "Widget"}}});
-        let widget =
-            json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}});
+        let widget = json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}});
         let docs = vec![
             doc(object("ConfigMap", "c"), 1),
             doc(Json::Null, 2),
@@ -391,21 +403,9 @@ mod tests {
         ];
         let manifest = Manifest::from_documents(docs, Some("app")).unwrap();
         let order: Vec<&str> = manifest.objects.iter().map(Object::kind).collect();
-        assert_eq!(
-            order,
-            [
-                "Namespace",
-                "CustomResourceDefinition",
-                "ConfigMap",
-                "Widget"
-            ]
-        );
+        assert_eq!(order, ["Namespace", "CustomResourceDefinition", "ConfigMap", "Widget"]);
         assert_eq!(manifest.objects[2].namespace(), Some("app"));
-        assert_eq!(
-            manifest.objects[0].namespace(),
-            None,
-            "Namespaces are cluster-scoped"
-        );
+        assert_eq!(manifest.objects[0].namespace(), None, "Namespaces are cluster-scoped");
         assert_eq!(
             manifest.objects[3].namespace(),
             None,
@@ -439,18 +439,16 @@ mod tests {
             "{messages:?}"
         );
         assert!(
-            messages[3]
-                .starts_with("4: ConfigMap/dup is defined twice; first in t.yaml (document 3"),
+            messages[3].starts_with("4: ConfigMap/dup is defined twice; first in t.yaml (document 3"),
             "{messages:?}"
         );
     }
 
     #[test]
     fn integers_beyond_int64_are_refused() {
-        let big = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a", "annotations": {"n": u64::MAX}}});
-        let Err(ManifestError::Invalid(problems)) =
-            Manifest::from_documents(vec![doc(big, 1)], None)
-        else {
+        let big =
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a", "annotations": {"n": u64::MAX}}});
+        let Err(ManifestError::Invalid(problems)) = Manifest::from_documents(vec![doc(big, 1)], None) else {
             panic!()
         };
         assert!(
@@ -462,7 +460,8 @@ mod tests {
 
     #[test]
     fn lists_are_unpacked() {
-        let list = json!({"apiVersion": "v1", "kind": "List", "items": [object("ConfigMap", "a"), object("Secret", "b")]});
+        let list =
+            json!({"apiVersion": "v1", "kind": "List", "items": [object("ConfigMap", "a"), object("Secret", "b")]});
         let manifest = Manifest::from_documents(vec![doc(list, 1)], None).unwrap();
         assert_eq!(manifest.objects.len(), 2);
         assert_eq!(manifest.objects[0].kind(), "Secret");

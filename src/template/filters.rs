@@ -11,9 +11,7 @@ use tera::{Kwargs, State, Tera, TeraResult, Value};
 pub fn register(tera: &mut Tera) {
     tera.register_filter("string", |v: Value, _: Kwargs, _: &State| string(&v));
     tera.register_filter("bool", |v: Value, _: Kwargs, _: &State| to_bool(&v));
-    tera.register_filter("to_json", |v: Value, kwargs: Kwargs, _: &State| {
-        to_json(&v, &kwargs)
-    });
+    tera.register_filter("to_json", |v: Value, kwargs: Kwargs, _: &State| to_json(&v, &kwargs));
     tera.register_filter("to_yaml", |v: Value, _: Kwargs, _: &State| to_yaml(&v));
     tera.register_filter("b64encode", |v: Value, _: Kwargs, _: &State| {
         Ok::<_, tera::Error>(STANDARD.encode(text_of(&v)?))
@@ -59,11 +57,7 @@ fn to_bool(value: &Value) -> TeraResult<bool> {
     if let Some(n) = value.as_number() {
         return Ok(n.as_float() != 0.0);
     }
-    match value
-        .as_str()
-        .map(|s| s.trim().to_ascii_lowercase())
-        .as_deref()
-    {
+    match value.as_str().map(|s| s.trim().to_ascii_lowercase()).as_deref() {
         Some("true" | "yes" | "y" | "on" | "1") => Ok(true),
         Some("false" | "no" | "n" | "off" | "0" | "") => Ok(false),
         _ => Err(err(format!("cannot convert {value} to a boolean"))),

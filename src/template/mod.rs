@@ -42,9 +42,7 @@ pub enum TemplateError {
     },
     #[error("no template files (*.yaml, *.yml) found in {}", .0.display())]
     NoTemplates(PathBuf),
-    #[error(
-        "templates {first} and {second} have the same name `{name}`; include paths must be unique"
-    )]
+    #[error("templates {first} and {second} have the same name `{name}`; include paths must be unique")]
     DuplicateName {
         name: String,
         first: PathBuf,
@@ -93,10 +91,7 @@ impl TemplateSet {
     /// leaving out `data_files`: files the project reads as values, env files or secrets are data,
     /// never templates, even inside a template folder.
     pub fn load(paths: &[PathBuf], data_files: &[PathBuf]) -> Result<Self, TemplateError> {
-        let data_files: Vec<PathBuf> = data_files
-            .iter()
-            .filter_map(|p| p.canonicalize().ok())
-            .collect();
+        let data_files: Vec<PathBuf> = data_files.iter().filter_map(|p| p.canonicalize().ok()).collect();
         let is_data = |path: &Path| path.canonicalize().is_ok_and(|p| data_files.contains(&p));
         let mut files: Vec<TemplateFile> = Vec::new();
         let mut by_name: HashMap<String, PathBuf> = HashMap::new();
@@ -114,11 +109,10 @@ impl TemplateSet {
                         second: path,
                     });
                 }
-                let original =
-                    std::fs::read_to_string(&path).map_err(|source| TemplateError::Read {
-                        path: path.clone(),
-                        source,
-                    })?;
+                let original = std::fs::read_to_string(&path).map_err(|source| TemplateError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
                 if let Some(offset) = original.find(placeholder::is_reserved) {
                     let (line, column) = line_column(&original, offset);
                     return Err(SourceError::new(
@@ -147,32 +141,20 @@ impl TemplateSet {
         tera.register_filter(placeholder::INDENT_FILTER_NAME, placeholder::indent_filter);
         let set = TemplateSet { tera, files };
         let mut tera = set.tera.clone();
-        let sources = set
-            .files
-            .iter()
-            .map(|f| (f.name.as_str(), f.rewritten.source.as_str()));
+        let sources = set.files.iter().map(|f| (f.name.as_str(), f.rewritten.source.as_str()));
         if let Err(e) = tera.add_raw_templates(sources) {
             return Err(set.syntax_error(e));
         }
-        Ok(TemplateSet {
-            tera,
-            files: set.files,
-        })
+        Ok(TemplateSet { tera, files: set.files })
     }
 
     /// The template files that render on their own (partials excluded).
     pub fn template_paths(&self) -> impl Iterator<Item = &Path> {
-        self.files
-            .iter()
-            .filter(|f| f.renderable)
-            .map(|f| f.path.as_path())
+        self.files.iter().filter(|f| f.renderable).map(|f| f.path.as_path())
     }
 
     /// Renders every template, in order, into YAML documents (empty ones included).
-    pub fn render(
-        &self,
-        context: &TemplateContext,
-    ) -> Result<Vec<RenderedDocument>, TemplateError> {
+    pub fn render(&self, context: &TemplateContext) -> Result<Vec<RenderedDocument>, TemplateError> {
         let mut tera_context = tera::Context::new();
         tera_context.insert("values", &context.values);
         tera_context.insert("env", &context.env);
@@ -183,30 +165,28 @@ impl TemplateSet {
             .min(renderable.len())
             .max(1);
         let chunk = renderable.len().div_ceil(workers).max(1);
-        let results: Vec<Result<Vec<RenderedDocument>, TemplateError>> =
-            std::thread::scope(|scope| {
-                let handles: Vec<_> = renderable
-                    .chunks(chunk)
-                    .map(|files| {
-                        let tera_context = &tera_context;
-                        scope.spawn(move || {
-                            let mut documents = Vec::new();
-                            for file in files {
-                                documents.extend(self.render_file(file, tera_context)?);
-                            }
-                            Ok(documents)
-                        })
+        let results: Vec<Result<Vec<RenderedDocument>, TemplateError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = renderable
+                .chunks(chunk)
+                .map(|files| {
+                    let tera_context = &tera_context;
+                    scope.spawn(move || {
+                        let mut documents = Vec::new();
+                        for file in files {
+                            documents.extend(self.render_file(file, tera_context)?);
+                        }
+                        Ok(documents)
                     })
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| {
-                        h.join().unwrap_or_else(|_| {
-                            Err(TemplateError::Tera("a render thread panicked".into()))
-                        })
-                    })
-                    .collect()
-            });
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(TemplateError::Tera("a render thread panicked".into())))
+                })
+                .collect()
+        });
         let mut documents = Vec::new();
         for result in results {
             documents.extend(result?);
@@ -284,9 +264,7 @@ impl TemplateSet {
 
     fn render_error(&self, error: tera::Error, context: Option<&tera::Context>) -> TemplateError {
         let report = match error.kind() {
-            tera::ErrorKind::SyntaxError(report) | tera::ErrorKind::RenderingError(report) => {
-                report
-            }
+            tera::ErrorKind::SyntaxError(report) | tera::ErrorKind::RenderingError(report) => report,
             tera::ErrorKind::Msg(text) => {
                 return self
                     .prerendered_report(text)
@@ -311,10 +289,7 @@ impl TemplateSet {
         let start = file.rewritten.original_offset(span.range.start);
         let end = file.rewritten.original_offset(span.range.end).max(start);
         let (line, column) = line_column(&file.original, start);
-        let width = file
-            .original
-            .get(start..end)
-            .map_or(1, |s| s.chars().count());
+        let width = file.original.get(start..end).map_or(1, |s| s.chars().count());
         let mut message = report.message().to_owned();
         if let Some(cause) = std::error::Error::source(&error) {
             message = format!("{message}: {cause}");
@@ -368,15 +343,9 @@ fn describe_undefined(expression: &str, context: Option<&tera::Context>) -> Stri
         let Some(map) = current.and_then(|v| v.as_map()) else {
             break;
         };
-        let next = map
-            .iter()
-            .find(|(k, _)| k.as_str() == Some(*segment))
-            .map(|(_, v)| v);
+        let next = map.iter().find(|(k, _)| k.as_str() == Some(*segment)).map(|(_, v)| v);
         if next.is_none() {
-            let mut keys: Vec<String> = map
-                .keys()
-                .filter_map(|k| k.as_str().map(str::to_owned))
-                .collect();
+            let mut keys: Vec<String> = map.keys().filter_map(|k| k.as_str().map(str::to_owned)).collect();
             keys.sort();
             let parent = path[..depth].join(".");
             let available = if keys.is_empty() {
@@ -403,14 +372,8 @@ fn error_chain(error: &dyn std::error::Error) -> String {
 
 /// An error in the rendered output, shown on the rendered line with values hidden.
 fn output_error(path: &Path, rendered: &str, mark: yaml::Mark, message: &str) -> TemplateError {
-    let raw_line = rendered
-        .lines()
-        .nth(mark.line.saturating_sub(1))
-        .unwrap_or("");
-    let before: String = raw_line
-        .chars()
-        .take(mark.column.saturating_sub(1))
-        .collect();
+    let raw_line = rendered.lines().nth(mark.line.saturating_sub(1)).unwrap_or("");
+    let before: String = raw_line.chars().take(mark.column.saturating_sub(1)).collect();
     let column = placeholder::redact_placeholders(&before).chars().count() + 1;
     let shown = placeholder::redact_placeholders(raw_line);
     let mut error = SourceError::new(
@@ -444,11 +407,7 @@ fn discover(root: &Path) -> Result<Vec<(String, PathBuf, bool)>, TemplateError> 
     Ok(found)
 }
 
-fn walk(
-    root: &Path,
-    dir: &Path,
-    found: &mut Vec<(String, PathBuf, bool)>,
-) -> Result<(), TemplateError> {
+fn walk(root: &Path, dir: &Path, found: &mut Vec<(String, PathBuf, bool)>) -> Result<(), TemplateError> {
     let read_error = |source| TemplateError::Read {
         path: dir.to_path_buf(),
         source,
@@ -502,10 +461,7 @@ mod tests {
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             std::fs::write(path, text).unwrap();
         }
-        let set = TemplateSet::load(
-            &[dir.path().to_path_buf()],
-            &[dir.path().join("values.yaml")],
-        )?;
+        let set = TemplateSet::load(&[dir.path().to_path_buf()], &[dir.path().join("values.yaml")])?;
         let context = TemplateContext {
             values,
             ..Default::default()
@@ -540,11 +496,7 @@ mod tests {
                 "{% for name in values.names %}---\nname: {{ name }}\nlabels:\n  {{<labels app={name}/>}}\n{% include \"_note.yaml\" %}\nraw: {{ values.raw | safe }}\n{% endfor %}",
             ),
         ];
-        let docs = render(
-            &files,
-            json!({"names": ["a", "yes"], "note": "n: 1", "raw": "[1, 2]"}),
-        )
-        .unwrap();
+        let docs = render(&files, json!({"names": ["a", "yes"], "note": "n: 1", "raw": "[1, 2]"})).unwrap();
         assert_eq!(docs.len(), 2);
         assert_eq!(
             docs[1],
@@ -555,9 +507,7 @@ mod tests {
     #[test]
     fn undefined_values_name_file_line_and_column() {
         let err = render(&[("t.yaml", "a: 1\nb: {{ values.missing }}\n")], json!({})).unwrap_err();
-        let TemplateError::At(e) = err else {
-            panic!("{err}")
-        };
+        let TemplateError::At(e) = err else { panic!("{err}") };
         assert_eq!((e.location.line, e.location.column), (2, 7));
         assert_eq!(e.width, "values.missing".len());
         assert!(e.location.path.ends_with("t.yaml"));
@@ -577,29 +527,20 @@ mod tests {
         )
         .unwrap_err();
         let message = err.to_string();
-        assert!(
-            message.contains("keys under `values.db`: host, port"),
-            "{message}"
-        );
+        assert!(message.contains("keys under `values.db`: host, port"), "{message}");
     }
 
     #[test]
     fn syntax_errors_are_reported_against_the_original_text() {
         let err = render(&[("t.yaml", "a: {{ values.x + }}\n")], json!({"x": 1})).unwrap_err();
-        let TemplateError::At(e) = err else {
-            panic!("{err}")
-        };
+        let TemplateError::At(e) = err else { panic!("{err}") };
         assert_eq!(e.location.line, 1);
         assert!(!e.to_string().contains("__kdeploy"), "{e}");
     }
 
     #[test]
     fn invalid_rendered_yaml_is_an_error_without_values_in_it() {
-        let err = render(
-            &[("t.yaml", "a: {{ values.s }}\n b: [\n")],
-            json!({"s": "hunter2"}),
-        )
-        .unwrap_err();
+        let err = render(&[("t.yaml", "a: {{ values.s }}\n b: [\n")], json!({"s": "hunter2"})).unwrap_err();
         let shown = err.to_string();
         assert!(shown.contains("not valid YAML"), "{shown}");
         assert!(!shown.contains("hunter2"), "{shown}");
@@ -625,20 +566,14 @@ mod tests {
             json!({}),
         )
         .unwrap_err();
-        let TemplateError::At(e) = err else {
-            panic!("{err}")
-        };
+        let TemplateError::At(e) = err else { panic!("{err}") };
         assert!(
             e.location.path.ends_with("t.yaml") && e.location.path.is_absolute(),
             "{}",
             e.location
         );
         assert_eq!((e.location.line, e.location.column), (2, 12));
-        assert!(
-            e.message.contains("Unknown template `nope.yaml`"),
-            "{}",
-            e.message
-        );
+        assert!(e.message.contains("Unknown template `nope.yaml`"), "{}", e.message);
     }
 
     #[test]
@@ -651,11 +586,7 @@ mod tests {
 
     #[test]
     fn default_filter_allows_missing_values() {
-        let docs = render(
-            &[("t.yaml", "a: {{ values.x | default(value=3) }}\n")],
-            json!({}),
-        )
-        .unwrap();
+        let docs = render(&[("t.yaml", "a: {{ values.x | default(value=3) }}\n")], json!({})).unwrap();
         assert_eq!(docs[0], json!({"a": 3}));
     }
 }

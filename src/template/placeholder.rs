@@ -41,14 +41,11 @@ pub fn placeholder_filter(value: Value, kwargs: Kwargs, _: &State) -> tera::Tera
     if value.is_safe() {
         let indent = kwargs.get::<usize>("indent")?.unwrap_or(0);
         return Ok(match value.as_str() {
-            Some(text) if indent > 0 => {
-                Value::safe_string(&indent_continuation_lines(text, indent))
-            }
+            Some(text) if indent > 0 => Value::safe_string(&indent_continuation_lines(text, indent)),
             _ => value,
         });
     }
-    let json = serde_json::to_vec(&value)
-        .map_err(|e| tera::Error::message(format!("cannot insert value: {e}")))?;
+    let json = serde_json::to_vec(&value).map_err(|e| tera::Error::message(format!("cannot insert value: {e}")))?;
     let mut token = String::with_capacity(json.len() * 4 / 3 + 8);
     token.push(START);
     URL_SAFE_NO_PAD.encode_string(json, &mut token);
@@ -94,8 +91,7 @@ pub fn substitute(event: &ScalarEvent<'_>) -> Result<Option<Node>, String> {
         return Ok(None);
     }
     let pieces = split(event.text)?;
-    let whole_value =
-        event.style == ScalarStyle::Plain && !event.is_key && !event.tagged && pieces.len() == 1;
+    let whole_value = event.style == ScalarStyle::Plain && !event.is_key && !event.tagged && pieces.len() == 1;
     if whole_value && let Piece::Value(value) = &pieces[0] {
         return Ok(Some(Node::from_json(value, event.mark)));
     }
@@ -106,10 +102,7 @@ pub fn substitute(event: &ScalarEvent<'_>) -> Result<Option<Node>, String> {
             Piece::Value(value) => text.push_str(&value_text(value)),
         }
     }
-    Ok(Some(Node::new(
-        NodeValue::Scalar(Scalar::String(text)),
-        event.mark,
-    )))
+    Ok(Some(Node::new(NodeValue::Scalar(Scalar::String(text)), event.mark)))
 }
 
 /// Rendered text for display in an error, with each placeholder shown as `«value»` and its content
@@ -151,9 +144,9 @@ fn split(text: &str) -> Result<Vec<Piece<'_>>, String> {
             pieces.push(Piece::Text(&rest[..start]));
         }
         let after = &rest[start + START.len_utf8()..];
-        let end = after.find(END).ok_or(
-            "a value placeholder was cut short; was a value filtered with `safe` and truncated?",
-        )?;
+        let end = after
+            .find(END)
+            .ok_or("a value placeholder was cut short; was a value filtered with `safe` and truncated?")?;
         pieces.push(Piece::Value(decode(&after[..end])?));
         rest = &after[end + END.len_utf8()..];
     }
@@ -164,10 +157,9 @@ fn split(text: &str) -> Result<Vec<Piece<'_>>, String> {
 }
 
 fn decode(encoded: &str) -> Result<Json, String> {
-    let bytes = URL_SAFE_NO_PAD.decode(encoded).map_err(|_| {
-        "a value placeholder was altered; filters that change text must come before `safe`"
-            .to_owned()
-    })?;
+    let bytes = URL_SAFE_NO_PAD
+        .decode(encoded)
+        .map_err(|_| "a value placeholder was altered; filters that change text must come before `safe`".to_owned())?;
     serde_json::from_slice(&bytes).map_err(|e| format!("a value placeholder is unreadable: {e}"))
 }
 
@@ -210,10 +202,7 @@ mod tests {
             serde_json::json!({"a": [1, "yes"]})
         );
         let t = token(serde_json::json!("0755"));
-        assert_eq!(
-            resolved(&t, ScalarStyle::Plain, false),
-            serde_json::json!("0755")
-        );
+        assert_eq!(resolved(&t, ScalarStyle::Plain, false), serde_json::json!("0755"));
     }
 
     #[test]
@@ -223,10 +212,7 @@ mod tests {
             resolved(&n, ScalarStyle::DoubleQuoted, false),
             serde_json::json!("8080")
         );
-        assert_eq!(
-            resolved(&n, ScalarStyle::Plain, true),
-            serde_json::json!("8080")
-        );
+        assert_eq!(resolved(&n, ScalarStyle::Plain, true), serde_json::json!("8080"));
         let mixed = format!("http://h:{n}/x");
         assert_eq!(
             resolved(&mixed, ScalarStyle::Plain, false),
@@ -241,10 +227,7 @@ mod tests {
 
     #[test]
     fn continuation_lines_are_indented_but_blank_lines_stay_blank() {
-        assert_eq!(
-            indent_continuation_lines("a: 1\n\nb: 2\n", 4),
-            "a: 1\n\n    b: 2\n"
-        );
+        assert_eq!(indent_continuation_lines("a: 1\n\nb: 2\n", 4), "a: 1\n\n    b: 2\n");
     }
 
     #[test]

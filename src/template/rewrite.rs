@@ -42,9 +42,7 @@ impl Rewritten {
 
     /// The expression whose appended filter covers `rewritten`, if it is inside one.
     pub fn expression_at(&self, rewritten: usize) -> Option<Range<usize>> {
-        self.locate(rewritten)
-            .err()
-            .and_then(|i| i.expression.clone())
+        self.locate(rewritten).err().and_then(|i| i.expression.clone())
     }
 
     fn locate(&self, rewritten: usize) -> Result<usize, &Insertion> {
@@ -137,12 +135,7 @@ pub fn rewrite(source: &str) -> Rewritten {
                 let inner = &source[start..end];
                 start += inner.len() - inner.trim_start().len();
                 end -= inner.len() - inner.trim_end().len();
-                let indent = if left_trim {
-                    None
-                } else {
-                    standalone_indent(source, i)
-                }
-                .unwrap_or(0);
+                let indent = if left_trim { None } else { standalone_indent(source, i) }.unwrap_or(0);
                 if bytes.get(start) == Some(&b'<') {
                     if indent > 0 {
                         w.insert(i, &indent_open(indent), None);
@@ -171,8 +164,7 @@ pub fn rewrite(source: &str) -> Rewritten {
 
 /// The words inside a `{% ... %}` tag running from `open` to `end`, without `-` and spaces.
 fn tag_body(source: &str, open: usize, end: usize) -> &str {
-    source[open + 2..end.saturating_sub(2).max(open + 2)]
-        .trim_matches(|c: char| c == '-' || c.is_whitespace())
+    source[open + 2..end.saturating_sub(2).max(open + 2)].trim_matches(|c: char| c == '-' || c.is_whitespace())
 }
 
 fn find(source: &str, from: usize, needle: &str) -> Option<usize> {
@@ -216,7 +208,8 @@ mod tests {
 
     #[test]
     fn wraps_expressions_and_leaves_everything_else() {
-        let source = "a: {{ x }}\nb: {{- y | upper -}}\n{# {{ c }} #}\n{% raw %}{{ d }}{% endraw %}\n{% if z %}e{% endif %}";
+        let source =
+            "a: {{ x }}\nb: {{- y | upper -}}\n{# {{ c }} #}\n{% raw %}{{ d }}{% endraw %}\n{% if z %}e{% endif %}";
         let r = rewrite(source);
         let expected = format!(
             "a: {{{{ (x) | {f} }}}}\nb: {{{{- (y | upper) | {f} -}}}}\n{{# {{{{ c }}}} #}}\n{{% raw %}}{{{{ d }}}}{{% endraw %}}\n{{% if z %}}e{{% endif %}}",
@@ -240,10 +233,7 @@ mod tests {
     #[test]
     fn strings_may_contain_closing_braces() {
         let r = rewrite(r#"{{ "}}" ~ x }}"#);
-        assert_eq!(
-            r.source,
-            format!(r#"{{{{ ("}}}}" ~ x) | {FILTER_NAME} }}}}"#)
-        );
+        assert_eq!(r.source, format!(r#"{{{{ ("}}}}" ~ x) | {FILTER_NAME} }}}}"#));
     }
 
     #[test]
@@ -251,10 +241,7 @@ mod tests {
         let source = "k: {{ a }} {{ b.c }}";
         let r = rewrite(source);
         let b_in_rewritten = r.source.rfind('b').unwrap();
-        assert_eq!(
-            r.original_offset(b_in_rewritten),
-            source.rfind('b').unwrap()
-        );
+        assert_eq!(r.original_offset(b_in_rewritten), source.rfind('b').unwrap());
         let a_in_rewritten = r.source.find('a').unwrap();
         assert_eq!(r.original_offset(a_in_rewritten), source.find('a').unwrap());
         assert_eq!(r.original_offset(0), 0);

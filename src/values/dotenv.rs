@@ -12,10 +12,15 @@ pub fn load(path: &Path) -> Result<Vec<(String, String, Origin)>, ValuesError> {
         path: path.to_path_buf(),
         source,
     })?;
+    parse(path, &text)
+}
+
+/// The variables of `.env` text read from `path` (which may have been decrypted first).
+pub fn parse(path: &Path, text: &str) -> Result<Vec<(String, String, Origin)>, ValuesError> {
     let mut out = Vec::new();
     for item in dotenvy::from_read_iter(text.as_bytes()) {
-        let (name, value) = item.map_err(|e| parse_error(path, &text, e))?;
-        let line = defining_line(&text, &name).unwrap_or(1);
+        let (name, value) = item.map_err(|e| parse_error(path, text, e))?;
+        let line = defining_line(text, &name).unwrap_or(1);
         let origin = Origin::File {
             path: path.to_path_buf(),
             line,
@@ -43,9 +48,7 @@ fn defining_line(text: &str, name: &str) -> Option<usize> {
 fn parse_error(path: &Path, text: &str, error: dotenvy::Error) -> ValuesError {
     match error {
         dotenvy::Error::LineParse(line, index) => {
-            let offset = text
-                .find(&line)
-                .map_or(0, |start| start + index.min(line.len()));
+            let offset = text.find(&line).map_or(0, |start| start + index.min(line.len()));
             let (line_number, column) = line_column(text, offset);
             SourceError::new(
                 "invalid line in env file (expected NAME=value)",
@@ -72,20 +75,10 @@ mod tests {
     fn reads_quoting_and_remembers_lines() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(".env");
-        std::fs::write(
-            &path,
-            "# c\nA=1\nexport B=\"two words\"\nC='lit $A'\nD=${A}x\n",
-        )
-        .unwrap();
+        std::fs::write(&path, "# c\nA=1\nexport B=\"two words\"\nC='lit $A'\nD=${A}x\n").unwrap();
         let vars = load(&path).unwrap();
-        let got: Vec<(&str, &str)> = vars
-            .iter()
-            .map(|(k, v, _)| (k.as_str(), v.as_str()))
-            .collect();
-        assert_eq!(
-            got,
-            [("A", "1"), ("B", "two words"), ("C", "lit $A"), ("D", "1x")]
-        );
+        let got: Vec<(&str, &str)> = vars.iter().map(|(k, v, _)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(got, [("A", "1"), ("B", "two words"), ("C", "lit $A"), ("D", "1x")]);
         assert!(matches!(vars[1].2, Origin::File { line: 3, .. }));
     }
 

@@ -14,7 +14,8 @@ use std::path::Path;
 use super::{Origin, ValuesError};
 use crate::diagnostic::SourceError;
 
-const SUPPORTED: &str = "export, NAME=value, dotenv, dotenv_if_exists, source_env, source_env_if_exists, source_up, PATH_add";
+const SUPPORTED: &str =
+    "export, NAME=value, dotenv, dotenv_if_exists, source_env, source_env_if_exists, source_up, PATH_add";
 
 /// The variables an `.envrc` exports, in the order they were first exported.
 pub fn load(
@@ -78,18 +79,10 @@ impl Session {
         })?;
         let dir = path
             .parent()
-            .map(|d| {
-                if d.as_os_str().is_empty() {
-                    Path::new(".")
-                } else {
-                    d
-                }
-            })
+            .map(|d| if d.as_os_str().is_empty() { Path::new(".") } else { d })
             .unwrap_or(Path::new("."));
         let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
-        let saved_pwd = self
-            .scope
-            .insert("PWD".to_owned(), dir.display().to_string());
+        let saved_pwd = self.scope.insert("PWD".to_owned(), dir.display().to_string());
         let mut lexer = Lexer {
             chars: text.chars().collect(),
             pos: 0,
@@ -99,9 +92,7 @@ impl Session {
         loop {
             let command = lexer
                 .command(&self.scope)
-                .map_err(|(line, column, message)| {
-                    error(path, Some(&text), line, column, &message)
-                })?;
+                .map_err(|(line, column, message)| error(path, Some(&text), line, column, &message))?;
             let Some(command) = command else { break };
             if !command.is_empty() {
                 self.run_command(path, &text, &dir, command)?;
@@ -125,13 +116,7 @@ impl Session {
         }
     }
 
-    fn run_command(
-        &mut self,
-        path: &Path,
-        text: &str,
-        dir: &Path,
-        words: Vec<Word>,
-    ) -> Result<(), ValuesError> {
+    fn run_command(&mut self, path: &Path, text: &str, dir: &Path, words: Vec<Word>) -> Result<(), ValuesError> {
         let origin = |w: &Word| Origin::File {
             path: path.to_path_buf(),
             line: w.line,
@@ -192,19 +177,12 @@ impl Session {
             }
             "source_up" | "source_up_if_exists" => {
                 let name = args.first().map_or(".envrc", |w| w.text.as_str());
-                let found = dir
-                    .ancestors()
-                    .skip(1)
-                    .map(|d| d.join(name))
-                    .find(|p| p.is_file());
+                let found = dir.ancestors().skip(1).map(|d| d.join(name)).find(|p| p.is_file());
                 match found {
                     Some(file) => self.run_file(&file)?,
                     None if first.text == "source_up_if_exists" => {}
                     None => {
-                        return Err(unsupported(
-                            first,
-                            &format!("source_up: no {name} in a parent folder"),
-                        ));
+                        return Err(unsupported(first, &format!("source_up: no {name} in a parent folder")));
                     }
                 }
             }
@@ -233,21 +211,13 @@ fn not_supported(command: &str) -> String {
     )
 }
 
-fn error(
-    path: &Path,
-    text: Option<&str>,
-    line: usize,
-    column: usize,
-    message: &str,
-) -> ValuesError {
+fn error(path: &Path, text: Option<&str>, line: usize, column: usize, message: &str) -> ValuesError {
     SourceError::new(message, path, text, line, column).into()
 }
 
 fn is_name(s: &str) -> bool {
     let mut chars = s.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
@@ -402,7 +372,11 @@ impl Lexer {
                 }
                 Some('$') => self.expansion(scope, text)?,
                 Some('`') => {
-                    return Err((self.line, self.column, "command substitution is not supported; run kdeploy under `direnv exec . kdeploy ...`".into()));
+                    return Err((
+                        self.line,
+                        self.column,
+                        "command substitution is not supported; run kdeploy under `direnv exec . kdeploy ...`".into(),
+                    ));
                 }
                 Some(c) => {
                     self.bump();
@@ -413,15 +387,15 @@ impl Lexer {
     }
 
     /// `$NAME`, `${NAME}`, `${NAME:-default}`, `${NAME-default}`; `$(...)` is refused.
-    fn expansion(
-        &mut self,
-        scope: &BTreeMap<String, String>,
-        text: &mut String,
-    ) -> Result<(), LexError> {
+    fn expansion(&mut self, scope: &BTreeMap<String, String>, text: &mut String) -> Result<(), LexError> {
         let (line, column) = (self.line, self.column);
         self.bump(); // $
         match self.peek() {
-            Some('(') => Err((line, column, "command substitution `$(...)` is not supported; run kdeploy under `direnv exec . kdeploy ...`".into())),
+            Some('(') => Err((
+                line,
+                column,
+                "command substitution `$(...)` is not supported; run kdeploy under `direnv exec . kdeploy ...`".into(),
+            )),
             Some('{') => {
                 self.bump();
                 let mut inner = String::new();
@@ -435,11 +409,23 @@ impl Lexer {
                 let (name, default) = match inner.find(['-', ':']) {
                     Some(i) if inner[i..].starts_with(":-") => (&inner[..i], Some((true, &inner[i + 2..]))),
                     Some(i) if inner[i..].starts_with('-') => (&inner[..i], Some((false, &inner[i + 1..]))),
-                    Some(_) => return Err((line, column, format!("`${{{inner}}}` is not supported (only ${{NAME}}, ${{NAME:-default}} and ${{NAME-default}} are)"))),
+                    Some(_) => {
+                        return Err((
+                            line,
+                            column,
+                            format!(
+                                "`${{{inner}}}` is not supported (only ${{NAME}}, ${{NAME:-default}} and ${{NAME-default}} are)"
+                            ),
+                        ));
+                    }
                     None => (inner.as_str(), None),
                 };
                 if !is_name(name) {
-                    return Err((line, column, format!("`${{{inner}}}` is not a variable kdeploy can expand")));
+                    return Err((
+                        line,
+                        column,
+                        format!("`${{{inner}}}` is not a variable kdeploy can expand"),
+                    ));
                 }
                 match (scope.get(name), default) {
                     (Some(v), Some((true, d))) if v.is_empty() => text.push_str(d),
@@ -470,28 +456,20 @@ impl Lexer {
 mod tests {
     use super::*;
 
-    fn run(
-        files: &[(&str, &str)],
-        process: &[(&str, &str)],
-    ) -> Result<Vec<(String, String)>, ValuesError> {
+    fn run(files: &[(&str, &str)], process: &[(&str, &str)]) -> Result<Vec<(String, String)>, ValuesError> {
         let dir = tempfile::tempdir().unwrap();
         for (name, text) in files {
             let path = dir.path().join(name);
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             std::fs::write(path, text).unwrap();
         }
-        let process: BTreeMap<String, String> = process
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let process: BTreeMap<String, String> = process.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let out = load(&dir.path().join(".envrc"), &BTreeMap::new(), &process)?;
         Ok(out.into_iter().map(|(k, v, _)| (k, v)).collect())
     }
 
     fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
-        list.iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        list.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     #[test]

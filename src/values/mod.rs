@@ -26,18 +26,9 @@ use crate::yaml::{Entry, Mapping, Mark, Node, NodeValue};
 /// Where a value came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Origin {
-    File {
-        path: PathBuf,
-        line: usize,
-        column: usize,
-    },
-    Flag {
-        flag: &'static str,
-        argument: String,
-    },
-    EnvVar {
-        name: String,
-    },
+    File { path: PathBuf, line: usize, column: usize },
+    Flag { flag: &'static str, argument: String },
+    EnvVar { name: String },
     Process,
 }
 
@@ -139,13 +130,7 @@ fn merge_node(
             for (key, entry) in incoming {
                 let child_path = crate::yaml::join_path(path, &key);
                 match existing.get_mut(&key) {
-                    Some(current) => merge_node(
-                        &mut current.value,
-                        entry.value,
-                        &child_path,
-                        origins,
-                        origin,
-                    ),
+                    Some(current) => merge_node(&mut current.value, entry.value, &child_path, origins, origin),
                     None => {
                         record(&entry.value, &child_path, origins, origin);
                         existing.insert(key, entry);
@@ -162,12 +147,7 @@ fn merge_node(
     }
 }
 
-fn record(
-    node: &Node,
-    path: &str,
-    origins: &mut BTreeMap<String, Origin>,
-    origin: &dyn Fn(Mark) -> Origin,
-) {
+fn record(node: &Node, path: &str, origins: &mut BTreeMap<String, Origin>, origin: &dyn Fn(Mark) -> Origin) {
     node.for_each_leaf(path, &mut |leaf_path, leaf| {
         origins.insert(leaf_path.to_owned(), origin(leaf.mark));
     });
@@ -192,16 +172,30 @@ pub struct Env {
     pub origins: BTreeMap<String, Origin>,
 }
 
+/// Decrypts an encrypted env file (`*.age`) to its `.env` text.
+pub type Decrypt<'d> = dyn FnMut(&Path) -> Result<zeroize::Zeroizing<String>, String> + 'd;
+
 impl Env {
-    /// Env files in order (later wins), then the process environment on top of them.
+    /// Env files in order (later wins), then the process environment on top of them. Files ending in
+    /// `.age` are decrypted with `decrypt` and read as `.env`.
     pub fn load(
         env_files: &[PathBuf],
         process: impl IntoIterator<Item = (String, String)>,
+        decrypt: &mut Decrypt<'_>,
     ) -> Result<Env, ValuesError> {
         let process: BTreeMap<String, String> = process.into_iter().collect();
         let mut env = Env::default();
         for path in env_files {
-            let loaded = load_env_file(path, &env.vars, &process)?;
+            let loaded = if path.extension().is_some_and(|e| e == "age") {
+                let text = decrypt(path).map_err(|problem| ValuesError::Read {
+                    what: "encrypted env file",
+                    path: path.clone(),
+                    source: std::io::Error::other(problem),
+                })?;
+                dotenv::parse(path, &text)?
+            } else {
+                load_env_file(path, &env.vars, &process)?
+            };
             for (name, value, origin) in loaded {
                 env.vars.insert(name.clone(), value);
                 env.origins.insert(name, origin);
@@ -238,10 +232,7 @@ mod tests {
     use crate::yaml::parse_stream;
 
     fn node(yaml: &str) -> Node {
-        parse_stream(yaml, &mut |_| Ok(None))
-            .unwrap()
-            .remove(0)
-            .root
+        parse_stream(yaml, &mut |_| Ok(None)).unwrap().remove(0).root
     }
 
     fn file(name: &'static str) -> impl Fn(Mark) -> Origin {
@@ -261,11 +252,9 @@ mod tests {
             &file("base.yaml"),
         );
         values.merge(&[], node("db:\n  host: b\nlist: [3]\n"), &file("prod.yaml"));
-        values.merge(&["db".into(), "user".into()], node("u"), &|_| {
-            Origin::Flag {
-                flag: "--data-value",
-                argument: "db.user=u".into(),
-            }
+        values.merge(&["db".into(), "user".into()], node("u"), &|_| Origin::Flag {
+            flag: "--data-value",
+            argument: "db.user=u".into(),
         });
         assert_eq!(
             values.to_json().unwrap(),
@@ -282,10 +271,7 @@ mod tests {
         assert_eq!(origin_of("db.port").as_deref(), Some("base.yaml:3:9"));
         assert_eq!(origin_of("list[0]").as_deref(), Some("prod.yaml:3:8"));
         assert_eq!(origin_of("list[1]"), None);
-        assert_eq!(
-            origin_of("db.user").as_deref(),
-            Some("--data-value db.user=u")
-        );
+        assert_eq!(origin_of("db.user").as_deref(), Some("--data-value db.user=u"));
     }
 
     #[test]
@@ -293,10 +279,7 @@ mod tests {
         let mut values = Values::default();
         values.merge(&[], node("a: 1\n"), &file("f"));
         values.merge(&["a".into(), "b".into()], node("2"), &file("g"));
-        assert_eq!(
-            values.to_json().unwrap(),
-            serde_json::json!({"a": {"b": 2}})
-        );
+        assert_eq!(values.to_json().unwrap(), serde_json::json!({"a": {"b": 2}}));
         assert_eq!(values.leaves().len(), 1);
     }
 
@@ -305,7 +288,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(".env");
         std::fs::write(&path, "A=file\nB=file\n").unwrap();
-        let env = Env::load(&[path], [("A".to_owned(), "process".to_owned())]).unwrap();
+        let env = Env::load(&[path], [("A".to_owned(), "process".to_owned())], &mut |_| {
+            Err("no".into())
+        })
+        .unwrap();
         assert_eq!(env.vars["A"], "process");
         assert_eq!(env.vars["B"], "file");
         assert!(matches!(env.origins["B"], Origin::File { line: 2, .. }));

@@ -27,10 +27,7 @@ pub struct ValueFlags {
 }
 
 /// Merges every source in precedence order (lowest first).
-pub fn load_values(
-    flags: &ValueFlags,
-    process_env: &BTreeMap<String, String>,
-) -> Result<Values, ValuesError> {
+pub fn load_values(flags: &ValueFlags, process_env: &BTreeMap<String, String>) -> Result<Values, ValuesError> {
     let mut values = Values::default();
     for path in &flags.project_files {
         merge_values_file(&mut values, path)?;
@@ -46,12 +43,8 @@ pub fn load_values(
     ] {
         for prefix in prefixes {
             let start = format!("{prefix}_");
-            for (name, raw) in process_env
-                .iter()
-                .filter(|(name, _)| name.starts_with(&start))
-            {
-                let path: Vec<String> =
-                    name[start.len()..].split("__").map(str::to_owned).collect();
+            for (name, raw) in process_env.iter().filter(|(name, _)| name.starts_with(&start)) {
+                let path: Vec<String> = name[start.len()..].split("__").map(str::to_owned).collect();
                 if path.iter().any(String::is_empty) {
                     return Err(flag_error(flag, name, "has an empty key segment"));
                 }
@@ -70,8 +63,7 @@ pub fn load_values(
     }
     for argument in &flags.yamls {
         let (path, raw) = key_value("--data-value-yaml", argument)?;
-        let node =
-            yaml_value(raw).map_err(|p| flag_error("--data-value-yaml", &path.join("."), &p))?;
+        let node = yaml_value(raw).map_err(|p| flag_error("--data-value-yaml", &path.join("."), &p))?;
         values.merge(&path, node, &flag_origin("--data-value-yaml", &path));
     }
     for argument in &flags.file_contents {
@@ -81,11 +73,7 @@ pub fn load_values(
             path: PathBuf::from(file),
             source,
         })?;
-        values.merge(
-            &path,
-            string_node(&content),
-            &flag_origin("--data-value-file", &path),
-        );
+        values.merge(&path, string_node(&content), &flag_origin("--data-value-file", &path));
     }
     Ok(values)
 }
@@ -108,16 +96,9 @@ fn flag_error(flag: &'static str, key: &str, problem: &str) -> ValuesError {
 }
 
 /// `a.b.c=value` -> (["a", "b", "c"], "value").
-fn key_value<'a>(
-    flag: &'static str,
-    argument: &'a str,
-) -> Result<(Vec<String>, &'a str), ValuesError> {
+fn key_value<'a>(flag: &'static str, argument: &'a str) -> Result<(Vec<String>, &'a str), ValuesError> {
     let Some((key, value)) = argument.split_once('=') else {
-        let shown = if argument.len() > 40 {
-            "(argument)"
-        } else {
-            argument
-        };
+        let shown = if argument.len() > 40 { "(argument)" } else { argument };
         return Err(flag_error(flag, shown, "expected key.path=value"));
     };
     let path: Vec<String> = key.split('.').map(str::to_owned).collect();
@@ -128,15 +109,11 @@ fn key_value<'a>(
 }
 
 fn string_node(text: &str) -> Node {
-    Node::new(
-        NodeValue::Scalar(Scalar::String(text.to_owned())),
-        Mark::default(),
-    )
+    Node::new(NodeValue::Scalar(Scalar::String(text.to_owned())), Mark::default())
 }
 
 fn yaml_value(text: &str) -> Result<Node, String> {
-    let mut documents =
-        parse_stream(text, &mut |_| Ok(None)).map_err(|e| format!("not valid YAML: {e}"))?;
+    let mut documents = parse_stream(text, &mut |_| Ok(None)).map_err(|e| format!("not valid YAML: {e}"))?;
     match documents.len() {
         0 => Ok(Node::new(NodeValue::Scalar(Scalar::Null), Mark::default())),
         1 => Ok(documents.remove(0).root),
@@ -225,15 +202,10 @@ mod tests {
             file_contents: vec![format!("cert={}", content.display())],
             ..Default::default()
         };
-        let env: BTreeMap<String, String> = [
-            ("DV_a", "env"),
-            ("DV_nested__x", "1"),
-            ("DVY_b", "2"),
-            ("OTHER", "x"),
-        ]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+        let env: BTreeMap<String, String> = [("DV_a", "env"), ("DV_nested__x", "1"), ("DVY_b", "2"), ("OTHER", "x")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let values = load_values(&flags, &env).unwrap();
         assert_eq!(
             values.to_json().unwrap(),
@@ -261,10 +233,7 @@ mod tests {
         )
         .unwrap_err()
         .to_string();
-        assert!(
-            err.contains("--data-value-yaml k") && !err.contains("hunter2"),
-            "{err}"
-        );
+        assert!(err.contains("--data-value-yaml k") && !err.contains("hunter2"), "{err}");
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("v.yaml");
         std::fs::write(&file, "a: 1\n- b\n").unwrap();

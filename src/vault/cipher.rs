@@ -91,12 +91,7 @@ pub enum CipherError {
 }
 
 /// Encrypts `plaintext` (the text form of a value of type `kind`) for the key path `aad`.
-pub fn encrypt(
-    key: &DataKey,
-    plaintext: &[u8],
-    kind: ValueType,
-    aad: &str,
-) -> Result<String, CipherError> {
+pub fn encrypt(key: &DataKey, plaintext: &[u8], kind: ValueType, aad: &str) -> Result<String, CipherError> {
     let mut nonce = [0u8; NONCE_LEN];
     getrandom::fill(&mut nonce).map_err(|e| CipherError::Random(e.to_string()))?;
     encrypt_with_nonce(key, plaintext, kind, aad, &nonce)
@@ -144,27 +139,9 @@ pub fn decrypt(key: &DataKey, value: &str, aad: &str) -> Result<(Vec<u8>, ValueT
     for part in inner.split(',') {
         let (name, content) = part.split_once(':').ok_or(CipherError::Malformed)?;
         match name {
-            "data" => {
-                data = Some(
-                    STANDARD
-                        .decode(content)
-                        .map_err(|_| CipherError::Malformed)?,
-                )
-            }
-            "iv" => {
-                iv = Some(
-                    STANDARD
-                        .decode(content)
-                        .map_err(|_| CipherError::Malformed)?,
-                )
-            }
-            "tag" => {
-                tag = Some(
-                    STANDARD
-                        .decode(content)
-                        .map_err(|_| CipherError::Malformed)?,
-                )
-            }
+            "data" => data = Some(STANDARD.decode(content).map_err(|_| CipherError::Malformed)?),
+            "iv" => iv = Some(STANDARD.decode(content).map_err(|_| CipherError::Malformed)?),
+            "tag" => tag = Some(STANDARD.decode(content).map_err(|_| CipherError::Malformed)?),
             "type" => kind = Some(ValueType::parse(content).ok_or(CipherError::Malformed)?),
             _ => return Err(CipherError::Malformed),
         }
@@ -202,15 +179,9 @@ mod tests {
             decrypt(&key, &enc, "db:password:").unwrap(),
             (b"hunter2".to_vec(), ValueType::Str)
         );
-        assert_eq!(
-            decrypt(&key, &enc, "db:user:"),
-            Err(CipherError::Authentication)
-        );
+        assert_eq!(decrypt(&key, &enc, "db:user:"), Err(CipherError::Authentication));
         let other = DataKey::generate().unwrap();
-        assert_eq!(
-            decrypt(&other, &enc, "db:password:"),
-            Err(CipherError::Authentication)
-        );
+        assert_eq!(decrypt(&other, &enc, "db:password:"), Err(CipherError::Authentication));
         let tampered = enc.replacen("data:", "data:AA", 1);
         assert!(decrypt(&key, &tampered, "db:password:").is_err());
         assert_eq!(

@@ -51,10 +51,7 @@ pub enum IdentityError {
         recipients: Vec<String>,
     },
     #[error("{source_name}: {message}")]
-    Unreadable {
-        source_name: String,
-        message: String,
-    },
+    Unreadable { source_name: String, message: String },
     #[error(transparent)]
     Sops(#[from] SopsError),
     #[error("OS keyring: {0}")]
@@ -102,12 +99,8 @@ impl IdentityChain {
     fn load(&mut self, index: usize) -> &Result<Vec<age::x25519::Identity>, String> {
         if self.loaded[index].is_none() {
             let result = match &self.sources[index] {
-                Source::File(p) | Source::EnvKeyFile(p) | Source::DefaultFile(p) => {
-                    read_identity_file(p)
-                }
-                Source::EnvKey => parse_identities(&Zeroizing::new(
-                    std::env::var("SOPS_AGE_KEY").unwrap_or_default(),
-                )),
+                Source::File(p) | Source::EnvKeyFile(p) | Source::DefaultFile(p) => read_identity_file(p),
+                Source::EnvKey => parse_identities(&Zeroizing::new(std::env::var("SOPS_AGE_KEY").unwrap_or_default())),
                 Source::Keyring => keyring_identity().map(|i| i.into_iter().collect()),
             };
             self.loaded[index] = Some(result);
@@ -218,16 +211,13 @@ fn keyring_identity() -> Result<Option<age::x25519::Identity>, String> {
         Err(keyring::Error::NoEntry) => return Err("no entry".to_owned()),
         Err(e) => return Err(describe_keyring_error(e)),
     };
-    let mut identities = parse_identities(&secret)
-        .map_err(|e| format!("the stored entry is not an age identity: {e}"))?;
+    let mut identities =
+        parse_identities(&secret).map_err(|e| format!("the stored entry is not an age identity: {e}"))?;
     Ok(identities.pop())
 }
 
 /// Stores an identity in the OS keyring; refuses to replace one unless `replace`.
-pub fn store_in_keyring(
-    identity: &age::x25519::Identity,
-    replace: bool,
-) -> Result<(), IdentityError> {
+pub fn store_in_keyring(identity: &age::x25519::Identity, replace: bool) -> Result<(), IdentityError> {
     let entry = keyring_entry().map_err(IdentityError::Keyring)?;
     if !replace && entry.get_password().is_ok() {
         return Err(IdentityError::Keyring(format!(
@@ -276,20 +266,14 @@ mod tests {
             _ => None,
         };
         let mut chain = IdentityChain::new(Some(&file), &env);
-        assert_eq!(
-            chain.open("f.yaml", std::slice::from_ref(&stanza)).unwrap(),
-            key
-        );
+        assert_eq!(chain.open("f.yaml", std::slice::from_ref(&stanza)).unwrap(), key);
 
         let mut without = IdentityChain::new(None, &env);
         let err = without
             .open("f.yaml", std::slice::from_ref(&stanza))
             .unwrap_err()
             .to_string();
-        assert!(
-            err.contains(".config/sops/age/keys.txt: no such file"),
-            "{err}"
-        );
+        assert!(err.contains(".config/sops/age/keys.txt: no such file"), "{err}");
         assert!(err.contains(&stanza.recipient), "{err}");
         assert!(!err.contains("AGE-SECRET-KEY"), "{err}");
     }

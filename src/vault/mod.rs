@@ -59,11 +59,9 @@ impl VaultFile {
             path: path.to_path_buf(),
             source,
         })?;
-        let encrypted = sops::parse_encrypted(&text, Format::of(path)).map_err(|source| {
-            VaultError::Format {
-                path: path.to_path_buf(),
-                source,
-            }
+        let encrypted = sops::parse_encrypted(&text, Format::of(path)).map_err(|source| VaultError::Format {
+            path: path.to_path_buf(),
+            source,
         })?;
         Ok(VaultFile {
             path: path.to_path_buf(),
@@ -82,10 +80,7 @@ impl VaultFile {
 
     /// The data key and the decrypted tree; the MAC and recipient binding are checked.
     pub fn open(&self, identities: &mut IdentityChain) -> Result<(DataKey, Tree), VaultError> {
-        let key = identities.open(
-            &self.path.display().to_string(),
-            &self.encrypted.metadata.age,
-        )?;
+        let key = identities.open(&self.path.display().to_string(), &self.encrypted.metadata.age)?;
         let tree = sops::decrypt(&self.encrypted, &key).map_err(|source| VaultError::Format {
             path: self.path.clone(),
             source,
@@ -123,10 +118,8 @@ pub fn write_encrypted(
         path: path.to_path_buf(),
         source,
     };
-    let encrypted =
-        sops::encrypt(plain, key, recipients, rules, format, previous).map_err(format_error)?;
-    let text =
-        sops::write(&encrypted.tree, Some(&encrypted.metadata), format).map_err(format_error)?;
+    let encrypted = sops::encrypt(plain, key, recipients, rules, format, previous).map_err(format_error)?;
+    let text = sops::write(&encrypted.tree, Some(&encrypted.metadata), format).map_err(format_error)?;
     write_atomically(path, text.as_bytes())?;
     Ok(encrypted)
 }
@@ -144,9 +137,7 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), VaultError> {
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let mode = std::fs::metadata(path)
-        .map(|m| m.permissions().mode())
-        .unwrap_or(0o600);
+    let mode = std::fs::metadata(path).map(|m| m.permissions().mode()).unwrap_or(0o600);
     let mut temp = tempfile::Builder::new()
         .prefix(".kdeploy-")
         .tempfile_in(dir)
@@ -162,10 +153,7 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), VaultError> {
 
 /// Where a file's recipients come from: kdeploy.yaml's `recipients:`, else the first `.sops.yaml`
 /// creation rule (searched upward from the file, as sops does) whose `path_regex` matches it.
-pub fn configured_recipients(
-    project_recipients: &[String],
-    file: &Path,
-) -> Result<Vec<String>, VaultError> {
+pub fn configured_recipients(project_recipients: &[String], file: &Path) -> Result<Vec<String>, VaultError> {
     if !project_recipients.is_empty() {
         return Ok(project_recipients.to_vec());
     }
@@ -186,8 +174,7 @@ pub fn configured_recipients(
         path: config.clone(),
         message,
     };
-    let parsed: Json =
-        serde_saphyr::from_str(&text).map_err(|e| policy(format!("invalid YAML: {e}")))?;
+    let parsed: Json = serde_saphyr::from_str(&text).map_err(|e| policy(format!("invalid YAML: {e}")))?;
     let relative = absolute
         .strip_prefix(config.parent().unwrap_or(Path::new("/")))
         .unwrap_or(&absolute)
@@ -195,8 +182,8 @@ pub fn configured_recipients(
         .into_owned();
     for rule in parsed["creation_rules"].as_array().into_iter().flatten() {
         if let Some(pattern) = rule["path_regex"].as_str() {
-            let regex = regex::Regex::new(pattern)
-                .map_err(|e| policy(format!("invalid path_regex `{pattern}`: {e}")))?;
+            let regex =
+                regex::Regex::new(pattern).map_err(|e| policy(format!("invalid path_regex `{pattern}`: {e}")))?;
             if !regex.is_match(&relative) {
                 continue;
             }
@@ -222,10 +209,7 @@ pub fn configured_recipients(
 /// the data key (checked when it is opened), so a difference only means the file is stale. A file
 /// without that binding (written by sops) cannot tell an edit from a stale list, so a difference is
 /// refused.
-pub fn check_recipients(
-    file: &VaultFile,
-    configured: &[String],
-) -> Result<Option<String>, VaultError> {
+pub fn check_recipients(file: &VaultFile, configured: &[String]) -> Result<Option<String>, VaultError> {
     if configured.is_empty() {
         return Ok(None);
     }
@@ -241,20 +225,12 @@ pub fn check_recipients(
         if added.is_empty() {
             "none".to_owned()
         } else {
-            added
-                .iter()
-                .map(|s| s.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
+            added.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
         },
         if missing.is_empty() {
             "none".to_owned()
         } else {
-            missing
-                .iter()
-                .map(|s| s.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
+            missing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
         },
     );
     if file.encrypted.metadata.recipients_mac.is_some() {
@@ -345,11 +321,34 @@ fn merge_json(base: &mut Json, overlay: Json) {
     }
 }
 
+/// Encrypts a whole file with age (ASCII-armored), as `age -a -r …` does.
+pub fn encrypt_age_file(plaintext: &[u8], recipients: &[String]) -> Result<String, VaultError> {
+    use std::io::Write;
+    let age_error = |message: String| VaultError::Format {
+        path: PathBuf::from("(age)"),
+        source: SopsError::Age(message),
+    };
+    let parsed: Vec<age::x25519::Recipient> = recipients
+        .iter()
+        .map(|r| {
+            r.trim()
+                .parse()
+                .map_err(|e| age_error(format!("`{r}` is not an age recipient: {e}")))
+        })
+        .collect::<Result<_, _>>()?;
+    let encryptor = age::Encryptor::with_recipients(parsed.iter().map(|r| r as &dyn age::Recipient))
+        .map_err(|e| age_error(e.to_string()))?;
+    let mut out = Vec::new();
+    let io = |e: std::io::Error| age_error(e.to_string());
+    let armor = age::armor::ArmoredWriter::wrap_output(&mut out, age::armor::Format::AsciiArmor).map_err(io)?;
+    let mut writer = encryptor.wrap_output(armor).map_err(io)?;
+    writer.write_all(plaintext).map_err(io)?;
+    writer.finish().and_then(|armor| armor.finish()).map_err(io)?;
+    String::from_utf8(out).map_err(|e| age_error(e.to_string()))
+}
+
 /// Decrypts a whole-file age file (`.env.age`, armored or binary), as the age CLI wrote it.
-pub fn decrypt_age_file(
-    path: &Path,
-    identities: &mut IdentityChain,
-) -> Result<Zeroizing<String>, VaultError> {
+pub fn decrypt_age_file(path: &Path, identities: &mut IdentityChain) -> Result<Zeroizing<String>, VaultError> {
     let bytes = std::fs::read(path).map_err(|source| VaultError::Read {
         path: path.to_path_buf(),
         source,
@@ -379,3 +378,4 @@ pub fn decrypt_age_file(
     )?;
     Ok(text)
 }
+pub mod redact;

@@ -24,19 +24,11 @@ use crate::yaml::{self, Node, NodeValue, Scalar, Schema};
 const SOPS_FORMAT_VERSION: &str = "3.9.0";
 const DEFAULT_UNENCRYPTED_SUFFIX: &str = "_unencrypted";
 const MAC_ONLY_ENCRYPTED_INIT: [u8; 32] = [
-    0x8a, 0x3f, 0xd2, 0xad, 0x54, 0xce, 0x66, 0x52, 0x7b, 0x10, 0x34, 0xf3, 0xd1, 0x47, 0xbe, 0x0b,
-    0x0b, 0x97, 0x5b, 0x3b, 0xf4, 0x4f, 0x72, 0xc6, 0xfd, 0xad, 0xec, 0x81, 0x76, 0xf2, 0x7d, 0x69,
+    0x8a, 0x3f, 0xd2, 0xad, 0x54, 0xce, 0x66, 0x52, 0x7b, 0x10, 0x34, 0xf3, 0xd1, 0x47, 0xbe, 0x0b, 0x0b, 0x97, 0x5b,
+    0x3b, 0xf4, 0x4f, 0x72, 0xc6, 0xfd, 0xad, 0xec, 0x81, 0x76, 0xf2, 0x7d, 0x69,
 ];
 /// Key sources other than age, which kdeploy can read past but not wrap a data key for.
-const OTHER_KEY_SOURCES: &[&str] = &[
-    "pgp",
-    "kms",
-    "gcp_kms",
-    "hckms",
-    "azure_kv",
-    "hc_vault",
-    "key_groups",
-];
+const OTHER_KEY_SOURCES: &[&str] = &["pgp", "kms", "gcp_kms", "hckms", "azure_kv", "hc_vault", "key_groups"];
 
 /// The three SOPS file formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,11 +93,8 @@ impl Leaf {
     }
 
     fn from_plaintext(bytes: Vec<u8>, kind: ValueType) -> Result<Leaf, SopsError> {
-        let text = String::from_utf8(bytes)
-            .map_err(|_| SopsError::Invalid("a decrypted value is not UTF-8".into()))?;
-        let bad = |what: &str| {
-            SopsError::Invalid(format!("a decrypted value of type {what} does not parse"))
-        };
+        let text = String::from_utf8(bytes).map_err(|_| SopsError::Invalid("a decrypted value is not UTF-8".into()))?;
+        let bad = |what: &str| SopsError::Invalid(format!("a decrypted value of type {what} does not parse"));
         Ok(match kind {
             ValueType::Str | ValueType::Time | ValueType::Comment => Leaf::Str(text),
             ValueType::Int => Leaf::Int(text.parse().map_err(|_| bad("int"))?),
@@ -131,12 +120,7 @@ impl Leaf {
 impl Tree {
     pub fn to_json(&self) -> Json {
         match self {
-            Tree::Map(entries) => Json::Object(
-                entries
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.to_json()))
-                    .collect(),
-            ),
+            Tree::Map(entries) => Json::Object(entries.iter().map(|(k, v)| (k.clone(), v.to_json())).collect()),
             Tree::List(items) => Json::Array(items.iter().map(Tree::to_json).collect()),
             Tree::Leaf(leaf) => leaf.to_json(),
         }
@@ -149,12 +133,7 @@ impl Tree {
                     .map(|(k, v)| Ok((k.clone(), Tree::from_json(v)?)))
                     .collect::<Result<_, SopsError>>()?,
             ),
-            Json::Array(items) => Tree::List(
-                items
-                    .iter()
-                    .map(Tree::from_json)
-                    .collect::<Result<_, _>>()?,
-            ),
+            Json::Array(items) => Tree::List(items.iter().map(Tree::from_json).collect::<Result<_, _>>()?),
             Json::String(s) => Tree::Leaf(Leaf::Str(s.clone())),
             Json::Bool(b) => Tree::Leaf(Leaf::Bool(*b)),
             Json::Number(n) => Tree::Leaf(match n.as_i64() {
@@ -180,12 +159,7 @@ impl Tree {
                     .map(|(k, e)| Ok((k, Tree::from_node(e.value)?)))
                     .collect::<Result<_, SopsError>>()?,
             ),
-            NodeValue::Seq(items) => Tree::List(
-                items
-                    .into_iter()
-                    .map(Tree::from_node)
-                    .collect::<Result<_, _>>()?,
-            ),
+            NodeValue::Seq(items) => Tree::List(items.into_iter().map(Tree::from_node).collect::<Result<_, _>>()?),
             NodeValue::Scalar(scalar) => Tree::Leaf(match scalar {
                 Scalar::String(s) => Leaf::Str(s),
                 Scalar::Bool(b) => Leaf::Bool(b),
@@ -239,14 +213,12 @@ impl Tree {
                 let index: usize = first
                     .parse()
                     .map_err(|_| SopsError::Invalid(format!("`{first}` is not a list index")))?;
-                let child = items.get_mut(index).ok_or_else(|| {
-                    SopsError::Invalid(format!("list index {index} is out of range"))
-                })?;
+                let child = items
+                    .get_mut(index)
+                    .ok_or_else(|| SopsError::Invalid(format!("list index {index} is out of range")))?;
                 child.set(rest, value)
             }
-            Tree::Leaf(_) => Err(SopsError::Invalid(format!(
-                "cannot set `{first}` below a plain value"
-            ))),
+            Tree::Leaf(_) => Err(SopsError::Invalid(format!("cannot set `{first}` below a plain value"))),
         }
     }
 
@@ -324,9 +296,8 @@ impl EncryptionRules {
         let regex = |r: &Option<String>| {
             r.as_deref()
                 .map(|r| {
-                    regex::Regex::new(r).map_err(|e| {
-                        SopsError::Invalid(format!("invalid regex `{r}` in the sops metadata: {e}"))
-                    })
+                    regex::Regex::new(r)
+                        .map_err(|e| SopsError::Invalid(format!("invalid regex `{r}` in the sops metadata: {e}")))
                 })
                 .transpose()
         };
@@ -398,9 +369,7 @@ pub struct EncryptedFile {
 pub enum SopsError {
     #[error("{0}")]
     Invalid(String),
-    #[error(
-        "not a SOPS-encrypted file (no `sops` metadata); encrypt it with `kdeploy vault encrypt`"
-    )]
+    #[error("not a SOPS-encrypted file (no `sops` metadata); encrypt it with `kdeploy vault encrypt`")]
     NotEncrypted,
     #[error("already encrypted (it has `sops` metadata)")]
     AlreadyEncrypted,
@@ -446,18 +415,17 @@ pub fn looks_encrypted(text: &str, format: Format) -> bool {
 fn parse_tree(text: &str, format: Format) -> Result<Tree, SopsError> {
     match format {
         Format::Json => {
-            let json: Json = serde_json::from_str(text)
-                .map_err(|e| SopsError::Invalid(format!("invalid JSON: {e}")))?;
+            let json: Json =
+                serde_json::from_str(text).map_err(|e| SopsError::Invalid(format!("invalid JSON: {e}")))?;
             Tree::from_json(&json)
         }
         Format::Yaml => {
-            let mut documents = yaml::parse_stream_in(text, Schema::Sops, &mut |_| Ok(None))
-                .map_err(|e| {
-                    SopsError::Invalid(format!(
-                        "invalid YAML at line {}, column {}: {}",
-                        e.mark.line, e.mark.column, e.message
-                    ))
-                })?;
+            let mut documents = yaml::parse_stream_in(text, Schema::Sops, &mut |_| Ok(None)).map_err(|e| {
+                SopsError::Invalid(format!(
+                    "invalid YAML at line {}, column {}: {}",
+                    e.mark.line, e.mark.column, e.message
+                ))
+            })?;
             match documents.len() {
                 0 => Ok(Tree::Map(Vec::new())),
                 1 => {
@@ -484,13 +452,10 @@ fn parse_tree(text: &str, format: Format) -> Result<Tree, SopsError> {
                 if line.is_empty() || line.starts_with('#') {
                     continue;
                 }
-                let (key, value) = line.split_once('=').ok_or_else(|| {
-                    SopsError::Invalid(format!("line {}: expected KEY=value", n + 1))
-                })?;
-                entries.push((
-                    key.to_owned(),
-                    Tree::Leaf(Leaf::Str(value.replace("\\n", "\n"))),
-                ));
+                let (key, value) = line
+                    .split_once('=')
+                    .ok_or_else(|| SopsError::Invalid(format!("line {}: expected KEY=value", n + 1)))?;
+                entries.push((key.to_owned(), Tree::Leaf(Leaf::Str(value.replace("\\n", "\n")))));
             }
             Ok(Tree::Map(entries))
         }
@@ -504,9 +469,7 @@ pub fn parse_encrypted(text: &str, format: Format) -> Result<EncryptedFile, Sops
     };
     let metadata_tree = match format {
         Format::Dotenv => {
-            let (meta, rest): (Vec<_>, Vec<_>) = entries
-                .into_iter()
-                .partition(|(k, _)| k.starts_with("sops_"));
+            let (meta, rest): (Vec<_>, Vec<_>) = entries.into_iter().partition(|(k, _)| k.starts_with("sops_"));
             entries = rest;
             if meta.is_empty() {
                 return Err(SopsError::NotEncrypted);
@@ -530,20 +493,15 @@ pub fn parse_encrypted(text: &str, format: Format) -> Result<EncryptedFile, Sops
 
 fn parse_metadata(tree: &Tree) -> Result<Metadata, SopsError> {
     let Tree::Map(entries) = tree else {
-        return Err(SopsError::Invalid(
-            "the `sops` metadata is not a mapping".into(),
-        ));
+        return Err(SopsError::Invalid("the `sops` metadata is not a mapping".into()));
     };
     let text = |name: &str| -> Option<String> {
-        entries
-            .iter()
-            .find(|(k, _)| k == name)
-            .and_then(|(_, v)| match v {
-                Tree::Leaf(Leaf::Str(s)) => Some(s.clone()),
-                Tree::Leaf(Leaf::Bool(b)) => Some(b.to_string()),
-                Tree::Leaf(Leaf::Int(i)) => Some(i.to_string()),
-                _ => None,
-            })
+        entries.iter().find(|(k, _)| k == name).and_then(|(_, v)| match v {
+            Tree::Leaf(Leaf::Str(s)) => Some(s.clone()),
+            Tree::Leaf(Leaf::Bool(b)) => Some(b.to_string()),
+            Tree::Leaf(Leaf::Int(i)) => Some(i.to_string()),
+            _ => None,
+        })
     };
     let missing = |name: &str| SopsError::Invalid(format!("the `sops` metadata has no `{name}`"));
     let mut age = Vec::new();
@@ -597,12 +555,7 @@ fn metadata_tree(metadata: &Metadata) -> Tree {
             metadata
                 .age
                 .iter()
-                .map(|a| {
-                    Tree::Map(vec![
-                        ("recipient".into(), s(&a.recipient)),
-                        ("enc".into(), s(&a.enc)),
-                    ])
-                })
+                .map(|a| Tree::Map(vec![("recipient".into(), s(&a.recipient)), ("enc".into(), s(&a.enc))]))
                 .collect(),
         ),
     )];
@@ -643,9 +596,7 @@ fn unflatten(entries: Vec<(String, Tree)>) -> Result<Tree, SopsError> {
             } else if let Some(name) = segment.strip_prefix("map_") {
                 path.push((false, name.to_owned()));
             } else {
-                return Err(SopsError::Invalid(format!(
-                    "unreadable sops metadata key `{key}`"
-                )));
+                return Err(SopsError::Invalid(format!("unreadable sops metadata key `{key}`")));
             }
         }
         insert_flat(&mut root, &path, value)?;
@@ -709,17 +660,11 @@ fn flatten(prefix: &str, tree: &Tree, out: &mut Vec<(String, String)>) {
 }
 
 /// Writes a tree (plaintext or encrypted) in the given format, with `metadata` when encrypted.
-pub fn write(
-    tree: &Tree,
-    metadata: Option<&Metadata>,
-    format: Format,
-) -> Result<String, SopsError> {
+pub fn write(tree: &Tree, metadata: Option<&Metadata>, format: Format) -> Result<String, SopsError> {
     match format {
         Format::Dotenv => {
             let Tree::Map(entries) = tree else {
-                return Err(SopsError::Invalid(
-                    "a dotenv file holds KEY=value pairs only".into(),
-                ));
+                return Err(SopsError::Invalid("a dotenv file holds KEY=value pairs only".into()));
             };
             let mut out = String::new();
             for (key, value) in entries {
@@ -742,9 +687,7 @@ pub fn write(
                 for (key, value) in &meta {
                     match value {
                         Tree::Leaf(Leaf::Str(s)) => flat.push((format!("sops_{key}"), s.clone())),
-                        Tree::Leaf(other) => {
-                            flat.push((format!("sops_{key}"), other.to_json().to_string()))
-                        }
+                        Tree::Leaf(other) => flat.push((format!("sops_{key}"), other.to_json().to_string())),
                         nested => flatten(&format!("sops_{key}"), nested, &mut flat),
                     }
                 }
@@ -762,8 +705,7 @@ pub fn write(
             if format == Format::Json {
                 Ok(format!(
                     "{}\n",
-                    serde_json::to_string_pretty(&json)
-                        .map_err(|e| SopsError::Invalid(e.to_string()))?
+                    serde_json::to_string_pretty(&json).map_err(|e| SopsError::Invalid(e.to_string()))?
                 ))
             } else {
                 if json.as_object().is_some_and(Map::is_empty) {
@@ -779,11 +721,7 @@ pub fn write(
 type LeafVisitor<'v> = dyn FnMut(&[String], &mut Leaf) -> Result<(), SopsError> + 'v;
 
 /// Walks the leaves with sops' key paths (list items share their parent's path).
-fn walk_leaves(
-    tree: &mut Tree,
-    path: &mut Vec<String>,
-    visit: &mut LeafVisitor<'_>,
-) -> Result<(), SopsError> {
+fn walk_leaves(tree: &mut Tree, path: &mut Vec<String>, visit: &mut LeafVisitor<'_>) -> Result<(), SopsError> {
     match tree {
         Tree::Map(entries) => {
             for (key, child) in entries {
@@ -827,10 +765,7 @@ fn recipients_mac(key: &DataKey, recipients: &[&str]) -> String {
         .chain_update(&inner_pad)
         .chain_update(sorted.join("\n").as_bytes())
         .finalize();
-    let outer = Sha256::new()
-        .chain_update(&outer_pad)
-        .chain_update(inner)
-        .finalize();
+    let outer = Sha256::new().chain_update(&outer_pad).chain_update(inner).finalize();
     hex_upper(&outer)
 }
 
@@ -847,11 +782,10 @@ pub fn decrypt(file: &EncryptedFile, key: &DataKey) -> Result<Tree, SopsError> {
                 Leaf::Str(s) if s.is_empty() => {}
                 Leaf::Str(s) => {
                     let aad = format!("{}:", path.join(":"));
-                    let (plain, kind) =
-                        cipher::decrypt(key, s, &aad).map_err(|source| SopsError::Value {
-                            path: path.join("."),
-                            source,
-                        })?;
+                    let (plain, kind) = cipher::decrypt(key, s, &aad).map_err(|source| SopsError::Value {
+                        path: path.join("."),
+                        source,
+                    })?;
                     *leaf = Leaf::from_plaintext(plain, kind)?;
                 }
                 _ => {
@@ -868,8 +802,8 @@ pub fn decrypt(file: &EncryptedFile, key: &DataKey) -> Result<Tree, SopsError> {
         Ok(())
     })?;
     let computed = hex_upper(&hasher.finalize());
-    let (stored, _) = cipher::decrypt(key, &file.metadata.mac, &file.metadata.lastmodified)
-        .map_err(|_| SopsError::MacMismatch)?;
+    let (stored, _) =
+        cipher::decrypt(key, &file.metadata.mac, &file.metadata.lastmodified).map_err(|_| SopsError::MacMismatch)?;
     if stored != computed.as_bytes() {
         return Err(SopsError::MacMismatch);
     }
@@ -893,8 +827,7 @@ pub fn encrypt(
 ) -> Result<EncryptedFile, SopsError> {
     if recipients.is_empty() {
         return Err(SopsError::Age(
-            "no recipients: add one with `kdeploy vault recipients add` or `kdeploy vault init`"
-                .into(),
+            "no recipients: add one with `kdeploy vault recipients add` or `kdeploy vault init`".into(),
         ));
     }
     let compiled = rules.compile()?;
@@ -905,9 +838,9 @@ pub fn encrypt(
             old_values.push((p.join("\u{0}"), leaf.clone()))
         });
         let mut old_cipher = Vec::new();
-        old_file.tree.visit_leaves(&mut Vec::new(), &mut |_, leaf| {
-            old_cipher.push(leaf.clone())
-        });
+        old_file
+            .tree
+            .visit_leaves(&mut Vec::new(), &mut |_, leaf| old_cipher.push(leaf.clone()));
         for ((path, plain_leaf), cipher_leaf) in old_values.into_iter().zip(old_cipher) {
             if let Leaf::Str(enc) = cipher_leaf
                 && cipher::is_encrypted(&enc)
@@ -917,9 +850,7 @@ pub fn encrypt(
         }
     }
     let mut full_paths = Vec::new();
-    plain.visit_leaves(&mut Vec::new(), &mut |p, _| {
-        full_paths.push(p.join("\u{0}"))
-    });
+    plain.visit_leaves(&mut Vec::new(), &mut |p, _| full_paths.push(p.join("\u{0}")));
     let mut full_paths = full_paths.into_iter();
 
     let mut hasher = new_mac_hasher(&rules);
@@ -936,12 +867,10 @@ pub fn encrypt(
                 Some((old_leaf, enc)) if old_leaf == leaf => enc.clone(),
                 _ => {
                     let aad = format!("{}:", path.join(":"));
-                    cipher::encrypt(key, &leaf.bytes(), leaf.value_type(), &aad).map_err(
-                        |source| SopsError::Value {
-                            path: path.join("."),
-                            source,
-                        },
-                    )?
+                    cipher::encrypt(key, &leaf.bytes(), leaf.value_type(), &aad).map_err(|source| SopsError::Value {
+                        path: path.join("."),
+                        source,
+                    })?
                 }
             };
             *leaf = Leaf::Str(enc);
@@ -981,25 +910,18 @@ pub fn encrypt(
 
 /// Wraps the data key to one age recipient, ASCII-armored as sops stores it.
 pub fn wrap_key(key: &DataKey, recipient: &str) -> Result<AgeStanza, SopsError> {
-    let parsed: age::x25519::Recipient = recipient.trim().parse().map_err(|e| {
-        SopsError::Age(format!(
-            "`{recipient}` is not an age recipient (age1...): {e}"
-        ))
-    })?;
-    let encryptor =
-        age::Encryptor::with_recipients(std::iter::once(&parsed as &dyn age::Recipient))
-            .map_err(|e| SopsError::Age(e.to_string()))?;
+    let parsed: age::x25519::Recipient = recipient
+        .trim()
+        .parse()
+        .map_err(|e| SopsError::Age(format!("`{recipient}` is not an age recipient (age1...): {e}")))?;
+    let encryptor = age::Encryptor::with_recipients(std::iter::once(&parsed as &dyn age::Recipient))
+        .map_err(|e| SopsError::Age(e.to_string()))?;
     let mut armored = Vec::new();
     let io = |e: std::io::Error| SopsError::Age(e.to_string());
-    let armor =
-        age::armor::ArmoredWriter::wrap_output(&mut armored, age::armor::Format::AsciiArmor)
-            .map_err(io)?;
+    let armor = age::armor::ArmoredWriter::wrap_output(&mut armored, age::armor::Format::AsciiArmor).map_err(io)?;
     let mut writer = encryptor.wrap_output(armor).map_err(io)?;
     writer.write_all(key.as_bytes()).map_err(io)?;
-    writer
-        .finish()
-        .and_then(|armor| armor.finish())
-        .map_err(io)?;
+    writer.finish().and_then(|armor| armor.finish()).map_err(io)?;
     Ok(AgeStanza {
         recipient: recipient.trim().to_owned(),
         enc: String::from_utf8(armored).map_err(|e| SopsError::Age(e.to_string()))?,
@@ -1007,10 +929,7 @@ pub fn wrap_key(key: &DataKey, recipient: &str) -> Result<AgeStanza, SopsError> 
 }
 
 /// Unwraps the data key with any of `identities`; `None` if none of them is a recipient.
-pub fn unwrap_key(
-    stanza: &AgeStanza,
-    identities: &[age::x25519::Identity],
-) -> Result<Option<DataKey>, SopsError> {
+pub fn unwrap_key(stanza: &AgeStanza, identities: &[age::x25519::Identity]) -> Result<Option<DataKey>, SopsError> {
     let reader = age::armor::ArmoredReader::new(stanza.enc.as_bytes());
     let decryptor = age::Decryptor::new_buffered(std::io::BufReader::new(reader)).map_err(|e| {
         SopsError::Age(format!(
@@ -1087,9 +1006,7 @@ mod tests {
         .unwrap();
         let written = write(&file.tree, Some(&file.metadata), format).unwrap();
         let parsed = parse_encrypted(&written, format).unwrap();
-        let key = unwrap_key(&parsed.metadata.age[0], &[identity])
-            .unwrap()
-            .unwrap();
+        let key = unwrap_key(&parsed.metadata.age[0], &[identity]).unwrap().unwrap();
         let decrypted = decrypt(&parsed, &key).unwrap();
         (parsed, decrypted, written)
     }
@@ -1101,11 +1018,7 @@ mod tests {
         assert_eq!(decrypted, parse_plaintext(text, Format::Yaml).unwrap());
         assert!(!written.contains("hunter2"), "{written}");
         assert!(written.contains("note_unencrypted: visible"), "{written}");
-        assert!(
-            written.contains("type:int")
-                && written.contains("type:bool")
-                && written.contains("type:float")
-        );
+        assert!(written.contains("type:int") && written.contains("type:bool") && written.contains("type:float"));
         assert_eq!(
             parsed
                 .tree
@@ -1119,20 +1032,14 @@ mod tests {
     #[test]
     fn json_and_dotenv_round_trip() {
         let (_, decrypted, written) = round_trip("{\"a\": {\"b\": [1, \"two\"]}}", Format::Json);
-        assert_eq!(
-            decrypted.to_json(),
-            serde_json::json!({"a": {"b": [1, "two"]}})
-        );
+        assert_eq!(decrypted.to_json(), serde_json::json!({"a": {"b": [1, "two"]}}));
         assert!(written.contains("\"sops\""));
         let (_, decrypted, written) = round_trip("A=1\nMULTI=line1\\nline2\n", Format::Dotenv);
         assert_eq!(
             decrypted.to_json(),
             serde_json::json!({"A": "1", "MULTI": "line1\nline2"})
         );
-        assert!(
-            written.contains("sops_age__list_0__map_recipient=age1"),
-            "{written}"
-        );
+        assert!(written.contains("sops_age__list_0__map_recipient=age1"), "{written}");
         assert!(written.contains("sops_mac=ENC["), "{written}");
     }
 
@@ -1150,56 +1057,31 @@ mod tests {
             None,
         )
         .unwrap();
-        let Tree::Map(entries) = &file.tree else {
-            panic!()
-        };
+        let Tree::Map(entries) = &file.tree else { panic!() };
         let (a, b) = (entries[0].1.clone(), entries[1].1.clone());
 
         let mut swapped = file.clone();
         swapped.tree = Tree::Map(vec![("a".into(), b.clone()), ("b".into(), a.clone())]);
-        assert!(matches!(
-            decrypt(&swapped, &key),
-            Err(SopsError::Value { .. })
-        ));
+        assert!(matches!(decrypt(&swapped, &key), Err(SopsError::Value { .. })));
 
         let mut removed = file.clone();
         removed.tree = Tree::Map(vec![("a".into(), a.clone())]);
-        assert!(matches!(
-            decrypt(&removed, &key),
-            Err(SopsError::MacMismatch)
-        ));
+        assert!(matches!(decrypt(&removed, &key), Err(SopsError::MacMismatch)));
 
         let mut redated = file.clone();
         redated.metadata.lastmodified = "2020-01-01T00:00:00Z".into();
-        assert!(matches!(
-            decrypt(&redated, &key),
-            Err(SopsError::MacMismatch)
-        ));
+        assert!(matches!(decrypt(&redated, &key), Err(SopsError::MacMismatch)));
 
         let mut recipients = file.clone();
-        recipients.metadata.age.push(
-            wrap_key(
-                &key,
-                &age::x25519::Identity::generate().to_public().to_string(),
-            )
-            .unwrap(),
-        );
-        assert!(matches!(
-            decrypt(&recipients, &key),
-            Err(SopsError::RecipientsTampered)
-        ));
+        recipients
+            .metadata
+            .age
+            .push(wrap_key(&key, &age::x25519::Identity::generate().to_public().to_string()).unwrap());
+        assert!(matches!(decrypt(&recipients, &key), Err(SopsError::RecipientsTampered)));
 
         let other = age::x25519::Identity::generate();
-        assert!(
-            unwrap_key(&file.metadata.age[0], &[other])
-                .unwrap()
-                .is_none()
-        );
-        assert!(
-            unwrap_key(&file.metadata.age[0], &[identity])
-                .unwrap()
-                .is_some()
-        );
+        assert!(unwrap_key(&file.metadata.age[0], &[other]).unwrap().is_none());
+        assert!(unwrap_key(&file.metadata.age[0], &[identity]).unwrap().is_some());
     }
 
     #[test]

@@ -17,8 +17,7 @@ const NEVER_FOLD: usize = 1 << 20;
 /// One YAML document, ending with a line break.
 pub fn to_yaml<T: Serialize>(value: &T) -> Result<String, EmitError> {
     let options = serde_saphyr::ser_options! { folded_wrap_chars: NEVER_FOLD };
-    let mut text = serde_saphyr::to_string_with_options(value, options)
-        .map_err(|e| EmitError(e.to_string()))?;
+    let mut text = serde_saphyr::to_string_with_options(value, options).map_err(|e| EmitError(e.to_string()))?;
     if !text.ends_with('\n') {
         text.push('\n');
     }
@@ -26,9 +25,7 @@ pub fn to_yaml<T: Serialize>(value: &T) -> Result<String, EmitError> {
 }
 
 /// A multi-document stream, each document starting with `---`.
-pub fn to_yaml_stream<'a, T: Serialize + 'a>(
-    documents: impl IntoIterator<Item = &'a T>,
-) -> Result<String, EmitError> {
+pub fn to_yaml_stream<'a, T: Serialize + 'a>(documents: impl IntoIterator<Item = &'a T>) -> Result<String, EmitError> {
     let mut out = String::new();
     for document in documents {
         out.push_str("---\n");
@@ -45,8 +42,8 @@ mod tests {
     #[test]
     fn ambiguous_strings_survive_a_round_trip_through_kubectl_rules() {
         let tricky = [
-            "yes", "on", "NO", "y", "~", "null", "0755", "1_000", "1e3", ".inf", "12:30:45", "",
-            " x", "a: b", "#c", "- x",
+            "yes", "on", "NO", "y", "~", "null", "0755", "1_000", "1e3", ".inf", "12:30:45", "", " x", "a: b", "#c",
+            "- x",
         ];
         let value = serde_json::json!({ "data": tricky });
         let text = to_yaml(&value).unwrap();
@@ -63,10 +60,7 @@ mod tests {
 
     #[test]
     fn stream_separates_documents() {
-        let docs = [
-            serde_json::json!({"a": 1}),
-            serde_json::json!({"b": [1, 2]}),
-        ];
+        let docs = [serde_json::json!({"a": 1}), serde_json::json!({"b": [1, 2]})];
         let text = to_yaml_stream(&docs).unwrap();
         assert!(text.starts_with("---\na: 1\n---\n"), "{text}");
         assert_eq!(parse_stream(&text, &mut |_| Ok(None)).unwrap().len(), 2);

@@ -9,9 +9,7 @@ pub mod emit;
 mod parse;
 pub mod resolve;
 
-pub use parse::{
-    Document, ParseError, ScalarEvent, ScalarHook, ScalarStyle, parse_stream, parse_stream_in,
-};
+pub use parse::{Document, ParseError, ScalarEvent, ScalarHook, ScalarStyle, parse_stream, parse_stream_in};
 pub use resolve::Schema;
 
 use indexmap::IndexMap;
@@ -83,12 +81,7 @@ impl Node {
                 Scalar::Float(n.as_f64().unwrap_or(f64::NAN))
             }),
             Json::String(s) => NodeValue::Scalar(Scalar::String(s.clone())),
-            Json::Array(items) => NodeValue::Seq(
-                items
-                    .iter()
-                    .map(|item| Node::from_json(item, mark))
-                    .collect(),
-            ),
+            Json::Array(items) => NodeValue::Seq(items.iter().map(|item| Node::from_json(item, mark)).collect()),
             Json::Object(map) => NodeValue::Map(
                 map.iter()
                     .map(|(k, v)| {
@@ -107,9 +100,7 @@ impl Node {
     pub fn to_json(&self) -> Result<Json, NonFiniteFloat> {
         Ok(match &self.value {
             NodeValue::Scalar(scalar) => scalar_to_json(scalar, self.mark)?,
-            NodeValue::Seq(items) => {
-                Json::Array(items.iter().map(Node::to_json).collect::<Result<_, _>>()?)
-            }
+            NodeValue::Seq(items) => Json::Array(items.iter().map(Node::to_json).collect::<Result<_, _>>()?),
             NodeValue::Map(map) => Json::Object(
                 map.iter()
                     .map(|(k, entry)| Ok((k.clone(), entry.value.to_json()?)))

@@ -66,11 +66,7 @@ pub fn parse_stream(text: &str, hook: &mut ScalarHook<'_>) -> Result<Vec<Documen
 }
 
 /// Parses every document in `text` with the plain-scalar rules of `schema`.
-pub fn parse_stream_in(
-    text: &str,
-    schema: Schema,
-    hook: &mut ScalarHook<'_>,
-) -> Result<Vec<Document>, ParseError> {
+pub fn parse_stream_in(text: &str, schema: Schema, hook: &mut ScalarHook<'_>) -> Result<Vec<Document>, ParseError> {
     let mut builder = Builder {
         schema,
         hook,
@@ -168,10 +164,7 @@ impl Builder<'_, '_> {
                 if anchor != 0 {
                     self.anchors.insert(anchor, node.clone());
                 }
-                self.add(
-                    node,
-                    style == ParserStyle::Plain && tag.is_none() && text == MERGE_KEY,
-                )?;
+                self.add(node, style == ParserStyle::Plain && tag.is_none() && text == MERGE_KEY)?;
             }
             Event::SequenceStart(_, anchor, tag) => {
                 check_collection_tag(tag.as_deref(), "seq", mark)?;
@@ -193,16 +186,9 @@ impl Builder<'_, '_> {
             }
             Event::SequenceEnd | Event::MappingEnd => {
                 let (node, anchor) = match self.stack.pop() {
-                    Some(Frame::Seq {
-                        items,
-                        mark,
-                        anchor,
-                    }) => (Node::new(NodeValue::Seq(items), mark), anchor),
+                    Some(Frame::Seq { items, mark, anchor }) => (Node::new(NodeValue::Seq(items), mark), anchor),
                     Some(Frame::Map {
-                        entries,
-                        mark,
-                        anchor,
-                        ..
+                        entries, mark, anchor, ..
                     }) => (Node::new(NodeValue::Map(entries), mark), anchor),
                     None => return Err(ParseError::new("unbalanced collection end", mark)),
                 };
@@ -217,22 +203,10 @@ impl Builder<'_, '_> {
     }
 
     fn is_key_position(&self) -> bool {
-        matches!(
-            self.stack.last(),
-            Some(Frame::Map {
-                pending_key: None,
-                ..
-            })
-        )
+        matches!(self.stack.last(), Some(Frame::Map { pending_key: None, .. }))
     }
 
-    fn scalar(
-        &mut self,
-        text: &str,
-        style: ParserStyle,
-        tag: Option<&Tag>,
-        mark: Mark,
-    ) -> Result<Node, ParseError> {
+    fn scalar(&mut self, text: &str, style: ParserStyle, tag: Option<&Tag>, mark: Mark) -> Result<Node, ParseError> {
         let style = match style {
             ParserStyle::Plain => ScalarStyle::Plain,
             ParserStyle::SingleQuoted => ScalarStyle::SingleQuoted,
@@ -253,9 +227,7 @@ impl Builder<'_, '_> {
         // A key is always meant as a string: `on:` stays "on" instead of go-yaml's "true".
         let scalar = match tag {
             Some(tag) => tagged_scalar(text, tag, mark)?,
-            None if style == ScalarStyle::Plain && !event.is_key => {
-                resolve::plain_scalar_in(text, self.schema)
-            }
+            None if style == ScalarStyle::Plain && !event.is_key => resolve::plain_scalar_in(text, self.schema),
             None => Scalar::String(text.to_owned()),
         };
         Ok(Node::new(NodeValue::Scalar(scalar), mark))
@@ -287,9 +259,7 @@ impl Builder<'_, '_> {
                     });
                 }
                 Some(PendingKey {
-                    mark,
-                    is_merge: true,
-                    ..
+                    mark, is_merge: true, ..
                 }) => merge_into(entries, merged, node, mark)?,
                 Some(PendingKey {
                     text: key,
@@ -307,13 +277,7 @@ impl Builder<'_, '_> {
                             key_mark,
                         ));
                     }
-                    entries.insert(
-                        key,
-                        Entry {
-                            key_mark,
-                            value: node,
-                        },
-                    );
+                    entries.insert(key, Entry { key_mark, value: node });
                 }
             },
         }
@@ -322,12 +286,7 @@ impl Builder<'_, '_> {
 }
 
 /// Merge keys: `<<: *base` or `<<: [*a, *b]`; keys already present win, earlier merges win.
-fn merge_into(
-    entries: &mut Mapping,
-    merged: &mut Vec<String>,
-    node: Node,
-    mark: Mark,
-) -> Result<(), ParseError> {
+fn merge_into(entries: &mut Mapping, merged: &mut Vec<String>, node: Node, mark: Mark) -> Result<(), ParseError> {
     let sources = match node.value {
         NodeValue::Map(map) => vec![map],
         NodeValue::Seq(items) => items
@@ -382,10 +341,7 @@ fn tagged_scalar(text: &str, tag: &Tag, mark: Mark) -> Result<Scalar, ParseError
         if ok {
             Ok(scalar)
         } else {
-            Err(ParseError::new(
-                format!("`{text}` is not a valid !!{kind}"),
-                mark,
-            ))
+            Err(ParseError::new(format!("`{text}` is not a valid !!{kind}"), mark))
         }
     };
     match core_tag_suffix(tag) {
@@ -439,17 +395,12 @@ mod tests {
 
     fn parse(text: &str) -> Result<Vec<serde_json::Value>, ParseError> {
         let docs = parse_stream(text, &mut |_| Ok(None))?;
-        Ok(docs
-            .into_iter()
-            .map(|d| d.root.to_json().unwrap())
-            .collect())
+        Ok(docs.into_iter().map(|d| d.root.to_json().unwrap()).collect())
     }
 
     #[test]
     fn plain_scalars_resolve_as_kubectl_reads_them_and_quoted_ones_stay_strings() {
-        let docs =
-            parse("mode: 0644\nq: '0644'\non: yes\nv: 1.10\nt: !!str 12\nblock: |\n  a\n  b\n")
-                .unwrap();
+        let docs = parse("mode: 0644\nq: '0644'\non: yes\nv: 1.10\nt: !!str 12\nblock: |\n  a\n  b\n").unwrap();
         assert_eq!(
             docs[0],
             serde_json::json!({"mode": 420, "q": "0644", "on": true, "v": 1.1, "t": "12", "block": "a\nb\n"})
@@ -488,11 +439,7 @@ mod tests {
         let err = parse("a: [1, 2\nb: 3\n").unwrap_err();
         assert!(err.mark.line >= 1);
         let err = parse("a: !custom x\n").unwrap_err();
-        assert!(
-            err.message.contains("unsupported YAML tag"),
-            "{}",
-            err.message
-        );
+        assert!(err.message.contains("unsupported YAML tag"), "{}", err.message);
         assert_eq!(err.mark.line, 1);
         let err = parse("a: !!int abc\n").unwrap_err();
         assert!(err.message.contains("not a valid !!int"));

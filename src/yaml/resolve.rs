@@ -36,12 +36,8 @@ pub fn plain_scalar_in(text: &str, schema: Schema) -> Scalar {
         return known;
     }
     match text.as_bytes().first() {
-        Some(b'.') => {
-            parse_go_float(text).map_or_else(|| Scalar::String(text.to_owned()), Scalar::Float)
-        }
-        Some(b'0'..=b'9' | b'+' | b'-') => {
-            number(text).unwrap_or_else(|| Scalar::String(text.to_owned()))
-        }
+        Some(b'.') => parse_go_float(text).map_or_else(|| Scalar::String(text.to_owned()), Scalar::Float),
+        Some(b'0'..=b'9' | b'+' | b'-') => number(text).unwrap_or_else(|| Scalar::String(text.to_owned())),
         _ => Scalar::String(text.to_owned()),
     }
 }
@@ -50,12 +46,8 @@ pub fn plain_scalar_in(text: &str, schema: Schema) -> Scalar {
 fn keyword(text: &str) -> Option<Scalar> {
     Some(match text {
         "" | "~" | "null" | "Null" | "NULL" => Scalar::Null,
-        "y" | "Y" | "yes" | "Yes" | "YES" | "on" | "On" | "ON" | "true" | "True" | "TRUE" => {
-            Scalar::Bool(true)
-        }
-        "n" | "N" | "no" | "No" | "NO" | "off" | "Off" | "OFF" | "false" | "False" | "FALSE" => {
-            Scalar::Bool(false)
-        }
+        "y" | "Y" | "yes" | "Yes" | "YES" | "on" | "On" | "ON" | "true" | "True" | "TRUE" => Scalar::Bool(true),
+        "n" | "N" | "no" | "No" | "NO" | "off" | "Off" | "OFF" | "false" | "False" | "FALSE" => Scalar::Bool(false),
         ".nan" | ".NaN" | ".NAN" => Scalar::Float(f64::NAN),
         ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => Scalar::Float(f64::INFINITY),
         "-.inf" | "-.Inf" | "-.INF" => Scalar::Float(f64::NEG_INFINITY),
@@ -174,14 +166,8 @@ mod tests {
 
     #[test]
     fn the_sops_schema_has_only_yaml_1_2_booleans() {
-        assert_eq!(
-            plain_scalar_in("yes", Schema::Sops),
-            Scalar::String("yes".into())
-        );
-        assert_eq!(
-            plain_scalar_in("on", Schema::Sops),
-            Scalar::String("on".into())
-        );
+        assert_eq!(plain_scalar_in("yes", Schema::Sops), Scalar::String("yes".into()));
+        assert_eq!(plain_scalar_in("on", Schema::Sops), Scalar::String("on".into()));
         assert_eq!(plain_scalar_in("True", Schema::Sops), Scalar::Bool(true));
         assert_eq!(plain_scalar_in("0755", Schema::Sops), int(493));
     }
@@ -201,17 +187,7 @@ mod tests {
             plain_scalar("123456789012345678901234"),
             Scalar::Float(1.2345678901234568e23)
         );
-        for t in [
-            "12:30:45",
-            "2024-01-02",
-            "1.2.3",
-            "0x",
-            "1e",
-            "-",
-            "+.",
-            "abc",
-            "1a",
-        ] {
+        for t in ["12:30:45", "2024-01-02", "1.2.3", "0x", "1e", "-", "+.", "abc", "1a"] {
             assert_eq!(plain_scalar(t), Scalar::String(t.into()), "{t}");
         }
     }

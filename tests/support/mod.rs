@@ -49,11 +49,7 @@ pub fn run(command: &mut Command) -> Run {
 
 pub fn run_with_stdin(command: &mut Command, stdin: Option<&str>) -> Run {
     use std::io::Write;
-    command.stdin(if stdin.is_some() {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    });
+    command.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
     command.stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = command
         .spawn()
@@ -63,11 +59,7 @@ pub fn run_with_stdin(command: &mut Command, stdin: Option<&str>) -> Run {
         let text = text.to_owned();
         std::thread::spawn(move || pipe.write_all(text.as_bytes()));
     }
-    let Output {
-        status,
-        stdout,
-        stderr,
-    } = child.wait_with_output().unwrap();
+    let Output { status, stdout, stderr } = child.wait_with_output().unwrap();
     Run {
         code: status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&stdout).into_owned(),
@@ -118,10 +110,7 @@ pub fn cluster() -> &'static Cluster {
             .stderr(Stdio::inherit())
             .output()
             .expect("cannot run scripts/dev-cluster");
-        assert!(
-            out.status.success(),
-            "scripts/dev-cluster up failed (see above)"
-        );
+        assert!(out.status.success(), "scripts/dev-cluster up failed (see above)");
         let line = String::from_utf8_lossy(&out.stdout).into_owned();
         let kubeconfig = line
             .trim()
@@ -146,8 +135,7 @@ impl Cluster {
     }
 
     pub async fn client(&self) -> kube::Client {
-        let kubeconfig =
-            kube::config::Kubeconfig::read_from(&self.kubeconfig).expect("read kubeconfig");
+        let kubeconfig = kube::config::Kubeconfig::read_from(&self.kubeconfig).expect("read kubeconfig");
         let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
             .await
             .expect("kube config");
@@ -165,10 +153,7 @@ impl Cluster {
         );
         let name = format!("{prefix}-{suffix}");
         self.kubectl_ok(&["create", "namespace", &name]);
-        TestNamespace {
-            name,
-            cluster: self,
-        }
+        TestNamespace { name, cluster: self }
     }
 }
 
@@ -179,11 +164,10 @@ pub struct TestNamespace {
 
 impl Drop for TestNamespace {
     fn drop(&mut self) {
-        let _ =
-            run(self
-                .cluster
-                .kubectl()
-                .args(["delete", "namespace", &self.name, "--wait=false"]));
+        let _ = run(self
+            .cluster
+            .kubectl()
+            .args(["delete", "namespace", &self.name, "--wait=false"]));
     }
 }
 
