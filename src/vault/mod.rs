@@ -323,28 +323,10 @@ fn merge_json(base: &mut Json, overlay: Json) {
 
 /// Encrypts a whole file with age (ASCII-armored), as `age -a -r …` does.
 pub fn encrypt_age_file(plaintext: &[u8], recipients: &[String]) -> Result<String, VaultError> {
-    use std::io::Write;
-    let age_error = |message: String| VaultError::Format {
+    sops::age_armor_encrypt(plaintext, recipients).map_err(|source| VaultError::Format {
         path: PathBuf::from("(age)"),
-        source: SopsError::Age(message),
-    };
-    let parsed: Vec<age::x25519::Recipient> = recipients
-        .iter()
-        .map(|r| {
-            r.trim()
-                .parse()
-                .map_err(|e| age_error(format!("`{r}` is not an age recipient: {e}")))
-        })
-        .collect::<Result<_, _>>()?;
-    let encryptor = age::Encryptor::with_recipients(parsed.iter().map(|r| r as &dyn age::Recipient))
-        .map_err(|e| age_error(e.to_string()))?;
-    let mut out = Vec::new();
-    let io = |e: std::io::Error| age_error(e.to_string());
-    let armor = age::armor::ArmoredWriter::wrap_output(&mut out, age::armor::Format::AsciiArmor).map_err(io)?;
-    let mut writer = encryptor.wrap_output(armor).map_err(io)?;
-    writer.write_all(plaintext).map_err(io)?;
-    writer.finish().and_then(|armor| armor.finish()).map_err(io)?;
-    String::from_utf8(out).map_err(|e| age_error(e.to_string()))
+        source,
+    })
 }
 
 /// Decrypts a whole-file age file (`.env.age`, armored or binary), as the age CLI wrote it.

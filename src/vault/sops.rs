@@ -910,22 +910,31 @@ pub fn encrypt(
 
 /// Wraps the data key to one age recipient, ASCII-armored as sops stores it.
 pub fn wrap_key(key: &DataKey, recipient: &str) -> Result<AgeStanza, SopsError> {
-    let parsed: age::x25519::Recipient = recipient
-        .trim()
-        .parse()
-        .map_err(|e| SopsError::Age(format!("`{recipient}` is not an age recipient (age1...): {e}")))?;
-    let encryptor = age::Encryptor::with_recipients(std::iter::once(&parsed as &dyn age::Recipient))
+    Ok(AgeStanza {
+        recipient: recipient.trim().to_owned(),
+        enc: age_armor_encrypt(key.as_bytes(), &[recipient.to_owned()])?,
+    })
+}
+
+/// Encrypts `plaintext` to age recipients, ASCII-armored (what `age -a -r …` writes).
+pub fn age_armor_encrypt(plaintext: &[u8], recipients: &[String]) -> Result<String, SopsError> {
+    let parsed: Vec<age::x25519::Recipient> = recipients
+        .iter()
+        .map(|r| {
+            r.trim()
+                .parse()
+                .map_err(|e| SopsError::Age(format!("`{r}` is not an age recipient (age1…): {e}")))
+        })
+        .collect::<Result<_, _>>()?;
+    let encryptor = age::Encryptor::with_recipients(parsed.iter().map(|r| r as &dyn age::Recipient))
         .map_err(|e| SopsError::Age(e.to_string()))?;
     let mut armored = Vec::new();
     let io = |e: std::io::Error| SopsError::Age(e.to_string());
     let armor = age::armor::ArmoredWriter::wrap_output(&mut armored, age::armor::Format::AsciiArmor).map_err(io)?;
     let mut writer = encryptor.wrap_output(armor).map_err(io)?;
-    writer.write_all(key.as_bytes()).map_err(io)?;
+    writer.write_all(plaintext).map_err(io)?;
     writer.finish().and_then(|armor| armor.finish()).map_err(io)?;
-    Ok(AgeStanza {
-        recipient: recipient.trim().to_owned(),
-        enc: String::from_utf8(armored).map_err(|e| SopsError::Age(e.to_string()))?,
-    })
+    String::from_utf8(armored).map_err(|e| SopsError::Age(e.to_string()))
 }
 
 /// Unwraps the data key with any of `identities`; `None` if none of them is a recipient.
