@@ -200,3 +200,79 @@ pub fn project(files: &[(&str, &str)]) -> tempfile::TempDir {
 pub fn yaml12_documents(text: &str) -> Vec<serde_json::Value> {
     serde_saphyr::from_multiple(text).unwrap_or_else(|e| panic!("not valid YAML 1.2: {e}\n{text}"))
 }
+
+/// A pinned Go tool from scripts/tools (sops, ...): from $KDEPLOY_TOOLS_BIN as scripts/test sets it,
+/// else built or reused by scripts/tools/build.sh.
+pub fn tool_bin(name: &str) -> PathBuf {
+    if let Some(dir) = std::env::var_os("KDEPLOY_TOOLS_BIN") {
+        return PathBuf::from(dir).join(name);
+    }
+    let out = Command::new(repo_root().join("scripts/tools/build.sh"))
+        .arg(name)
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("cannot run scripts/tools/build.sh");
+    assert!(
+        out.status.success(),
+        "building {name} failed (see above); it needs Go 1.26+"
+    );
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()).join(name)
+}
+
+/// A private environment for vault commands: its own HOME, no OS keyring, no SOPS_* variables, so
+/// the tests never read or write the developer's identities.
+pub struct VaultHome {
+    pub dir: tempfile::TempDir,
+}
+
+impl VaultHome {
+    pub fn new() -> VaultHome {
+        VaultHome {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// kdeploy, run in this home's folder with this home's environment.
+    pub fn kdeploy(&self) -> Command {
+        let mut command = kdeploy();
+        self.isolate(&mut command);
+        command.current_dir(self.path());
+        command
+    }
+
+    pub fn isolate(&self, command: &mut Command) {
+        command
+            .env("HOME", self.path())
+            .env("KDEPLOY_NO_KEYRING", "1")
+            .env_remove("XDG_CONFIG_HOME")
+            .env_remove("SOPS_AGE_KEY")
+            .env_remove("SOPS_AGE_KEY_FILE")
+            .env_remove("SOPS_AGE_RECIPIENTS");
+    }
+
+    /// Creates an identity file `name` here; returns its path and recipient.
+    pub fn identity(&self, name: &str) -> (PathBuf, String) {
+        let file = self.path().join(name);
+        let out = run(self.kdeploy().args(["vault", "init", "--file"]).arg(&file)).ok();
+        (file, out.stdout.trim().to_owned())
+    }
+
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.path().join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// The pinned sops CLI, with this home's environment and `identity` as its key file.
+    pub fn sops(&self, identity: &Path) -> Command {
+        let mut command = Command::new(tool_bin("sops"));
+        self.isolate(&mut command);
+        command.current_dir(self.path()).env("SOPS_AGE_KEY_FILE", identity);
+        command
+    }
+}
