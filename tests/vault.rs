@@ -394,6 +394,12 @@ fn render_uses_secrets_and_never_prints_them() {
     );
     assert!(!out.stderr.contains(CANARY), "{}", out.stderr);
 
+    let values = run(home.kdeploy().args(["values", "--identity"]).arg(&identity)).ok();
+    assert_eq!(
+        values.stdout,
+        "# no data values\nsecrets.db.password: <redacted>  # secrets.sops.yaml\n"
+    );
+
     home.write("manifests/bad.yaml", "x: {{ secrets.db.nope }}\n");
     let failed = run(home.kdeploy().args(["render", "--identity"]).arg(&identity));
     assert_eq!(failed.code, 2);

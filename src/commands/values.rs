@@ -1,4 +1,5 @@
-//! `kdeploy values`: the merged data values, each with where it came from.
+//! `kdeploy values`: the merged data values, each with where it came from, and the names of the vault
+//! values (masked).
 
 use std::process::ExitCode;
 
@@ -15,7 +16,13 @@ pub fn run(args: &ValuesArgs) -> anyhow::Result<ExitCode> {
                 .iter()
                 .map(|(path, _, origin)| (path.clone(), origin.map_or(Json::Null, |o| Json::String(o.to_string()))))
                 .collect();
-            let out = serde_json::json!({ "values": inputs.values.to_json()?, "origins": origins });
+            let secrets: Map<String, Json> = inputs
+                .secrets
+                .origins
+                .iter()
+                .map(|(key, file)| (key.clone(), Json::String(file.display().to_string())))
+                .collect();
+            let out = serde_json::json!({ "values": inputs.values.to_json()?, "origins": origins, "secrets": secrets });
             format!("{}\n", serde_json::to_string_pretty(&out)?)
         }
         OutputFormat::Yaml => {
@@ -26,6 +33,13 @@ pub fn run(args: &ValuesArgs) -> anyhow::Result<ExitCode> {
             }
             if text.is_empty() {
                 text.push_str("# no data values\n");
+            }
+            for (key, file) in &inputs.secrets.origins {
+                text.push_str(&format!(
+                    "secrets.{key}: {}  # {}\n",
+                    crate::vault::redact::MASK,
+                    file.display()
+                ));
             }
             text
         }

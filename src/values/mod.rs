@@ -111,6 +111,9 @@ impl Values {
     pub fn leaves(&self) -> Vec<(String, Json, Option<&Origin>)> {
         let mut out = Vec::new();
         self.root.for_each_leaf("", &mut |path, node| {
+            if path.is_empty() {
+                return; // no values at all: the root itself is an empty map
+            }
             let value = node.to_json().unwrap_or(Json::Null);
             out.push((path.to_owned(), value, self.origins.get(path)));
         });

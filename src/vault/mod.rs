@@ -256,6 +256,8 @@ pub struct Secrets {
     plaintexts: Vec<Zeroizing<String>>,
     /// Warnings found while loading (stale recipient lists).
     pub warnings: Vec<String>,
+    /// Which file each key path (`db.password`) came from; later files win.
+    pub origins: std::collections::BTreeMap<String, PathBuf>,
 }
 
 impl std::fmt::Debug for Secrets {
@@ -287,6 +289,9 @@ impl Secrets {
                 secrets.warnings.push(warning);
             }
             let (_, tree) = file.open(identities)?;
+            for key in tree.leaf_paths() {
+                secrets.origins.insert(key, path.clone());
+            }
             let json = tree.to_json();
             collect_plaintexts(&json, &mut secrets.plaintexts);
             merge_json(&mut secrets.values, json);

@@ -1,0 +1,119 @@
+//! The OS keyring, for real: each test starts gnome-keyring in a private D-Bus session
+//! (`dbus-run-session`) with its own HOME, and runs kdeploy inside it. Nothing here can reach the
+//! developer's own keyring.
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+
+use support::{VaultHome, kdeploy, run};
+
+/// Runs `script` (sh) inside a private session bus with an unlocked (or, if `unlock` is false, a
+/// locked) gnome-keyring; `$KDEPLOY` is the binary under test.
+fn in_keyring_session(home: &VaultHome, unlock: bool, script: &str) -> support::Run {
+    let start = if unlock {
+        r#"eval "$(printf 'test-password' | gnome-keyring-daemon --daemonize --unlock --components=secrets | sed 's/^/export /')""#
+    } else {
+        r#"eval "$(gnome-keyring-daemon --daemonize --components=secrets < /dev/null | sed 's/^/export /')""#
+    };
+    let mut command = Command::new("dbus-run-session");
+    home.isolate(&mut command);
+    command
+        .env_remove("KDEPLOY_NO_KEYRING")
+        .env("KDEPLOY", kdeploy().get_program())
+        .env("NO_COLOR", "1")
+        .current_dir(home.path())
+        .args(["--", "sh", "-c", &format!("set -e\n{start}\n{script}")]);
+    run(&mut command)
+}
+
+#[test]
+fn init_stores_the_identity_in_the_keyring_and_render_uses_it() {
+    let home = VaultHome::new();
+    home.write("kdeploy.yaml", "secrets: [secrets.sops.yaml]\n");
+    home.write(
+        "manifests/s.yaml",
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\nstringData:\n  token: {{ secrets.token }}\n",
+    );
+    let out = in_keyring_session(
+        &home,
+        true,
+        r#"
+        "$KDEPLOY" vault init > recipient.txt
+        printf 'from-the-keyring' | "$KDEPLOY" vault set secrets.sops.yaml token
+        "$KDEPLOY" render
+        "#,
+    )
+    .ok();
+    let recipient = std::fs::read_to_string(home.path().join("recipient.txt")).unwrap();
+    assert!(recipient.starts_with("age1"), "{recipient}");
+    let project = std::fs::read_to_string(home.path().join("kdeploy.yaml")).unwrap();
+    assert!(
+        project.contains(recipient.trim()),
+        "init adds the recipient to kdeploy.yaml:\n{project}"
+    );
+    assert!(out.stdout.contains("token: from-the-keyring"), "{}", out.stdout);
+    assert!(
+        !Path::new(&home.path().join(".config/sops/age/keys.txt")).exists(),
+        "no identity file was written"
+    );
+}
+
+#[test]
+fn init_refuses_to_replace_an_identity_without_force() {
+    let home = VaultHome::new();
+    let out = in_keyring_session(
+        &home,
+        true,
+        r#""$KDEPLOY" vault init > /dev/null; "$KDEPLOY" vault init"#,
+    );
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("already stored") && out.stderr.contains("--force"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn a_locked_keyring_is_a_clear_error() {
+    let home = VaultHome::new();
+    // Create the keyring and store an identity, then come back with the keyring locked.
+    let (_, other_recipient) = home.identity("other.txt");
+    home.write("s.yaml", "a: 1\n");
+    run(home
+        .kdeploy()
+        .args(["vault", "encrypt", "s.yaml", "-r", &other_recipient]))
+    .ok();
+    in_keyring_session(&home, true, r#""$KDEPLOY" vault init > /dev/null"#).ok();
+    let out = in_keyring_session(&home, false, r#"exec "$KDEPLOY" vault decrypt s.yaml"#);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("OS keyring (kdeploy/age-identity): locked or access denied"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("panicked"));
+}
+
+#[test]
+fn no_keyring_at_all_is_a_clear_error() {
+    let home = VaultHome::new();
+    let (_, recipient) = home.identity("key.txt");
+    home.write("s.yaml", "a: 1\n");
+    run(home.kdeploy().args(["vault", "encrypt", "s.yaml", "-r", &recipient])).ok();
+    let out = run(home
+        .kdeploy()
+        .env_remove("KDEPLOY_NO_KEYRING")
+        .env_remove("DBUS_SESSION_BUS_ADDRESS")
+        .args(["vault", "decrypt", "s.yaml"]));
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr
+            .contains("OS keyring (kdeploy/age-identity): no keyring is available here"),
+        "{}",
+        out.stderr
+    );
+}
