@@ -409,3 +409,26 @@ fn render_uses_secrets_and_never_prints_them() {
         failed.stderr
     );
 }
+
+#[test]
+fn sops_yaml_creation_rules_choose_the_recipients() {
+    let home = VaultHome::new();
+    let (alice, alice_recipient) = home.identity("alice.txt");
+    let (bob, bob_recipient) = home.identity("bob.txt");
+    home.write(
+        ".sops.yaml",
+        &format!("creation_rules:\n  - path_regex: prod/.*\n    age: {bob_recipient}\n  - age: >-\n      {alice_recipient},\n      {bob_recipient}\n"),
+    );
+    home.write("prod/s.yaml", "a: 1\n");
+    home.write("dev/s.yaml", "a: 1\n");
+    run(home.kdeploy().args(["vault", "encrypt", "prod/s.yaml"])).ok();
+    run(home.kdeploy().args(["vault", "encrypt", "dev/s.yaml"])).ok();
+    let opens = |file: &str, key: &std::path::Path| run(home.kdeploy().args(["vault", "decrypt", file, "--identity"]).arg(key)).code == 0;
+    assert!(!opens("prod/s.yaml", &alice) && opens("prod/s.yaml", &bob), "the prod rule names only Bob");
+    assert!(opens("dev/s.yaml", &alice) && opens("dev/s.yaml", &bob), "the catch-all rule names both");
+    // sops reads the same rules: a file it encrypts from the same folder opens for the same people.
+    home.write("prod/t.yaml", "b: 2\n");
+    let encrypted = run(home.sops(&bob).args(["-e", "prod/t.yaml"])).ok().stdout;
+    home.write("prod/t.enc.yaml", &encrypted);
+    assert!(opens("prod/t.enc.yaml", &bob) && !opens("prod/t.enc.yaml", &alice));
+}
