@@ -423,12 +423,58 @@ fn sops_yaml_creation_rules_choose_the_recipients() {
     home.write("dev/s.yaml", "a: 1\n");
     run(home.kdeploy().args(["vault", "encrypt", "prod/s.yaml"])).ok();
     run(home.kdeploy().args(["vault", "encrypt", "dev/s.yaml"])).ok();
-    let opens = |file: &str, key: &std::path::Path| run(home.kdeploy().args(["vault", "decrypt", file, "--identity"]).arg(key)).code == 0;
-    assert!(!opens("prod/s.yaml", &alice) && opens("prod/s.yaml", &bob), "the prod rule names only Bob");
-    assert!(opens("dev/s.yaml", &alice) && opens("dev/s.yaml", &bob), "the catch-all rule names both");
+    let opens = |file: &str, key: &std::path::Path| {
+        run(home.kdeploy().args(["vault", "decrypt", file, "--identity"]).arg(key)).code == 0
+    };
+    assert!(
+        !opens("prod/s.yaml", &alice) && opens("prod/s.yaml", &bob),
+        "the prod rule names only Bob"
+    );
+    assert!(
+        opens("dev/s.yaml", &alice) && opens("dev/s.yaml", &bob),
+        "the catch-all rule names both"
+    );
     // sops reads the same rules: a file it encrypts from the same folder opens for the same people.
     home.write("prod/t.yaml", "b: 2\n");
     let encrypted = run(home.sops(&bob).args(["-e", "prod/t.yaml"])).ok().stdout;
     home.write("prod/t.enc.yaml", &encrypted);
     assert!(opens("prod/t.enc.yaml", &bob) && !opens("prod/t.enc.yaml", &alice));
+}
+
+#[test]
+fn a_signal_during_edit_aborts_and_still_removes_the_plaintext() {
+    let home = VaultHome::new();
+    let (identity, recipient) = home.identity("key.txt");
+    home.write("s.yaml", "keep: same-value\n");
+    run(home.kdeploy().args(["vault", "encrypt", "s.yaml", "-r", &recipient])).ok();
+    let before = std::fs::read_to_string(home.path().join("s.yaml")).unwrap();
+    // The editor changes the file, then sends SIGTERM to kdeploy (its grandparent: kdeploy > sh > editor).
+    let editor = home.write(
+        "editor.sh",
+        "#!/bin/sh\necho \"$1\" > \"$(dirname \"$0\")/edited-path\"\nsed -i 's/same-value/changed/' \"$1\"\nkdeploy_pid=$(ps -o ppid= -p $PPID | tr -d ' ')\nkill -TERM \"$kdeploy_pid\"\nsleep 0.2\n",
+    );
+    std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(&editor)
+        .status()
+        .unwrap();
+    let out = run(home
+        .kdeploy()
+        .args(["vault", "edit", "s.yaml", "--identity"])
+        .arg(&identity)
+        .env("EDITOR", &editor)
+        .env_remove("VISUAL"));
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("interrupted"), "{}", out.stderr);
+    assert_eq!(
+        std::fs::read_to_string(home.path().join("s.yaml")).unwrap(),
+        before,
+        "nothing is written after a signal"
+    );
+    let temp = std::fs::read_to_string(home.path().join("edited-path")).unwrap();
+    assert!(
+        !std::path::Path::new(temp.trim()).exists(),
+        "the plaintext copy was left at {}",
+        temp.trim()
+    );
 }
