@@ -24,6 +24,10 @@ pub struct Cli {
 pub enum Command {
     /// Render templates to a YAML stream on stdout
     Render(RenderArgs),
+    /// Show what applying would change in the cluster (server-side dry run); exit 1 if anything would
+    Diff(DiffArgs),
+    /// Apply the rendered objects with server-side apply, prune what left, and wait until ready
+    Apply(ApplyArgs),
     /// Show the merged data values and where each one came from
     Values(ValuesArgs),
     /// Encrypted secrets: SOPS files with age recipients, identities in the OS keyring
@@ -250,4 +254,105 @@ pub struct ValuesArgs {
     /// Output format: YAML with the origin of each value as a comment, or JSON
     #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Yaml)]
     pub output: OutputFormat,
+}
+
+/// Which cluster, and how hard to push it.
+#[derive(Debug, Args, Clone)]
+pub struct ClusterArgs {
+    /// Kubeconfig file (default: $KUBECONFIG, else ~/.kube/config)
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// Kube context (default: the target's, else the kubeconfig's current context)
+    #[arg(long, value_name = "NAME")]
+    pub context: Option<String>,
+
+    /// How many requests to the API server at once
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    pub concurrency: usize,
+
+    /// The ApplySet (the set of objects kdeploy manages and prunes): the name of its parent Secret in
+    /// the default namespace (default: kdeploy, or kdeploy-TARGET)
+    #[arg(long, value_name = "NAME")]
+    pub applyset: Option<String>,
+
+    /// Take ownership of fields another field manager owns, instead of failing on the conflict
+    #[arg(long)]
+    pub force_conflicts: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum ReportFormat {
+    /// Diffs and a summary table (coloured on a terminal; NO_COLOR turns colour off)
+    #[default]
+    Text,
+    /// One JSON document, for CI
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+
+    /// Output format
+    #[arg(short = 'o', long, value_enum, default_value_t = ReportFormat::Text)]
+    pub output: ReportFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+
+    /// Apply without asking (needed when there is no terminal to ask on)
+    #[arg(short = 'y', long)]
+    pub yes: bool,
+
+    /// Show the diff and stop
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Do not delete objects that left the manifest (they are listed instead)
+    #[arg(long)]
+    pub no_prune: bool,
+
+    /// Also delete Namespaces that left the manifest (with everything in them)
+    #[arg(long)]
+    pub prune_namespaces: bool,
+
+    /// Do not wait for objects to become ready
+    #[arg(long)]
+    pub no_wait: bool,
+
+    /// How long to wait for objects to become ready (e.g. 90s, 5m)
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
+    pub timeout: std::time::Duration,
+
+    /// Output format
+    #[arg(short = 'o', long, value_enum, default_value_t = ReportFormat::Text)]
+    pub output: ReportFormat,
+}
+
+/// `90s`, `5m`, `1h`, or plain seconds.
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let (number, unit) = text
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or((text, "s"), |i| text.split_at(i));
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration (e.g. 90s, 5m, 1h)"))?;
+    let seconds = match unit {
+        "s" => number,
+        "m" => number * 60,
+        "h" => number * 3600,
+        _ => return Err(format!("`{text}` is not a duration (e.g. 90s, 5m, 1h)")),
+    };
+    Ok(std::time::Duration::from_secs(seconds))
 }

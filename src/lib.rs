@@ -6,6 +6,7 @@
 //! [`yaml`] is the data model they share and [`diagnostic`] the way they report errors.
 
 pub mod cli;
+pub mod cluster;
 pub mod commands;
 pub mod diagnostic;
 pub mod manifest;

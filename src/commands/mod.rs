@@ -1,6 +1,9 @@
 //! One module per subcommand; each turns parsed flags into calls on the library stages and says how
 //! the process should exit.
 
+mod apply;
+mod deploy;
+mod diff;
 mod docs;
 mod inputs;
 mod render;
@@ -23,6 +26,8 @@ pub const EXIT_ERROR: u8 = 2;
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Render(args) => render::run(&args),
+        Command::Diff(args) => diff::run(&args),
+        Command::Apply(args) => apply::run(&args),
         Command::Values(args) => values::run(&args),
         Command::Vault(command) => vault::run(&command),
         Command::Completions { shell } => docs::completions(shell),

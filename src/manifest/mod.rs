@@ -40,7 +40,7 @@ impl fmt::Display for Source {
 }
 
 /// What identifies an object in a cluster.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 pub struct ObjectRef {
     pub group: String,
     pub kind: String,

@@ -1,6 +1,15 @@
-//! Talking to the person at the terminal: warnings on stderr, questions, hidden input.
+//! Talking to the person at the terminal: warnings on stderr, questions, hidden input, diffs and live
+//! progress.
+
+pub mod diff;
+pub mod progress;
 
 use std::io::{BufRead, IsTerminal, Write};
+
+/// Colour on stdout: only on a terminal, and never with `NO_COLOR` set (https://no-color.org).
+pub fn stdout_color() -> bool {
+    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
 
 /// A warning on stderr.
 pub fn warn(message: &str) {

@@ -1,0 +1,193 @@
+//! Applying a plan: Namespaces and CRDs first (waiting until the CRDs are Established), then everything
+//! else, with server-side apply as field manager `kdeploy`; then pruning what left the ApplySet. The
+//! first failure stops the apply, and the report says what was applied and what was not, so running
+//! apply again converges.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kube::api::{DeleteParams, Patch, PatchParams, PropagationPolicy};
+use serde_json::Value as Json;
+
+use super::client::with_retries;
+use super::plan::{Change, Operation};
+use super::resources::Resources;
+use super::{FIELD_MANAGER, describe_api_error};
+use crate::manifest::ObjectRef;
+
+#[derive(Debug, Clone, Copy)]
+pub struct ApplyOptions {
+    pub force_conflicts: bool,
+    pub prune: bool,
+    pub prune_namespaces: bool,
+}
+
+/// What an apply did.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct ApplyReport {
+    pub applied: Vec<(ObjectRef, Operation)>,
+    pub pruned: Vec<ObjectRef>,
+    /// Left in place although they left the manifest (Namespaces without --prune-namespaces).
+    pub kept: Vec<ObjectRef>,
+    /// Not applied because an earlier step failed.
+    pub not_applied: Vec<ObjectRef>,
+    pub failure: Option<(ObjectRef, String)>,
+}
+
+fn is_first_phase(change: &Change) -> bool {
+    matches!(change.object.kind.as_str(), "Namespace" | "CustomResourceDefinition")
+        && change.operation != Operation::Prune
+}
+
+/// Applies the plan's changes in order, then prunes. Objects the dry run found unchanged are not sent
+/// again. `between_phases` runs after Namespaces and
+/// CRDs are in place and before anything else (the ApplySet parent is written there).
+pub async fn apply(
+    resources: &Arc<Resources>,
+    changes: &[Change],
+    options: ApplyOptions,
+    between_phases: impl AsyncFnOnce() -> Result<(), String>,
+) -> ApplyReport {
+    let mut report = ApplyReport::default();
+    let (first, rest): (Vec<&Change>, Vec<&Change>) = changes
+        .iter()
+        .filter(|c| !matches!(c.operation, Operation::Prune | Operation::Unchanged))
+        .partition(|c| is_first_phase(c));
+    let prunes: Vec<&Change> = changes.iter().filter(|c| c.operation == Operation::Prune).collect();
+    let fail = |report: &mut ApplyReport, object: ObjectRef, message: String, remaining: &[&Change]| {
+        report.failure = Some((object, message));
+        report.not_applied.extend(remaining.iter().map(|c| c.object.clone()));
+    };
+    for (i, change) in first.iter().enumerate() {
+        if let Err(message) = apply_one(resources, change, options.force_conflicts).await {
+            let remaining: Vec<&Change> = first[i + 1..].iter().chain(&rest).chain(&prunes).copied().collect();
+            fail(&mut report, change.object.clone(), message, &remaining);
+            return report;
+        }
+        report.applied.push((change.object.clone(), change.operation));
+    }
+    let crds: Vec<&String> = first
+        .iter()
+        .filter(|c| c.object.kind == "CustomResourceDefinition")
+        .map(|c| &c.object.name)
+        .collect();
+    let remaining: Vec<&Change> = rest.iter().chain(&prunes).copied().collect();
+    if let Err(message) = wait_established(resources, &crds).await {
+        let names = crds.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(",");
+        let object = ObjectRef {
+            group: "apiextensions.k8s.io".into(),
+            kind: "CustomResourceDefinition".into(),
+            namespace: None,
+            name: names,
+        };
+        fail(&mut report, object, message, &remaining);
+        return report;
+    }
+    resources.forget_missing().await;
+    if let Err(message) = between_phases().await {
+        let object = ObjectRef {
+            group: String::new(),
+            kind: "Secret".into(),
+            namespace: None,
+            name: "(ApplySet parent)".into(),
+        };
+        fail(&mut report, object, message, &remaining);
+        return report;
+    }
+    for (i, change) in rest.iter().enumerate() {
+        if let Err(message) = apply_one(resources, change, options.force_conflicts).await {
+            let remaining: Vec<&Change> = rest[i + 1..].iter().chain(&prunes).copied().collect();
+            fail(&mut report, change.object.clone(), message, &remaining);
+            return report;
+        }
+        report.applied.push((change.object.clone(), change.operation));
+    }
+    for change in prunes {
+        let is_namespace = change.object.kind == "Namespace" && change.object.group.is_empty();
+        if !options.prune || (is_namespace && !options.prune_namespaces) {
+            report.kept.push(change.object.clone());
+            continue;
+        }
+        match prune_one(resources, change).await {
+            Ok(()) => report.pruned.push(change.object.clone()),
+            Err(message) => {
+                report.failure = Some((change.object.clone(), message));
+                return report;
+            }
+        }
+    }
+    report
+}
+
+async fn apply_one(resources: &Resources, change: &Change, force: bool) -> Result<(), String> {
+    let manifest: &Json = change.manifest.as_ref().ok_or("nothing to apply")?;
+    let resolved = match &change.resolved {
+        Some(resolved) => resolved.clone(),
+        None => {
+            let api_version = manifest["apiVersion"].as_str().unwrap_or_default();
+            resources
+                .resolve(api_version, &change.object.kind)
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("the server does not serve {} in {api_version}", change.object.kind))?
+        }
+    };
+    let mut manifest = manifest.clone();
+    if !resolved.namespaced
+        && let Some(metadata) = manifest["metadata"].as_object_mut()
+    {
+        metadata.remove("namespace");
+    }
+    let api = resources.api(&resolved, change.object.namespace.as_deref());
+    let mut params = PatchParams::apply(FIELD_MANAGER);
+    params.force = force;
+    let patch = Patch::Apply(&manifest);
+    with_retries(|| api.patch(&change.object.name, &params, &patch))
+        .await
+        .map(|_| ())
+        .map_err(|e| describe_api_error(&e))
+}
+
+async fn prune_one(resources: &Resources, change: &Change) -> Result<(), String> {
+    let resolved = change.resolved.as_ref().ok_or("unknown resource")?;
+    let api = resources.api(resolved, change.object.namespace.as_deref());
+    let params = DeleteParams {
+        propagation_policy: Some(PropagationPolicy::Background),
+        ..Default::default()
+    };
+    match with_retries(|| api.delete(&change.object.name, &params)).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(error) => Err(describe_api_error(&error)),
+    }
+}
+
+/// Waits (up to a minute) until the named CRDs report Established.
+async fn wait_established(resources: &Resources, names: &[&String]) -> Result<(), String> {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let api: kube::Api<CustomResourceDefinition> = kube::Api::all(resources.client());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for name in names {
+        loop {
+            let crd = with_retries(|| api.get(name))
+                .await
+                .map_err(|e| describe_api_error(&e))?;
+            let established = crd
+                .status
+                .and_then(|s| s.conditions)
+                .unwrap_or_default()
+                .iter()
+                .any(|c| c.type_ == "Established" && c.status == "True");
+            if established {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "CustomResourceDefinition/{name} did not become Established within 60s"
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+    Ok(())
+}

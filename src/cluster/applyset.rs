@@ -1,0 +1,247 @@
+//! Pruning with kubectl's ApplySet (KEP-3659): a parent Secret records which group-kinds and namespaces
+//! the set spans, and every member carries the `applyset.kubernetes.io/part-of` label with the set's ID,
+//! so kubectl tooling recognises the set and only its members are ever pruned.
+//!
+//! A member must also show in its managedFields that kdeploy applied it: an object that merely copies
+//! the label is left alone.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use serde_json::{Value as Json, json};
+use sha2::{Digest, Sha256};
+
+use super::client::with_retries;
+use super::resources::{Resolved, Resources};
+use super::{ClusterError, FIELD_MANAGER};
+use crate::manifest::ObjectRef;
+
+pub const PART_OF_LABEL: &str = "applyset.kubernetes.io/part-of";
+const ID_LABEL: &str = "applyset.kubernetes.io/id";
+const TOOLING_ANNOTATION: &str = "applyset.kubernetes.io/tooling";
+const KINDS_ANNOTATION: &str = "applyset.kubernetes.io/contains-group-kinds";
+const NAMESPACES_ANNOTATION: &str = "applyset.kubernetes.io/additional-namespaces";
+const PARENT_FIELD_MANAGER: &str = "kdeploy-applyset";
+
+/// An ApplySet whose parent is a Secret.
+#[derive(Debug, Clone)]
+pub struct ApplySet {
+    pub name: String,
+    pub namespace: String,
+    pub id: String,
+}
+
+/// A live member of the set.
+pub struct Member {
+    pub object: ObjectRef,
+    pub live: Json,
+    pub resolved: Resolved,
+}
+
+/// `Kind` for the core group, `Kind.group` otherwise, as kubectl writes group-kinds.
+pub fn group_kind(group: &str, kind: &str) -> String {
+    if group.is_empty() {
+        kind.to_owned()
+    } else {
+        format!("{kind}.{group}")
+    }
+}
+
+fn split_group_kind(gk: &str) -> (String, String) {
+    match gk.split_once('.') {
+        Some((kind, group)) => (group.to_owned(), kind.to_owned()),
+        None => (String::new(), gk.to_owned()),
+    }
+}
+
+/// Whether kdeploy's field manager applied the object.
+fn applied_by_kdeploy(object: &Json) -> bool {
+    object["metadata"]["managedFields"].as_array().is_some_and(|fields| {
+        fields
+            .iter()
+            .any(|f| f["manager"] == FIELD_MANAGER && f["operation"] == "Apply")
+    })
+}
+
+impl ApplySet {
+    /// The set named `name` whose parent Secret lives in `namespace`; the ID follows kubectl's
+    /// `base64url(sha256(name.namespace.Secret.))`.
+    pub fn new(name: &str, namespace: &str) -> ApplySet {
+        let digest = Sha256::digest(format!("{name}.{namespace}.Secret.").as_bytes());
+        ApplySet {
+            name: name.to_owned(),
+            namespace: namespace.to_owned(),
+            id: format!("applyset-{}-v1", URL_SAFE_NO_PAD.encode(digest)),
+        }
+    }
+
+    /// Adds the part-of label to a manifest object.
+    pub fn label(&self, object: &mut Json) {
+        let labels = &mut object["metadata"]["labels"];
+        if !labels.is_object() {
+            *labels = json!({});
+        }
+        labels[PART_OF_LABEL] = Json::String(self.id.clone());
+    }
+
+    fn parents(&self, resources: &Resources) -> Api<Secret> {
+        Api::namespaced(resources.client(), &self.namespace)
+    }
+
+    /// The group-kinds and extra namespaces the parent records, if it exists. A parent managed by
+    /// another tool is refused.
+    pub async fn recorded(
+        &self,
+        resources: &Resources,
+    ) -> Result<Option<(BTreeSet<String>, BTreeSet<String>)>, ClusterError> {
+        let api = self.parents(resources);
+        let parent = with_retries(|| api.get_opt(&self.name)).await.map_err(|e| {
+            ClusterError::api(
+                format!("reading the ApplySet parent Secret/{} in {}", self.name, self.namespace),
+                e,
+            )
+        })?;
+        let Some(parent) = parent else { return Ok(None) };
+        let annotations = parent.metadata.annotations.unwrap_or_default();
+        let labels = parent.metadata.labels.unwrap_or_default();
+        if labels.get(ID_LABEL) != Some(&self.id) {
+            return Err(ClusterError::Config(format!(
+                "Secret/{} in {} exists but is not the parent of this ApplySet (its {ID_LABEL} label differs); choose another --applyset name",
+                self.name, self.namespace
+            )));
+        }
+        let tooling = annotations.get(TOOLING_ANNOTATION).cloned().unwrap_or_default();
+        if !tooling.starts_with("kdeploy/") {
+            return Err(ClusterError::Config(format!(
+                "the ApplySet Secret/{} in {} is managed by `{tooling}`, not kdeploy; kdeploy will not prune for another tool",
+                self.name, self.namespace
+            )));
+        }
+        let split = |name: &str| -> BTreeSet<String> {
+            annotations
+                .get(name)
+                .map(|v| v.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect())
+                .unwrap_or_default()
+        };
+        Ok(Some((split(KINDS_ANNOTATION), split(NAMESPACES_ANNOTATION))))
+    }
+
+    /// Writes the parent with the given group-kinds and namespaces (server-side apply).
+    pub async fn write_parent(
+        &self,
+        resources: &Resources,
+        kinds: &BTreeSet<String>,
+        namespaces: &BTreeSet<String>,
+    ) -> Result<(), ClusterError> {
+        let extra: Vec<&String> = namespaces.iter().filter(|n| **n != self.namespace).collect();
+        let parent = json!({
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {
+                "name": self.name,
+                "namespace": self.namespace,
+                "labels": {ID_LABEL: self.id},
+                "annotations": {
+                    TOOLING_ANNOTATION: format!("kdeploy/v{}", env!("CARGO_PKG_VERSION")),
+                    KINDS_ANNOTATION: kinds.iter().cloned().collect::<Vec<_>>().join(","),
+                    NAMESPACES_ANNOTATION: extra.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(","),
+                },
+            },
+            "type": "Opaque",
+        });
+        let api = self.parents(resources);
+        let params = PatchParams::apply(PARENT_FIELD_MANAGER).force();
+        let patch = Patch::Apply(&parent);
+        with_retries(|| api.patch(&self.name, &params, &patch))
+            .await
+            .map_err(|e| {
+                ClusterError::api(
+                    format!("writing the ApplySet parent Secret/{} in {}", self.name, self.namespace),
+                    e,
+                )
+            })?;
+        Ok(())
+    }
+
+    /// The live members: objects of the recorded group-kinds, in the recorded namespaces, with this
+    /// set's label, that kdeploy applied.
+    pub async fn members(&self, resources: &Arc<Resources>) -> Result<Vec<Member>, ClusterError> {
+        let Some((kinds, mut namespaces)) = self.recorded(resources).await? else {
+            return Ok(Vec::new());
+        };
+        namespaces.insert(self.namespace.clone());
+        let selector = ListParams::default().labels(&format!("{PART_OF_LABEL}={}", self.id));
+        let mut members = Vec::new();
+        for gk in &kinds {
+            let (group, kind) = split_group_kind(gk);
+            let Some(resolved) = resources.resolve_group_kind(&group, &kind).await? else {
+                continue;
+            };
+            let scopes: Vec<Option<&str>> = if resolved.namespaced {
+                namespaces.iter().map(|n| Some(n.as_str())).collect()
+            } else {
+                vec![None]
+            };
+            for namespace in scopes {
+                let api = resources.api(&resolved, namespace);
+                let list = with_retries(|| api.list(&selector))
+                    .await
+                    .map_err(|e| ClusterError::Api {
+                        context: format!("listing {gk} in the ApplySet"),
+                        source: e,
+                    })?;
+                for item in list.items {
+                    let live = serde_json::to_value(&item).unwrap_or(Json::Null);
+                    if !applied_by_kdeploy(&live) {
+                        continue;
+                    }
+                    members.push(Member {
+                        object: ObjectRef {
+                            group: group.clone(),
+                            kind: kind.clone(),
+                            namespace: item.metadata.namespace.clone(),
+                            name: item.metadata.name.clone().unwrap_or_default(),
+                        },
+                        live,
+                        resolved: resolved.clone(),
+                    });
+                }
+            }
+        }
+        Ok(members)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_id_follows_kubectls_formula() {
+        let set = ApplySet::new("my-set", "team");
+        let digest = Sha256::digest(b"my-set.team.Secret.");
+        assert_eq!(set.id, format!("applyset-{}-v1", URL_SAFE_NO_PAD.encode(digest)));
+        assert_eq!(group_kind("", "ConfigMap"), "ConfigMap");
+        assert_eq!(group_kind("apps", "Deployment"), "Deployment.apps");
+        assert_eq!(
+            split_group_kind("Deployment.apps"),
+            ("apps".into(), "Deployment".into())
+        );
+        assert_eq!(
+            split_group_kind("Widget.example.com"),
+            ("example.com".into(), "Widget".into())
+        );
+    }
+
+    #[test]
+    fn only_objects_kdeploy_applied_are_members() {
+        let ours = json!({"metadata": {"managedFields": [{"manager": "kdeploy", "operation": "Apply"}]}});
+        let theirs = json!({"metadata": {"managedFields": [{"manager": "kubectl", "operation": "Apply"}]}});
+        assert!(applied_by_kdeploy(&ours));
+        assert!(!applied_by_kdeploy(&theirs));
+    }
+}

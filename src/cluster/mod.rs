@@ -1,0 +1,82 @@
+//! Everything that talks to a cluster: connecting ([`client`]), discovery ([`resources`]), planning with
+//! server-side dry runs ([`plan`]), applying and pruning ([`apply`], [`applyset`]) and waiting for
+//! readiness ([`wait`]). It takes rendered objects and never parses a template.
+
+pub mod apply;
+pub mod applyset;
+pub mod client;
+pub mod plan;
+pub mod resources;
+pub mod wait;
+
+/// The field manager kdeploy applies as (kubectl uses `kubectl`).
+pub const FIELD_MANAGER: &str = "kdeploy";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("{0}")]
+    Config(String),
+    #[error("{context}: {}", describe_api_error(source))]
+    Api {
+        context: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error(
+        "target `{target}` deploys to context `{target_context}`, but --context {flag} was given; refusing, so that one target's manifests never reach another target's cluster (drop --context, or pick the target that uses {flag})"
+    )]
+    ContextMismatch {
+        target: String,
+        target_context: String,
+        flag: String,
+    },
+}
+
+impl ClusterError {
+    pub fn api(context: impl Into<String>, source: kube::Error) -> ClusterError {
+        ClusterError::Api {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+/// An API error as a person can act on it. Conflicts name the fields and the managers that own them.
+pub fn describe_api_error(error: &kube::Error) -> String {
+    match error {
+        kube::Error::Api(status)
+            if status.code == 409 && status.reason == "Conflict" && status.message.contains("conflict") =>
+        {
+            let fields: Vec<String> = status
+                .details
+                .as_ref()
+                .map(|d| {
+                    d.causes
+                        .iter()
+                        .map(|c| {
+                            format!(
+                                "{} (owned by {})",
+                                c.field,
+                                c.message
+                                    .trim_start_matches("conflict with ")
+                                    .split(" using ")
+                                    .next()
+                                    .unwrap_or("?")
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let fields = if fields.is_empty() {
+                status.message.clone()
+            } else {
+                fields.join(", ")
+            };
+            format!(
+                "conflict: {fields}; another field manager owns these fields. Remove them from the template, or take them over with --force-conflicts"
+            )
+        }
+        kube::Error::Api(status) => format!("{} ({} {})", status.message, status.code, status.reason),
+        other => other.to_string(),
+    }
+}

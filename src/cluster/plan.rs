@@ -1,0 +1,302 @@
+//! What applying the manifest would do, as the API server says: each object is server-side applied
+//! with `dryRun=All` (field manager `kdeploy`) and compared with the live object, both with the fields
+//! the server owns removed (managedFields, resourceVersion, uid, status, ...). Objects in the ApplySet
+//! that left the manifest are planned for pruning.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use kube::api::{Patch, PatchParams};
+use serde_json::Value as Json;
+use tokio::sync::Semaphore;
+
+use super::applyset::ApplySet;
+use super::client::with_retries;
+use super::resources::{Resolved, Resources};
+use super::{ClusterError, FIELD_MANAGER, describe_api_error};
+use crate::manifest::ObjectRef;
+
+/// What happens to one object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Operation {
+    Create,
+    Update,
+    Unchanged,
+    Prune,
+}
+
+/// One object's planned change.
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub object: ObjectRef,
+    pub operation: Operation,
+    /// The live object (server fields removed); none when it is to be created.
+    pub live: Option<Json>,
+    /// What the object will be (the dry run's result, server fields removed); for a create, the object as
+    /// rendered; none when it is to be pruned.
+    pub desired: Option<Json>,
+    /// Why the server could not check it yet: it lives in a namespace, or is of a kind whose CRD, that this
+    /// same apply creates.
+    pub pending: Option<String>,
+    /// The manifest object to apply (with the ApplySet label and namespace set).
+    pub manifest: Option<Json>,
+    pub resolved: Option<Resolved>,
+}
+
+/// The plan, and the objects the server refused in the dry run.
+#[derive(Debug, Default)]
+pub struct Plan {
+    pub changes: Vec<Change>,
+    pub failures: Vec<(ObjectRef, String)>,
+}
+
+impl Plan {
+    pub fn has_changes(&self) -> bool {
+        self.changes.iter().any(|c| c.operation != Operation::Unchanged)
+    }
+
+    pub fn count(&self, operation: Operation) -> usize {
+        self.changes.iter().filter(|c| c.operation == operation).count()
+    }
+}
+
+/// Options that change what the dry run asks.
+#[derive(Debug, Clone, Copy)]
+pub struct PlanOptions {
+    pub concurrency: usize,
+    pub force_conflicts: bool,
+}
+
+/// Fields the server owns or computes, which say nothing about what the manifest changes.
+pub fn normalize(object: &Json) -> Json {
+    let mut object = object.clone();
+    if let Some(map) = object.as_object_mut() {
+        map.remove("status");
+        if let Some(metadata) = map.get_mut("metadata").and_then(Json::as_object_mut) {
+            for field in [
+                "managedFields",
+                "resourceVersion",
+                "generation",
+                "uid",
+                "creationTimestamp",
+                "selfLink",
+                "deletionTimestamp",
+            ] {
+                metadata.remove(field);
+            }
+            if let Some(annotations) = metadata.get_mut("annotations").and_then(Json::as_object_mut) {
+                annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+                annotations.remove("deployment.kubernetes.io/revision");
+                if annotations.is_empty() {
+                    metadata.remove("annotations");
+                }
+            }
+        }
+    }
+    object
+}
+
+/// Plans the manifest `objects` (already labelled for `applyset`) against the cluster.
+pub async fn plan(
+    resources: &Arc<Resources>,
+    objects: Vec<Json>,
+    default_namespace: &str,
+    applyset: Option<&ApplySet>,
+    options: PlanOptions,
+) -> Result<Plan, ClusterError> {
+    let new_namespaces: HashSet<String> = objects
+        .iter()
+        .filter(|o| o["kind"] == "Namespace" && o["apiVersion"] == "v1")
+        .filter_map(|o| o["metadata"]["name"].as_str().map(str::to_owned))
+        .collect();
+    let new_kinds: HashSet<(String, String)> = objects
+        .iter()
+        .filter(|o| o["kind"] == "CustomResourceDefinition")
+        .filter_map(|o| {
+            Some((
+                o["spec"]["group"].as_str()?.to_owned(),
+                o["spec"]["names"]["kind"].as_str()?.to_owned(),
+            ))
+        })
+        .collect();
+    let semaphore = Arc::new(Semaphore::new(options.concurrency.max(1)));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (index, object) in objects.into_iter().enumerate() {
+        let resources = resources.clone();
+        let semaphore = semaphore.clone();
+        let default_namespace = default_namespace.to_owned();
+        let new_namespaces = new_namespaces.clone();
+        let new_kinds = new_kinds.clone();
+        tasks.spawn(async move {
+            let _permit = semaphore.acquire_owned().await;
+            let result = plan_one(
+                &resources,
+                object,
+                &default_namespace,
+                &new_namespaces,
+                &new_kinds,
+                options,
+            )
+            .await;
+            (index, result)
+        });
+    }
+    let mut results = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        results.push(joined.map_err(|e| ClusterError::Config(format!("a planning task failed: {e}")))?);
+    }
+    results.sort_by_key(|(index, _)| *index);
+    let mut plan = Plan::default();
+    for (_, result) in results {
+        match result? {
+            Ok(change) => plan.changes.push(change),
+            Err(failure) => plan.failures.push(failure),
+        }
+    }
+    if let Some(applyset) = applyset {
+        let wanted: HashSet<ObjectRef> = plan
+            .changes
+            .iter()
+            .map(|c| c.object.clone())
+            .chain(plan.failures.iter().map(|f| f.0.clone()))
+            .collect();
+        for member in applyset.members(resources).await? {
+            if !wanted.contains(&member.object) {
+                plan.changes.push(Change {
+                    object: member.object,
+                    operation: Operation::Prune,
+                    live: Some(normalize(&member.live)),
+                    desired: None,
+                    pending: None,
+                    manifest: None,
+                    resolved: Some(member.resolved),
+                });
+            }
+        }
+    }
+    Ok(plan)
+}
+
+type Planned = Result<Change, (ObjectRef, String)>;
+
+async fn plan_one(
+    resources: &Resources,
+    mut object: Json,
+    default_namespace: &str,
+    new_namespaces: &HashSet<String>,
+    new_kinds: &HashSet<(String, String)>,
+    options: PlanOptions,
+) -> Result<Planned, ClusterError> {
+    let api_version = object["apiVersion"].as_str().unwrap_or_default().to_owned();
+    let kind = object["kind"].as_str().unwrap_or_default().to_owned();
+    let group = api_version.rsplit_once('/').map_or("", |(g, _)| g).to_owned();
+    let name = object["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+    let reference = |namespace: Option<String>| ObjectRef {
+        group: group.clone(),
+        kind: kind.clone(),
+        namespace,
+        name: name.clone(),
+    };
+    let pending_change = |namespace: Option<String>, object: Json, reason: String| Change {
+        object: reference(namespace),
+        operation: Operation::Create,
+        live: None,
+        desired: Some(normalize(&object)),
+        pending: Some(reason),
+        manifest: Some(object),
+        resolved: None,
+    };
+    let Some(resolved) = resources.resolve(&api_version, &kind).await? else {
+        let namespace = object["metadata"]["namespace"].as_str().map(str::to_owned);
+        if new_kinds.contains(&(group.clone(), kind.clone())) {
+            return Ok(Ok(pending_change(
+                namespace,
+                object,
+                "its CustomResourceDefinition is created by this apply".into(),
+            )));
+        }
+        return Ok(Err((
+            reference(namespace),
+            format!("the server does not serve {kind} in {api_version} (is the CRD installed?)"),
+        )));
+    };
+    let namespace = if resolved.namespaced {
+        let namespace = object["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or(default_namespace)
+            .to_owned();
+        object["metadata"]["namespace"] = Json::String(namespace.clone());
+        Some(namespace)
+    } else {
+        if object["metadata"].get("namespace").is_some() {
+            return Ok(Err((
+                reference(None),
+                format!("{kind} is cluster-scoped but sets metadata.namespace"),
+            )));
+        }
+        None
+    };
+    let api = resources.api(&resolved, namespace.as_deref());
+    let live = match with_retries(|| api.get_opt(&name)).await {
+        Ok(live) => live.map(|l| serde_json::to_value(l).unwrap_or(Json::Null)),
+        Err(error) => return Ok(Err((reference(namespace), describe_api_error(&error)))),
+    };
+    let mut params = PatchParams::apply(FIELD_MANAGER).dry_run();
+    params.force = options.force_conflicts;
+    let patch = Patch::Apply(&object);
+    let dry_run = with_retries(|| api.patch(&name, &params, &patch)).await;
+    let desired = match dry_run {
+        Ok(result) => serde_json::to_value(result).unwrap_or(Json::Null),
+        Err(kube::Error::Api(status))
+            if status.code == 404
+                && live.is_none()
+                && namespace.as_ref().is_some_and(|ns| new_namespaces.contains(ns)) =>
+        {
+            return Ok(Ok(pending_change(
+                namespace,
+                object,
+                "its namespace is created by this apply".into(),
+            )));
+        }
+        Err(error) => return Ok(Err((reference(namespace), describe_api_error(&error)))),
+    };
+    let (operation, live, desired) = match live {
+        None => (Operation::Create, None, normalize(&object)),
+        Some(live) => {
+            let (live, desired) = (normalize(&live), normalize(&desired));
+            let operation = if live == desired {
+                Operation::Unchanged
+            } else {
+                Operation::Update
+            };
+            (operation, Some(live), desired)
+        }
+    };
+    Ok(Ok(Change {
+        object: reference(namespace),
+        operation,
+        live,
+        desired: Some(desired),
+        pending: None,
+        manifest: Some(object),
+        resolved: Some(resolved),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn normalizing_removes_what_the_server_owns() {
+        let live = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a", "uid": "u", "resourceVersion": "7",
+            "managedFields": [], "creationTimestamp": "t", "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{}"}},
+            "data": {"k": "v"}, "status": {}});
+        assert_eq!(
+            normalize(&live),
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}, "data": {"k": "v"}})
+        );
+    }
+}

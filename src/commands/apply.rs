@@ -1,0 +1,175 @@
+//! `kdeploy apply`: validate everything with a dry run, show the diff, ask, apply in order, prune what
+//! left the ApplySet, wait until ready, and summarise.
+
+use std::process::ExitCode;
+
+use anyhow::bail;
+use serde_json::json;
+
+use super::{EXIT_ERROR, deploy};
+use crate::cli::{ApplyArgs, ReportFormat};
+use crate::cluster::apply::{ApplyOptions, ApplyReport, apply};
+use crate::cluster::plan::Operation;
+use crate::cluster::wait::{NotReady, wait_ready};
+use crate::ui;
+use crate::ui::diff::{change_diff, summary_table};
+use crate::ui::progress::Progress;
+
+pub fn run(args: &ApplyArgs) -> anyhow::Result<ExitCode> {
+    deploy::runtime()?.block_on(run_async(args))
+}
+
+async fn run_async(args: &ApplyArgs) -> anyhow::Result<ExitCode> {
+    let prepared = deploy::prepare(&args.input, &args.cluster).await?;
+    let plan = &prepared.plan;
+    let redactor = &prepared.rendered.redactor;
+    if !plan.failures.is_empty() {
+        eprint!("error: {}", redactor.redact(&deploy::failures_text(plan)));
+        eprintln!("nothing was applied");
+        return Ok(ExitCode::from(EXIT_ERROR));
+    }
+    let json_output = args.output == ReportFormat::Json;
+    let diff: String = plan
+        .changes
+        .iter()
+        .map(|c| change_diff(c, redactor, !json_output && ui::stdout_color()))
+        .collect();
+    let shown = format!("{diff}{}", summary_table(plan));
+    if json_output {
+        eprint!("{shown}");
+    } else {
+        super::write_stdout(&shown)?;
+    }
+    if args.dry_run {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let changing = plan.has_changes();
+    if changing && !args.yes {
+        if !(ui::stdin_is_terminal() && ui::stderr_is_terminal()) {
+            bail!("refusing to apply without confirmation: there is no terminal to ask on, so pass --yes");
+        }
+        if !ui::confirm(&format!("apply these changes to context {}?", prepared.context), false)? {
+            ui::note("nothing was applied");
+            return Ok(ExitCode::from(EXIT_ERROR));
+        }
+    }
+
+    let options = ApplyOptions {
+        force_conflicts: args.cluster.force_conflicts,
+        prune: !args.no_prune,
+        prune_namespaces: args.prune_namespaces,
+    };
+    let (desired_kinds, desired_namespaces) = prepared.desired_scope();
+    let resources = &prepared.resources;
+    let applyset = &prepared.applyset;
+    let mut report = ApplyReport::default();
+    if changing {
+        report = apply(resources, &plan.changes, options, async || {
+            // Record every kind and namespace the set may span before any member is applied, so a
+            // failure part-way still leaves each member findable for pruning later.
+            let (mut kinds, mut namespaces) = applyset
+                .recorded(resources)
+                .await
+                .map_err(|e| e.to_string())?
+                .unwrap_or_default();
+            kinds.extend(desired_kinds.iter().cloned());
+            namespaces.extend(desired_namespaces.iter().cloned());
+            applyset
+                .write_parent(resources, &kinds, &namespaces)
+                .await
+                .map_err(|e| e.to_string())
+        })
+        .await;
+        if report.failure.is_none() && report.kept.is_empty() {
+            applyset
+                .write_parent(resources, &desired_kinds, &desired_namespaces)
+                .await?;
+        }
+    }
+    let mut not_ready: Vec<NotReady> = Vec::new();
+    if report.failure.is_none() && !args.no_wait {
+        let to_wait: Vec<_> = plan
+            .changes
+            .iter()
+            .filter(|c| c.operation != Operation::Prune)
+            .filter_map(|c| {
+                Some((
+                    c.object.clone(),
+                    c.manifest.as_ref()?["apiVersion"].as_str()?.to_owned(),
+                ))
+            })
+            .collect();
+        let mut progress = Progress::new();
+        not_ready = wait_ready(resources, &to_wait, args.timeout, &mut |object, state| {
+            progress.update(object, state)
+        })
+        .await?;
+    }
+    let failed = report.failure.is_some() || !not_ready.is_empty();
+    let summary = if json_output {
+        let report_json = json!({
+            "context": prepared.context,
+            "applyset": applyset.id,
+            "applied": report.applied.iter().map(|(o, op)| json!({"object": o, "operation": op})).collect::<Vec<_>>(),
+            "pruned": report.pruned,
+            "kept": report.kept,
+            "not_applied": report.not_applied,
+            "failure": report.failure.as_ref().map(|(o, m)| json!({"object": o, "message": redactor.redact(m)})),
+            "not_ready": not_ready,
+            "success": !failed,
+        });
+        format!("{}\n", serde_json::to_string_pretty(&report_json)?)
+    } else {
+        text_summary(&report, &not_ready, changing)
+    };
+    let summary = redactor.redact(&summary);
+    if failed && !json_output {
+        eprint!("{summary}");
+    } else {
+        super::write_stdout(&summary)?;
+    }
+    Ok(if failed {
+        ExitCode::from(EXIT_ERROR)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn text_summary(report: &ApplyReport, not_ready: &[NotReady], changing: bool) -> String {
+    let mut text = String::new();
+    if !changing {
+        text.push_str("no changes to apply\n");
+    }
+    if let Some((object, message)) = &report.failure {
+        text.push_str(&format!("error: applying {object} failed: {message}\n"));
+        text.push_str(&format!("applied before the failure: {}\n", report.applied.len()));
+        for (object, _) in &report.applied {
+            text.push_str(&format!("  {object}\n"));
+        }
+        text.push_str(&format!("not applied: {}\n", report.not_applied.len() + 1));
+        text.push_str(&format!("  {object}\n"));
+        for object in &report.not_applied {
+            text.push_str(&format!("  {object}\n"));
+        }
+        text.push_str("run kdeploy apply again once the cause is fixed: it converges\n");
+        return text;
+    }
+    let count = |op: Operation| report.applied.iter().filter(|(_, o)| *o == op).count();
+    if changing {
+        text.push_str(&format!(
+            "applied: {} created, {} updated; {} pruned\n",
+            count(Operation::Create),
+            count(Operation::Update),
+            report.pruned.len()
+        ));
+    }
+    for object in &report.kept {
+        text.push_str(&format!(
+            "kept (left the manifest; prune it with --prune-namespaces, or without --no-prune): {object}\n"
+        ));
+    }
+    for failure in not_ready {
+        text.push_str(&format!("error: {} is not ready: {}\n", failure.object, failure.reason));
+    }
+    text
+}
