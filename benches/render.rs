@@ -24,18 +24,17 @@ fn render_benchmarks(c: &mut Criterion) {
     };
     let pipeline = || {
         let set = TemplateSet::load(&templates, &[]).unwrap();
-        let documents = set.render(&context()).unwrap();
+        let documents = set.render(&context()).unwrap().documents;
         let manifest = Manifest::from_documents(documents, Some("bench")).unwrap();
         manifest.to_yaml().unwrap()
     };
-    assert_eq!(
-        Manifest::from_documents(
-            TemplateSet::load(&templates, &[]).unwrap().render(&context()).unwrap(),
-            None
-        )
+    let documents = TemplateSet::load(&templates, &[])
         .unwrap()
-        .objects
-        .len(),
+        .render(&context())
+        .unwrap()
+        .documents;
+    assert_eq!(
+        Manifest::from_documents(documents, None).unwrap().objects.len(),
         corpus::OBJECTS
     );
 
@@ -48,7 +47,7 @@ fn render_benchmarks(c: &mut Criterion) {
         b.iter(|| TemplateSet::load(&templates, &[]).unwrap())
     });
     group.bench_function("render_and_parse", |b| b.iter(|| set.render(&ctx).unwrap()));
-    let manifest = Manifest::from_documents(set.render(&ctx).unwrap(), None).unwrap();
+    let manifest = Manifest::from_documents(set.render(&ctx).unwrap().documents, None).unwrap();
     group.bench_function("emit_yaml", |b| b.iter(|| manifest.to_yaml().unwrap()));
     group.finish();
 }

@@ -114,8 +114,11 @@ impl Inputs {
             env: self.env.vars.clone(),
             secrets: self.secrets.values.clone(),
         };
-        let documents = templates.render(&context)?;
-        let manifest = Manifest::from_documents(documents, self.selection.namespace.as_deref())?;
+        let rendered = templates.render(&context)?;
+        for warning in &rendered.warnings {
+            ui::warn(warning);
+        }
+        let manifest = Manifest::from_documents(rendered.documents, self.selection.namespace.as_deref())?;
         let redactor = Redactor::from_secrets(&self.secrets);
         for (object, path) in manifest.secret_placements(&|text| redactor.contains_secret(text)) {
             ui::warn(&format!(

@@ -72,6 +72,33 @@ pub struct RenderedDocument {
     pub value: Json,
 }
 
+/// The documents of a render, and what looked like a mistake on the way.
+#[derive(Debug, Default)]
+pub struct Rendered {
+    pub documents: Vec<RenderedDocument>,
+    pub warnings: Vec<String>,
+}
+
+impl Rendered {
+    fn extend(&mut self, other: Rendered) {
+        self.documents.extend(other.documents);
+        self.warnings.extend(other.warnings);
+    }
+}
+
+/// Words that YAML 1.1 (kubectl) reads as booleans but that look like strings (`y`, `yes`, `on`, `off`,
+/// ...), written plainly in a template: almost always a mistake (`app: y`). Returns the meaning.
+fn yaml_1_1_only_boolean(event: &yaml::ScalarEvent<'_>) -> Option<bool> {
+    if event.style != yaml::ScalarStyle::Plain || event.is_key || event.tagged {
+        return None;
+    }
+    match event.text {
+        "y" | "Y" | "yes" | "Yes" | "YES" | "on" | "On" | "ON" => Some(true),
+        "n" | "N" | "no" | "No" | "NO" | "off" | "Off" | "OFF" => Some(false),
+        _ => None,
+    }
+}
+
 struct TemplateFile {
     name: String,
     path: PathBuf,
@@ -154,7 +181,7 @@ impl TemplateSet {
     }
 
     /// Renders every template, in order, into YAML documents (empty ones included).
-    pub fn render(&self, context: &TemplateContext) -> Result<Vec<RenderedDocument>, TemplateError> {
+    pub fn render(&self, context: &TemplateContext) -> Result<Rendered, TemplateError> {
         let mut tera_context = tera::Context::new();
         tera_context.insert("values", &context.values);
         tera_context.insert("env", &context.env);
@@ -165,17 +192,17 @@ impl TemplateSet {
             .min(renderable.len())
             .max(1);
         let chunk = renderable.len().div_ceil(workers).max(1);
-        let results: Vec<Result<Vec<RenderedDocument>, TemplateError>> = std::thread::scope(|scope| {
+        let results: Vec<Result<Rendered, TemplateError>> = std::thread::scope(|scope| {
             let handles: Vec<_> = renderable
                 .chunks(chunk)
                 .map(|files| {
                     let tera_context = &tera_context;
                     scope.spawn(move || {
-                        let mut documents = Vec::new();
+                        let mut rendered = Rendered::default();
                         for file in files {
-                            documents.extend(self.render_file(file, tera_context)?);
+                            rendered.extend(self.render_file(file, tera_context)?);
                         }
-                        Ok(documents)
+                        Ok(rendered)
                     })
                 })
                 .collect();
@@ -187,25 +214,35 @@ impl TemplateSet {
                 })
                 .collect()
         });
-        let mut documents = Vec::new();
+        let mut rendered = Rendered::default();
         for result in results {
-            documents.extend(result?);
+            rendered.extend(result?);
         }
-        Ok(documents)
+        Ok(rendered)
     }
 
-    fn render_file(
-        &self,
-        file: &TemplateFile,
-        context: &tera::Context,
-    ) -> Result<Vec<RenderedDocument>, TemplateError> {
+    fn render_file(&self, file: &TemplateFile, context: &tera::Context) -> Result<Rendered, TemplateError> {
         let text = self
             .tera
             .render(&file.name, context)
             .map_err(|e| self.render_error(e, Some(context)))?;
-        let parsed = yaml::parse_stream(&text, &mut placeholder::substitute)
-            .map_err(|e| output_error(&file.path, &text, e.mark, &e.message))?;
-        parsed
+        let mut warnings = Vec::new();
+        let parsed = yaml::parse_stream(&text, &mut |event| {
+            if let Some(node) = placeholder::substitute(event)? {
+                return Ok(Some(node));
+            }
+            if let Some(meaning) = yaml_1_1_only_boolean(event) {
+                warnings.push(format!(
+                    "{} (rendered line {}): `{}` is read as the boolean {meaning}, as kubectl reads YAML; quote it if you meant the string",
+                    file.path.display(),
+                    event.mark.line,
+                    event.text
+                ));
+            }
+            Ok(None)
+        })
+        .map_err(|e| output_error(&file.path, &text, e.mark, &e.message))?;
+        let documents = parsed
             .into_iter()
             .enumerate()
             .map(|(i, document)| {
@@ -220,7 +257,8 @@ impl TemplateSet {
                     value,
                 })
             })
-            .collect()
+            .collect::<Result<_, TemplateError>>()?;
+        Ok(Rendered { documents, warnings })
     }
 
     fn file_named(&self, name: &str) -> Option<&TemplateFile> {
@@ -466,7 +504,7 @@ mod tests {
             values,
             ..Default::default()
         };
-        Ok(set.render(&context)?.into_iter().map(|d| d.value).collect())
+        Ok(set.render(&context)?.documents.into_iter().map(|d| d.value).collect())
     }
 
     #[test]
@@ -582,6 +620,32 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("U+E000") && err.contains(":1:5"), "{err}");
+    }
+
+    #[test]
+    fn yaml_1_1_only_booleans_in_template_text_are_warned_about() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("t.yaml"),
+            "labels: {app: y}\nenabled: true\nquoted: 'yes'\nvalue: {{ values.v }}\n",
+        )
+        .unwrap();
+        let set = TemplateSet::load(&[dir.path().to_path_buf()], &[]).unwrap();
+        let context = TemplateContext {
+            values: json!({"v": "on"}),
+            ..Default::default()
+        };
+        let rendered = set.render(&context).unwrap();
+        assert_eq!(rendered.warnings.len(), 1, "{:?}", rendered.warnings);
+        assert!(
+            rendered.warnings[0].contains("`y` is read as the boolean true"),
+            "{:?}",
+            rendered.warnings
+        );
+        assert_eq!(
+            rendered.documents[0].value["value"], "on",
+            "values are strings whatever they say"
+        );
     }
 
     #[test]
