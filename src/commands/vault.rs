@@ -269,14 +269,7 @@ fn set(
             .set(&path, new_value)
             .map_err(|e| anyhow!("{}: {e}", file.display()))?;
         let recipients = vault.recipients();
-        write_encrypted(
-            file,
-            &plain,
-            &data_key,
-            &recipients,
-            vault.encrypted.metadata.rules.clone(),
-            Some((&vault.encrypted, &old_plain)),
-        )?;
+        vault.save(&data_key, &plain, &old_plain, &recipients)?;
     } else {
         let mut plain = Tree::Map(Vec::new());
         plain.set(&path, new_value).map_err(|e| anyhow!("{e}"))?;
@@ -386,14 +379,7 @@ fn edit(file: &Path, identity: &IdentityArgs, project_args: &ProjectArgs) -> any
     };
     match (&existing, &old_plain) {
         (Some(vault), Some(old_plain)) => {
-            write_encrypted(
-                file,
-                &edited,
-                &data_key,
-                &vault.recipients(),
-                vault.encrypted.metadata.rules.clone(),
-                Some((&vault.encrypted, old_plain)),
-            )?;
+            vault.save(&data_key, &edited, old_plain, &vault.recipients())?;
         }
         _ => {
             let recipients = recipients_for(&load_project(project_args)?, file)?;
@@ -605,14 +591,7 @@ fn rewrap(
                 recipients.len()
             ));
         } else {
-            write_encrypted(
-                file,
-                &plain,
-                &data_key,
-                &recipients,
-                vault.encrypted.metadata.rules.clone(),
-                Some((&vault.encrypted, &plain)),
-            )?;
+            vault.save(&data_key, &plain, &plain, &recipients)?;
             ui::note(&format!(
                 "{}: data key wrapped for {} recipient(s)",
                 file.display(),

@@ -88,6 +88,26 @@ impl VaultFile {
         Ok((key, tree))
     }
 
+    /// Writes `plain` back under the same data key, keeping the ciphertext of values unchanged from
+    /// `old_plain` (what [`Self::open`] returned) and the file's encryption rules.
+    pub fn save(
+        &self,
+        key: &DataKey,
+        plain: &Tree,
+        old_plain: &Tree,
+        recipients: &[String],
+    ) -> Result<EncryptedFile, VaultError> {
+        let rules = self.encrypted.metadata.rules.clone();
+        write_encrypted(
+            &self.path,
+            plain,
+            key,
+            recipients,
+            rules,
+            Some((&self.encrypted, old_plain)),
+        )
+    }
+
     /// Refuses files kdeploy would damage by rewriting (other key sources it cannot wrap for).
     pub fn check_rewritable(&self) -> Result<(), VaultError> {
         if self.encrypted.metadata.other_key_sources.is_empty() {
