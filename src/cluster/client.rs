@@ -159,7 +159,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            err.contains("target prod") && err.contains("prod-ctx") && err.contains("dev-ctx"),
+            err.contains("target `prod`") && err.contains("prod-ctx") && err.contains("dev-ctx"),
             "{err}"
         );
         assert_eq!(
