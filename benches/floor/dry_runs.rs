@@ -1,0 +1,44 @@
+//! The floor for diff: only the server-side apply dry runs `kdeploy diff` sends (one per object, at
+//! kdeploy's default concurrency of 8), without rendering, GETs, comparison or output.
+//! `benches/compare.sh` times it next to `kdeploy diff`.
+//!
+//! Usage: dry-run-floor FILE NAMESPACE   (FILE: a YAML stream of objects; KUBECONFIG selects the cluster)
+
+use std::sync::Arc;
+
+use kdeploy::cluster::client::{ConnectOptions, connect, with_retries};
+use kdeploy::cluster::resources::Resources;
+use kdeploy::yaml::parse_stream;
+use kube::api::{Patch, PatchParams};
+use tokio::sync::Semaphore;
+
+#[tokio::main(worker_threads = 2)]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1);
+    let (path, namespace) = (args.next().ok_or("usage: dry-run-floor FILE NAMESPACE")?, args.next().ok_or("NAMESPACE")?);
+    let text = std::fs::read_to_string(path)?;
+    let objects: Vec<serde_json::Value> =
+        parse_stream(&text, &mut |_| Ok(None))?.into_iter().filter(|d| !d.root.is_null()).map(|d| d.root.to_json()).collect::<Result<_, _>>()?;
+    let cluster = connect(&ConnectOptions::default()).await?;
+    let resources = Arc::new(Resources::new(cluster.client));
+    let semaphore = Arc::new(Semaphore::new(8));
+    let mut tasks = tokio::task::JoinSet::new();
+    for object in objects {
+        let (resources, semaphore, namespace) = (resources.clone(), semaphore.clone(), namespace.clone());
+        tasks.spawn(async move {
+            let _permit = semaphore.acquire_owned().await;
+            let kind = object["kind"].as_str().unwrap_or_default().to_owned();
+            let resolved = resources.resolve(object["apiVersion"].as_str().unwrap_or_default(), &kind).await?.ok_or("unknown kind")?;
+            let api = resources.api(&resolved, Some(&namespace));
+            let name = object["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+            let params = PatchParams::apply("kdeploy").dry_run();
+            let patch = Patch::Apply(&object);
+            with_retries(|| api.patch(&name, &params, &patch)).await?;
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+        });
+    }
+    while let Some(result) = tasks.join_next().await {
+        result?.map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
