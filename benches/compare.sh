@@ -1,0 +1,322 @@
+#!/usr/bin/env bash
+# Side-by-side benchmarks: kdeploy against the tools users would pick instead, on the same inputs, in one
+# run, with hyperfine (a warm-up, then RUNS runs each). Writes benches/results/compare.md and the section
+# between the compare markers in BENCHMARKS.md.
+#
+#   RUNS=10 benches/compare.sh
+#
+# Peers are pinned and built from the Go module proxy by scripts/tools/build.sh: helm v3 and kustomize v5
+# (the control plane's kubectl and sops come the same way). ytt and kapp are not served by the Go module
+# proxy this project reaches (every module path answers 403), so they are not in the comparison.
+#
+# Workloads:
+#   render      1,000 objects (Deployments, Services, ConfigMaps, Secrets) from 50 templates with loops and
+#               a values file of 200 keys: kdeploy templates, the same as a helm chart, and a static
+#               kustomize base. Every tool's output is decoded by kubectl and must be the same set of
+#               objects before anything is timed.
+#   floor       parsing and re-emitting that output with kdeploy's own YAML code (examples/yaml-floor)
+#   start-up    rendering the tiny bundled example
+#   vault       decrypting 1,000 values: kdeploy vs sops -d
+#   diff/apply  300 objects against the local control plane: kdeploy vs kubectl --server-side, diff with
+#               no changes and with 10% changed, plus the floor of 300 bare dry runs (examples/dry-run-floor)
+#   memory      peak resident memory of each command (GNU time)
+set -euo pipefail
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$repo"
+runs=${RUNS:-10}
+
+need=()
+command -v hyperfine > /dev/null || need+=(hyperfine)
+command -v jq > /dev/null || need+=(jq)
+[ -x /usr/bin/time ] || need+=(time)
+if [ ${#need[@]} -gt 0 ]; then
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
+  $sudo apt-get install -y -qq "${need[@]}" > /dev/null
+fi
+cargo build --release --quiet
+cargo build --release --quiet --example yaml-floor --example dry-run-floor
+kdeploy=$repo/target/release/kdeploy
+floor=$repo/target/release/examples/yaml-floor
+dry_floor=$repo/target/release/examples/dry-run-floor
+tools=$("$repo/scripts/tools/build.sh" sops helm kustomize)
+k8s=$("$repo/scripts/cluster/build.sh")
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"; "$repo/scripts/dev-cluster" down > /dev/null 2>&1 || true' EXIT
+export KDEPLOY_CLUSTER_DIR=$repo/target/bench-cluster
+results=$work/results.md
+: > "$results"
+
+bench() { # bench TITLE hyperfine-args...
+  local title=$1
+  shift
+  hyperfine --style basic --warmup 1 --runs "$runs" --export-markdown "$work/one.md" "$@" > /dev/null
+  { echo "### $title"; echo; cat "$work/one.md"; echo; } >> "$results"
+}
+
+peak_kib() { /usr/bin/time -f %M sh -c "$1 > /dev/null 2>&1" 2>&1 | tail -1; }
+
+# --- the render workload, three ways -----------------------------------------------------------------
+gen() {
+  local dir=$work/render
+  mkdir -p "$dir/kdeploy/templates" "$dir/helm/templates" "$dir/kustomize"
+  {
+    echo "global: {registry: registry.example.com, env: bench}"
+    echo "apps:"
+    for a in $(seq 0 49); do
+      echo "  app$a: {image: team/app$a, tag: \"1.$a.0\", replicas: $((1 + a % 3)), port: $((8000 + a))}"
+    done
+  } > "$dir/values.yaml"
+  cp "$dir/values.yaml" "$dir/kdeploy/values.yaml"
+  cp "$dir/values.yaml" "$dir/helm/values.yaml"
+  printf 'templates: [templates]\nvalues: [values.yaml]\nnamespace: bench\n' > "$dir/kdeploy/kdeploy.yaml"
+  printf 'apiVersion: v2\nname: bench\nversion: 0.1.0\n' > "$dir/helm/Chart.yaml"
+  for a in $(seq 0 49); do
+    sed "s/APP/app$a/g" > "$dir/kdeploy/templates/app$a.yaml" <<'T'
+{% set app = values.apps.APP %}
+{%- for i in range(end=5) %}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: APP-{{ i }}
+  labels: {app: APP, instance: "{{ i }}", env: {{ values.global.env }}}
+spec:
+  replicas: {{ app.replicas }}
+  selector:
+    matchLabels: {app: APP, instance: "{{ i }}"}
+  template:
+    metadata:
+      labels: {app: APP, instance: "{{ i }}"}
+    spec:
+      containers:
+        - name: main
+          image: {{ values.global.registry }}/{{ app.image }}:{{ app.tag }}
+          ports: [{containerPort: {{ app.port }}}]
+          env:
+            - {name: GREETING, value: {{ "hello: from APP # " ~ i }}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: APP-{{ i }}}
+spec:
+  selector: {app: APP, instance: "{{ i }}"}
+  ports: [{port: 80, targetPort: {{ app.port }}}]
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: APP-{{ i }}-config}
+data:
+  settings.yaml: |
+    port: {{ app.port }}
+    replicas: {{ app.replicas }}
+  mode: "0755"
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: APP-{{ i }}-secret}
+type: Opaque
+stringData:
+  password: {{ "p@ss:" ~ i ~ "#APP" }}
+{%- endfor %}
+T
+    sed "s/APP/app$a/g" > "$dir/helm/templates/app$a.yaml" <<'T'
+{{- $app := index .Values.apps "APP" }}
+{{- range $i := until 5 }}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: APP-{{ $i }}
+  labels: {app: APP, instance: "{{ $i }}", env: {{ $.Values.global.env }}}
+  namespace: bench
+spec:
+  replicas: {{ $app.replicas }}
+  selector:
+    matchLabels: {app: APP, instance: "{{ $i }}"}
+  template:
+    metadata:
+      labels: {app: APP, instance: "{{ $i }}"}
+    spec:
+      containers:
+        - name: main
+          image: {{ $.Values.global.registry }}/{{ $app.image }}:{{ $app.tag }}
+          ports: [{containerPort: {{ $app.port }}}]
+          env:
+            - {name: GREETING, value: {{ printf "hello: from APP # %d" $i | quote }}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: APP-{{ $i }}, namespace: bench}
+spec:
+  selector: {app: APP, instance: "{{ $i }}"}
+  ports: [{port: 80, targetPort: {{ $app.port }}}]
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: APP-{{ $i }}-config, namespace: bench}
+data:
+  settings.yaml: |
+    port: {{ $app.port }}
+    replicas: {{ $app.replicas }}
+  mode: "0755"
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: APP-{{ $i }}-secret, namespace: bench}
+type: Opaque
+stringData:
+  password: {{ printf "p@ss:%d#APP" $i | quote }}
+{{- end }}
+T
+  done
+  # kustomize renders no templates: its base is the same objects written out, one file per template.
+  (cd "$dir/kdeploy" && "$kdeploy" render) > "$dir/kdeploy.out.yaml"
+  awk -v dir="$dir/kustomize" '/^---$/ {n++} {f = sprintf("%s/part%02d.yaml", dir, int((n - 1) / 20)); print > f}' "$dir/kdeploy.out.yaml"
+  { echo "resources:"; for f in "$dir"/kustomize/part*.yaml; do echo "- $(basename "$f")"; done; } > "$dir/kustomize/kustomization.yaml"
+}
+
+# Every output, decoded by kubectl, as one sorted JSON list.
+decoded() {
+  KUBECONFIG=/dev/null "$k8s/kubectl" label --local -f "$1" kdeploy-bench=x -o json |
+    jq -S -s 'map(if .kind == "List" then .items[] else . end) | map(del(.metadata.labels["kdeploy-bench"])) | sort_by(.kind, .metadata.name)'
+}
+
+gen
+r=$work/render
+(cd "$r/kdeploy" && "$kdeploy" render) > "$r/kdeploy.yaml"
+"$tools/helm" template bench "$r/helm" > "$r/helm.yaml"
+"$tools/kustomize" build "$r/kustomize" > "$r/kustomize.yaml"
+"$floor" "$r/kdeploy.yaml" > "$r/floor.yaml"
+decoded "$r/kdeploy.yaml" > "$r/kdeploy.json"
+objects=$(jq length "$r/kdeploy.json")
+[ "$objects" -eq 1000 ] || { echo "compare.sh: kdeploy rendered $objects objects, expected 1000" >&2; exit 1; }
+for other in helm kustomize floor; do
+  if ! decoded "$r/$other.yaml" | cmp -s - "$r/kdeploy.json"; then
+    echo "compare.sh: $other's output is not the same set of objects as kdeploy's:" >&2
+    decoded "$r/$other.yaml" | diff - "$r/kdeploy.json" | head -20 >&2
+    exit 1
+  fi
+done
+echo "render outputs checked: 1,000 identical objects from kdeploy, helm, kustomize and the floor" >&2
+
+bench "Render 1,000 objects (50 templates, 200 values)" \
+  -n "kdeploy render" "cd $r/kdeploy && $kdeploy render" \
+  -n "helm template" "$tools/helm template bench $r/helm" \
+  -n "kustomize build (static base)" "$tools/kustomize build $r/kustomize" \
+  -n "floor: parse + emit with kdeploy's YAML code" "$floor $r/kdeploy.yaml"
+
+# --- start-up ------------------------------------------------------------------------------------------
+mkdir -p "$work/tiny/helm/templates" "$work/tiny/kustomize"
+printf 'apiVersion: v2\nname: tiny\nversion: 0.1.0\n' > "$work/tiny/helm/Chart.yaml"
+printf 'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: tiny}\ndata: {a: "1"}\n' | tee "$work/tiny/helm/templates/cm.yaml" > "$work/tiny/kustomize/cm.yaml"
+printf 'resources: [cm.yaml]\n' > "$work/tiny/kustomize/kustomization.yaml"
+bench "Start-up: render the tiny bundled example (5 objects) / one ConfigMap" \
+  -N -n "kdeploy render (bundled example)" "$kdeploy render -p $repo/kdeploy.yaml" \
+  -n "helm template (one ConfigMap)" "$tools/helm template tiny $work/tiny/helm" \
+  -n "kustomize build (one ConfigMap)" "$tools/kustomize build $work/tiny/kustomize"
+
+# --- vault ---------------------------------------------------------------------------------------------
+v=$work/vault
+mkdir -p "$v"
+recipient=$(HOME=$v KDEPLOY_NO_KEYRING=1 "$kdeploy" vault init --file "$v/key.txt" 2> /dev/null)
+for g in $(seq 1 20); do echo "group$g:"; for k in $(seq 1 50); do echo "  key$k: \"value-$g-$k-$(printf '%032d' "$k")\""; done; done > "$v/secrets.yaml"
+HOME=$v "$kdeploy" vault encrypt "$v/secrets.yaml" -r "$recipient" 2> /dev/null
+SOPS_AGE_KEY_FILE=$v/key.txt "$tools/sops" -d "$v/secrets.yaml" > /dev/null
+bench "Vault: decrypt 1,000 values" \
+  -n "kdeploy vault decrypt" "HOME=$v KDEPLOY_NO_KEYRING=1 $kdeploy vault decrypt $v/secrets.yaml --identity $v/key.txt" \
+  -n "sops -d" "SOPS_AGE_KEY_FILE=$v/key.txt $tools/sops -d $v/secrets.yaml"
+
+# --- diff and apply of 300 objects -------------------------------------------------------------------------
+eval "$("$repo/scripts/dev-cluster" up 2> /dev/null)"
+kubectl=$KDEPLOY_CLUSTER_DIR/kubectl
+d=$work/deploy
+mkdir -p "$d/manifests"
+cat > "$d/manifests/objects.yaml" << 'T'
+{% for i in range(end=150) %}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: "config-{{ i }}"}
+data: {index: "{{ i }}", greeting: "hello: {{ i }}", version: "{{ values.version | default(value='1') }}"}
+{% endfor %}
+{% for i in range(end=100) %}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: "svc-{{ i }}"}
+spec:
+  selector: {app: "app-{{ i }}"}
+  ports: [{port: 80, targetPort: 8080}]
+{% endfor %}
+{% for i in range(end=50) %}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: "app-{{ i }}"}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: "app-{{ i }}"}}
+  template:
+    metadata: {labels: {app: "app-{{ i }}"}}
+    spec:
+      containers: [{name: app, image: "nginx:1.27"}]
+{% endfor %}
+T
+(cd "$d" && "$kdeploy" render -n bench-kubectl) > "$d/rendered.yaml"
+(cd "$d" && "$kdeploy" render -n bench-kubectl -v version=2) > "$d/rendered-changed.yaml" # 30 of 300 change
+for ns in bench-kdeploy bench-kubectl bench-floor; do "$kubectl" create namespace "$ns" > /dev/null; done
+empty() { echo "$kubectl delete configmap,service,deployment,secret -n $1 --all --wait=true > /dev/null 2>&1"; }
+kd="cd $d && $kdeploy"
+bench "Apply 300 objects (first apply; the namespace is emptied before each run)" \
+  --prepare "$(empty bench-kdeploy)" -n "kdeploy apply --no-wait" "$kd apply --yes --no-wait -n bench-kdeploy --applyset bench" \
+  --prepare "$(empty bench-kubectl)" -n "kubectl apply --server-side" "$kubectl apply --server-side -f $d/rendered.yaml"
+bench "Apply 300 objects (no-op re-apply)" \
+  -n "kdeploy apply --no-wait" "$kd apply --yes --no-wait -n bench-kdeploy --applyset bench" \
+  -n "kubectl apply --server-side" "$kubectl apply --server-side -f $d/rendered.yaml"
+bench "Diff 300 objects, no changes" -i \
+  -n "kdeploy diff" "$kd diff -n bench-kdeploy --applyset bench" \
+  -n "kubectl diff --server-side" "$kubectl diff --server-side -f $d/rendered.yaml" \
+  -n "floor: 300 bare dry runs at concurrency 8" "KUBECONFIG=$KUBECONFIG $dry_floor $d/rendered.yaml bench-floor"
+bench "Diff 300 objects, 10% changed" -i \
+  -n "kdeploy diff" "$kd diff -n bench-kdeploy --applyset bench -v version=2" \
+  -n "kubectl diff --server-side" "$kubectl diff --server-side -f $d/rendered-changed.yaml"
+
+# --- peak memory ---------------------------------------------------------------------------------------
+{
+  echo "### Peak memory (maximum resident set, KiB; one run each)"
+  echo
+  echo "| Command | Peak KiB |"
+  echo "|:---|---:|"
+  echo "| kdeploy render (1,000 objects) | $(peak_kib "cd $r/kdeploy && $kdeploy render") |"
+  echo "| helm template (1,000 objects) | $(peak_kib "$tools/helm template bench $r/helm") |"
+  echo "| kustomize build (1,000 objects) | $(peak_kib "$tools/kustomize build $r/kustomize") |"
+  echo "| kdeploy vault decrypt (1,000 values) | $(peak_kib "HOME=$v KDEPLOY_NO_KEYRING=1 $kdeploy vault decrypt $v/secrets.yaml --identity $v/key.txt") |"
+  echo "| sops -d (1,000 values) | $(peak_kib "SOPS_AGE_KEY_FILE=$v/key.txt $tools/sops -d $v/secrets.yaml") |"
+  echo "| kdeploy diff (300 objects) | $(peak_kib "$kd diff -n bench-kdeploy --applyset bench") |"
+  echo "| kubectl diff --server-side (300 objects) | $(peak_kib "$kubectl diff --server-side -f $d/rendered.yaml") |"
+  echo
+} >> "$results"
+
+version() { "$@" 2> /dev/null | head -1; }
+{
+  echo "Run on $(date -u +%Y-%m-%d) with \`RUNS=$runs benches/compare.sh\`: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, $(uname -sm)."
+  echo "Versions: kdeploy $("$kdeploy" --version | cut -d' ' -f2), helm $("$tools/helm" version --short 2> /dev/null),"
+  echo "kustomize $(version "$tools/kustomize" version), sops $(SOPS_DISABLE_VERSION_CHECK=1 "$tools/sops" --disable-version-check --version 2> /dev/null | head -1 | cut -d' ' -f2),"
+  echo "kubectl and the control plane $("$kubectl" version --client -o json | jq -r .clientVersion.gitVersion)."
+  echo "ytt and kapp could not be installed here (see the script's header)."
+  echo
+  cat "$results"
+} > "$repo/benches/results/compare.md"
+
+# Replace the generated section of BENCHMARKS.md.
+python3 - "$repo/BENCHMARKS.md" "$repo/benches/results/compare.md" << 'PY'
+import sys
+path, section = sys.argv[1], open(sys.argv[2]).read()
+text = open(path).read()
+begin, end = "<!-- compare:begin -->", "<!-- compare:end -->"
+block = f"{begin}\n{section}\n{end}"
+text = text[: text.index(begin)] + block + text[text.index(end) + len(end) :] if begin in text else text.rstrip() + "\n\n## Side by side (`benches/compare.sh`)\n\n" + block + "\n"
+open(path, "w").write(text)
+PY
+cat "$repo/benches/results/compare.md"
