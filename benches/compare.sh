@@ -219,7 +219,7 @@ bench "Start-up: render the tiny bundled example (5 objects) / one ConfigMap" \
 # --- vault ---------------------------------------------------------------------------------------------
 v=$work/vault
 mkdir -p "$v"
-recipient=$(HOME=$v KDEPLOY_NO_KEYRING=1 "$kdeploy" vault init --file "$v/key.txt" 2> /dev/null)
+recipient=$(cd "$v" && HOME=$v KDEPLOY_NO_KEYRING=1 "$kdeploy" vault init --file "$v/key.txt" 2> /dev/null) # outside any project
 for g in $(seq 1 20); do echo "group$g:"; for k in $(seq 1 50); do echo "  key$k: \"value-$g-$k-$(printf '%032d' "$k")\""; done; done > "$v/secrets.yaml"
 HOME=$v "$kdeploy" vault encrypt "$v/secrets.yaml" -r "$recipient" 2> /dev/null
 SOPS_AGE_KEY_FILE=$v/key.txt "$tools/sops" -d "$v/secrets.yaml" > /dev/null

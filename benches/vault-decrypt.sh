@@ -18,7 +18,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 export HOME=$work KDEPLOY_NO_KEYRING=1
 unset SOPS_AGE_KEY SOPS_AGE_KEY_FILE
-recipient=$("$kdeploy" vault init --file "$work/key.txt")
+recipient=$(cd "$work" && "$kdeploy" vault init --file "$work/key.txt") # outside any project
 for group in $(seq 1 20); do
   echo "group$group:"
   for key in $(seq 1 50); do

@@ -15,10 +15,16 @@ use tokio::sync::Semaphore;
 #[tokio::main(worker_threads = 2)]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let (path, namespace) = (args.next().ok_or("usage: dry-run-floor FILE NAMESPACE")?, args.next().ok_or("NAMESPACE")?);
+    let (path, namespace) = (
+        args.next().ok_or("usage: dry-run-floor FILE NAMESPACE")?,
+        args.next().ok_or("NAMESPACE")?,
+    );
     let text = std::fs::read_to_string(path)?;
-    let objects: Vec<serde_json::Value> =
-        parse_stream(&text, &mut |_| Ok(None))?.into_iter().filter(|d| !d.root.is_null()).map(|d| d.root.to_json()).collect::<Result<_, _>>()?;
+    let objects: Vec<serde_json::Value> = parse_stream(&text, &mut |_| Ok(None))?
+        .into_iter()
+        .filter(|d| !d.root.is_null())
+        .map(|d| d.root.to_json())
+        .collect::<Result<_, _>>()?;
     let cluster = connect(&ConnectOptions::default()).await?;
     let resources = Arc::new(Resources::new(cluster.client));
     let semaphore = Arc::new(Semaphore::new(8));
@@ -28,7 +34,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         tasks.spawn(async move {
             let _permit = semaphore.acquire_owned().await;
             let kind = object["kind"].as_str().unwrap_or_default().to_owned();
-            let resolved = resources.resolve(object["apiVersion"].as_str().unwrap_or_default(), &kind).await?.ok_or("unknown kind")?;
+            let resolved = resources
+                .resolve(object["apiVersion"].as_str().unwrap_or_default(), &kind)
+                .await?
+                .ok_or("unknown kind")?;
+            let mut object = object;
+            if resolved.namespaced {
+                object["metadata"]["namespace"] = serde_json::Value::String(namespace.clone());
+            }
             let api = resources.api(&resolved, Some(&namespace));
             let name = object["metadata"]["name"].as_str().unwrap_or_default().to_owned();
             let params = PatchParams::apply("kdeploy").dry_run();

@@ -195,7 +195,10 @@ impl ApplySet {
                         source: e,
                     })?;
                 for item in list.items {
-                    let live = serde_json::to_value(&item).unwrap_or(Json::Null);
+                    let mut live = serde_json::to_value(&item).unwrap_or(Json::Null);
+                    // Items of a list response carry no apiVersion or kind.
+                    live["apiVersion"] = Json::String(resolved.resource.api_version.clone());
+                    live["kind"] = Json::String(resolved.resource.kind.clone());
                     if !applied_by_kdeploy(&live) {
                         continue;
                     }

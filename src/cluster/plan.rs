@@ -3,7 +3,7 @@
 //! the server owns removed (managedFields, resourceVersion, uid, status, ...). Objects in the ApplySet
 //! that left the manifest are planned for pruning.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use kube::api::{Patch, PatchParams};
@@ -120,6 +120,13 @@ pub async fn plan(
             ))
         })
         .collect();
+    // The set's members are listed for pruning anyway; their live state saves a GET per object.
+    let members = match applyset {
+        Some(applyset) => applyset.members(resources).await?,
+        None => Vec::new(),
+    };
+    let known_live: Arc<HashMap<ObjectRef, Json>> =
+        Arc::new(members.iter().map(|m| (m.object.clone(), m.live.clone())).collect());
     let semaphore = Arc::new(Semaphore::new(options.concurrency.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
     for (index, object) in objects.into_iter().enumerate() {
@@ -128,17 +135,17 @@ pub async fn plan(
         let default_namespace = default_namespace.to_owned();
         let new_namespaces = new_namespaces.clone();
         let new_kinds = new_kinds.clone();
+        let known_live = known_live.clone();
         tasks.spawn(async move {
             let _permit = semaphore.acquire_owned().await;
-            let result = plan_one(
-                &resources,
-                object,
-                &default_namespace,
-                &new_namespaces,
-                &new_kinds,
+            let context = Context {
+                default_namespace: &default_namespace,
+                new_namespaces: &new_namespaces,
+                new_kinds: &new_kinds,
+                known_live: &known_live,
                 options,
-            )
-            .await;
+            };
+            let result = plan_one(&resources, object, &context).await;
             (index, result)
         });
     }
@@ -154,14 +161,14 @@ pub async fn plan(
             Err(failure) => plan.failures.push(failure),
         }
     }
-    if let Some(applyset) = applyset {
+    {
         let wanted: HashSet<ObjectRef> = plan
             .changes
             .iter()
             .map(|c| c.object.clone())
             .chain(plan.failures.iter().map(|f| f.0.clone()))
             .collect();
-        for member in applyset.members(resources).await? {
+        for member in members {
             if !wanted.contains(&member.object) {
                 plan.changes.push(Change {
                     object: member.object,
@@ -180,14 +187,24 @@ pub async fn plan(
 
 type Planned = Result<Change, (ObjectRef, String)>;
 
-async fn plan_one(
-    resources: &Resources,
-    mut object: Json,
-    default_namespace: &str,
-    new_namespaces: &HashSet<String>,
-    new_kinds: &HashSet<(String, String)>,
+/// What every object's planning shares.
+struct Context<'a> {
+    default_namespace: &'a str,
+    new_namespaces: &'a HashSet<String>,
+    new_kinds: &'a HashSet<(String, String)>,
+    /// Live objects already listed (ApplySet members), by reference.
+    known_live: &'a HashMap<ObjectRef, Json>,
     options: PlanOptions,
-) -> Result<Planned, ClusterError> {
+}
+
+async fn plan_one(resources: &Resources, mut object: Json, context: &Context<'_>) -> Result<Planned, ClusterError> {
+    let Context {
+        default_namespace,
+        new_namespaces,
+        new_kinds,
+        known_live,
+        options,
+    } = *context;
     let api_version = object["apiVersion"].as_str().unwrap_or_default().to_owned();
     let kind = object["kind"].as_str().unwrap_or_default().to_owned();
     let group = api_version.rsplit_once('/').map_or("", |(g, _)| g).to_owned();
@@ -238,14 +255,24 @@ async fn plan_one(
         None
     };
     let api = resources.api(&resolved, namespace.as_deref());
-    let live = match with_retries(|| api.get_opt(&name)).await {
-        Ok(live) => live.map(|l| serde_json::to_value(l).unwrap_or(Json::Null)),
-        Err(error) => return Ok(Err((reference(namespace), describe_api_error(&error)))),
-    };
     let mut params = PatchParams::apply(FIELD_MANAGER).dry_run();
     params.force = options.force_conflicts;
     let patch = Patch::Apply(&object);
-    let dry_run = with_retries(|| api.patch(&name, &params, &patch)).await;
+    let known = known_live.get(&reference(namespace.clone())).cloned();
+    let fetch_live = async {
+        match known {
+            Some(live) => Ok(Some(live)),
+            None => with_retries(|| api.get_opt(&name))
+                .await
+                .map(|live| live.map(|l| serde_json::to_value(l).unwrap_or(Json::Null))),
+        }
+    };
+    // The live object and the dry run are independent: ask for both at once.
+    let (live, dry_run) = tokio::join!(fetch_live, with_retries(|| api.patch(&name, &params, &patch)));
+    let live = match live {
+        Ok(live) => live,
+        Err(error) => return Ok(Err((reference(namespace), describe_api_error(&error)))),
+    };
     let desired = match dry_run {
         Ok(result) => serde_json::to_value(result).unwrap_or(Json::Null),
         Err(kube::Error::Api(status))
