@@ -1,7 +1,8 @@
 //! Applying a plan: Namespaces and CRDs first (waiting until the CRDs are Established), then everything
-//! else, with server-side apply as field manager `kdeploy`; then pruning what left the ApplySet. The
-//! first failure stops the apply, and the report says what was applied and what was not, so running
-//! apply again converges.
+//! else, kind by kind in creation order (objects of one kind concurrently), with server-side apply as
+//! field manager `kdeploy`; then pruning what left the ApplySet. A failure stops the apply before the
+//! next kind (objects of the same kind already under way finish), and the report says what was applied
+//! and what was not, so running apply again converges.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,13 +14,15 @@ use super::client::with_retries;
 use super::plan::{Change, Operation};
 use super::resources::Resources;
 use super::{FIELD_MANAGER, describe_api_error};
-use crate::manifest::ObjectRef;
+use crate::manifest::{ObjectRef, kind_rank};
 
 #[derive(Debug, Clone, Copy)]
 pub struct ApplyOptions {
     pub force_conflicts: bool,
     pub prune: bool,
     pub prune_namespaces: bool,
+    /// How many objects of the same kind are applied at once.
+    pub concurrency: usize,
 }
 
 /// What an apply did.
@@ -94,13 +97,30 @@ pub async fn apply(
         fail(&mut report, object, message, &remaining);
         return report;
     }
-    for (i, change) in rest.iter().enumerate() {
-        if let Err(message) = apply_one(resources, change, options.force_conflicts).await {
-            let remaining: Vec<&Change> = rest[i + 1..].iter().chain(&prunes).copied().collect();
-            fail(&mut report, change.object.clone(), message, &remaining);
+    // Kinds go in order; objects of one kind go together, `concurrency` at a time.
+    let mut start = 0;
+    while start < rest.len() {
+        let rank = kind_rank(&rest[start].object.kind);
+        let end = rest[start..]
+            .iter()
+            .position(|c| kind_rank(&c.object.kind) != rank)
+            .map_or(rest.len(), |n| start + n);
+        let group = &rest[start..end];
+        let results = apply_group(resources, group, options).await;
+        for (change, result) in group.iter().zip(results) {
+            match result {
+                Ok(()) => report.applied.push((change.object.clone(), change.operation)),
+                Err(message) if report.failure.is_none() => report.failure = Some((change.object.clone(), message)),
+                Err(_) => report.not_applied.push(change.object.clone()),
+            }
+        }
+        if report.failure.is_some() {
+            report
+                .not_applied
+                .extend(rest[end..].iter().chain(&prunes).map(|c| c.object.clone()));
             return report;
         }
-        report.applied.push((change.object.clone(), change.operation));
+        start = end;
     }
     for change in prunes {
         let is_namespace = change.object.kind == "Namespace" && change.object.group.is_empty();
@@ -117,6 +137,19 @@ pub async fn apply(
         }
     }
     report
+}
+
+/// Applies a group of objects of one kind concurrently; results in the group's order.
+async fn apply_group(resources: &Resources, group: &[&Change], options: ApplyOptions) -> Vec<Result<(), String>> {
+    use futures::StreamExt;
+    futures::stream::iter(
+        group
+            .iter()
+            .map(|change| apply_one(resources, change, options.force_conflicts)),
+    )
+    .buffered(options.concurrency.max(1))
+    .collect()
+    .await
 }
 
 async fn apply_one(resources: &Resources, change: &Change, force: bool) -> Result<(), String> {

@@ -58,6 +58,7 @@ async fn run_async(args: &ApplyArgs) -> anyhow::Result<ExitCode> {
         force_conflicts: args.cluster.force_conflicts,
         prune: !args.no_prune,
         prune_namespaces: args.prune_namespaces,
+        concurrency: args.cluster.concurrency,
     };
     let (desired_kinds, desired_namespaces) = prepared.desired_scope();
     let resources = &prepared.resources;

@@ -8,6 +8,8 @@
 
 mod kinds;
 
+pub use kinds::rank as kind_rank;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::path::PathBuf;
