@@ -72,54 +72,7 @@ gen() {
   printf 'templates: [templates]\nvalues: [values.yaml]\nnamespace: bench\n' > "$dir/kdeploy/kdeploy.yaml"
   printf 'apiVersion: v2\nname: bench\nversion: 0.1.0\n' > "$dir/helm/Chart.yaml"
   for a in $(seq 0 49); do
-    sed "s/APP/app$a/g" > "$dir/kdeploy/templates/app$a.yaml" <<'T'
-{% set app = values.apps.APP %}
-{%- for i in range(end=5) %}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: APP-{{ i }}
-  labels: {app: APP, instance: "{{ i }}", env: {{ values.global.env }}}
-spec:
-  replicas: {{ app.replicas }}
-  selector:
-    matchLabels: {app: APP, instance: "{{ i }}"}
-  template:
-    metadata:
-      labels: {app: APP, instance: "{{ i }}"}
-    spec:
-      containers:
-        - name: main
-          image: {{ values.global.registry }}/{{ app.image }}:{{ app.tag }}
-          ports: [{containerPort: {{ app.port }}}]
-          env:
-            - {name: GREETING, value: {{ "hello: from APP # " ~ i }}}
----
-apiVersion: v1
-kind: Service
-metadata: {name: APP-{{ i }}}
-spec:
-  selector: {app: APP, instance: "{{ i }}"}
-  ports: [{port: 80, targetPort: {{ app.port }}}]
----
-apiVersion: v1
-kind: ConfigMap
-metadata: {name: APP-{{ i }}-config}
-data:
-  settings.yaml: |
-    port: {{ app.port }}
-    replicas: {{ app.replicas }}
-  mode: "0755"
----
-apiVersion: v1
-kind: Secret
-metadata: {name: APP-{{ i }}-secret}
-type: Opaque
-stringData:
-  password: {{ "p@ss:" ~ i ~ "#APP" }}
-{%- endfor %}
-T
+    sed "s/APP/app$a/g" "$repo/benches/corpus/app.yaml" > "$dir/kdeploy/templates/app$a.yaml"
     sed "s/APP/app$a/g" > "$dir/helm/templates/app$a.yaml" <<'T'
 {{- $app := index .Values.apps "APP" }}
 {{- range $i := until 5 }}
