@@ -1000,6 +1000,20 @@ mod tests {
         (identity, recipient)
     }
 
+    /// A YAML file encrypted to one recipient with sops' default rules.
+    fn encrypt_yaml(plain: &Tree, key: &DataKey, recipient: &str) -> EncryptedFile {
+        let recipients = [recipient.to_owned()];
+        encrypt(
+            plain,
+            key,
+            &recipients,
+            EncryptionRules::sops_default(),
+            Format::Yaml,
+            None,
+        )
+        .unwrap()
+    }
+
     fn round_trip(text: &str, format: Format) -> (EncryptedFile, Tree, String) {
         let (identity, recipient) = identity();
         let plain = parse_plaintext(text, format).unwrap();
@@ -1057,15 +1071,7 @@ mod tests {
         let (identity, recipient) = identity();
         let plain = parse_plaintext("a: one\nb: two\n", Format::Yaml).unwrap();
         let key = DataKey::generate().unwrap();
-        let file = encrypt(
-            &plain,
-            &key,
-            std::slice::from_ref(&recipient),
-            EncryptionRules::sops_default(),
-            Format::Yaml,
-            None,
-        )
-        .unwrap();
+        let file = encrypt_yaml(&plain, &key, &recipient);
         let Tree::Map(entries) = &file.tree else { panic!() };
         let (a, b) = (entries[0].1.clone(), entries[1].1.clone());
 
@@ -1098,15 +1104,7 @@ mod tests {
         let (_, recipient) = identity();
         let key = DataKey::generate().unwrap();
         let before = parse_plaintext("a: one\nb: two\n", Format::Yaml).unwrap();
-        let file = encrypt(
-            &before,
-            &key,
-            std::slice::from_ref(&recipient),
-            EncryptionRules::sops_default(),
-            Format::Yaml,
-            None,
-        )
-        .unwrap();
+        let file = encrypt_yaml(&before, &key, &recipient);
         let after = parse_plaintext("a: one\nb: changed\n", Format::Yaml).unwrap();
         let again = encrypt(
             &after,
