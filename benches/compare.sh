@@ -50,8 +50,8 @@ results=$work/results.md
 bench() { # bench TITLE hyperfine-args...
   local title=$1
   shift
-  hyperfine --style basic --warmup 1 --runs "$runs" --export-markdown "$work/one.md" "$@" > /dev/null
-  { echo "### $title"; echo; cat "$work/one.md"; echo; } >> "$results"
+  hyperfine --style basic --warmup 1 --runs "$runs" --export-json "$work/one.json" "$@" > /dev/null
+  { echo "### $title"; echo; python3 "$repo/benches/hyperfine_table.py" "$work/one.json"; echo; } >> "$results"
 }
 
 peak_kib() { /usr/bin/time -f %M sh -c "$1 > /dev/null 2>&1" 2>&1 | tail -1; }
@@ -236,18 +236,30 @@ bench "Diff 300 objects, 10% changed" -i \
   -n "kubectl diff --server-side" "$kubectl diff --server-side -f $d/rendered-changed.yaml"
 
 # --- peak memory ---------------------------------------------------------------------------------------
+memory() { # memory WORKLOAD LABEL COMMAND [LABEL COMMAND]...: kdeploy first; one run each
+  local workload=$1 reference="" label kib
+  shift
+  while [ $# -gt 0 ]; do
+    label=$1 kib=$(peak_kib "$2")
+    shift 2
+    [ -n "$reference" ] || reference=$kib
+    echo "| $workload | $label | $kib | $(awk -v a="$reference" -v b="$kib" 'BEGIN { printf "%.2f", a / b }') |"
+  done
+}
 {
-  echo "### Peak memory (maximum resident set, KiB; one run each)"
+  echo "### Peak memory (maximum resident set, one run each)"
   echo
-  echo "| Command | Peak KiB |"
-  echo "|:---|---:|"
-  echo "| kdeploy render (1,000 objects) | $(peak_kib "cd $r/kdeploy && $kdeploy render") |"
-  echo "| helm template (1,000 objects) | $(peak_kib "$tools/helm template bench $r/helm") |"
-  echo "| kustomize build (1,000 objects) | $(peak_kib "$tools/kustomize build $r/kustomize") |"
-  echo "| kdeploy vault decrypt (1,000 values) | $(peak_kib "HOME=$v KDEPLOY_NO_KEYRING=1 $kdeploy vault decrypt $v/secrets.yaml --identity $v/key.txt") |"
-  echo "| sops -d (1,000 values) | $(peak_kib "SOPS_AGE_KEY_FILE=$v/key.txt $tools/sops -d $v/secrets.yaml") |"
-  echo "| kdeploy diff (300 objects) | $(peak_kib "$kd diff -n bench-kdeploy --applyset bench") |"
-  echo "| kubectl diff --server-side (300 objects) | $(peak_kib "$kubectl diff --server-side -f $d/rendered.yaml") |"
+  echo "| Workload | Command | Peak [KiB] | kdeploy ÷ this |"
+  echo "|:---|:---|---:|---:|"
+  memory "render 1,000 objects" "kdeploy render" "cd $r/kdeploy && $kdeploy render" \
+    "helm template" "$tools/helm template bench $r/helm" "kustomize build" "$tools/kustomize build $r/kustomize"
+  memory "decrypt 1,000 values" "kdeploy vault decrypt" \
+    "HOME=$v KDEPLOY_NO_KEYRING=1 $kdeploy vault decrypt $v/secrets.yaml --identity $v/key.txt" \
+    "sops -d" "SOPS_AGE_KEY_FILE=$v/key.txt $tools/sops -d $v/secrets.yaml"
+  memory "diff 300 objects" "kdeploy diff" "$kd diff -n bench-kdeploy --applyset bench" \
+    "kubectl diff --server-side" "$kubectl diff --server-side -f $d/rendered.yaml"
+  memory "apply 300 objects (no-op)" "kdeploy apply" "$kd apply --yes --no-wait -n bench-kdeploy --applyset bench" \
+    "kubectl apply --server-side" "$kubectl apply --server-side -f $d/rendered.yaml"
   echo
 } >> "$results"
 
@@ -258,6 +270,9 @@ version() { "$@" 2> /dev/null | head -1; }
   echo "kustomize $(version "$tools/kustomize" version), sops $(SOPS_DISABLE_VERSION_CHECK=1 "$tools/sops" --disable-version-check --version 2> /dev/null | head -1 | cut -d' ' -f2),"
   echo "kubectl and the control plane $("$kubectl" version --client -o json | jq -r .clientVersion.gitVersion)."
   echo "ytt and kapp could not be installed here (see the script's header)."
+  echo
+  echo "Times are the median, fastest and slowest of $runs runs after one warm-up. The last column is kdeploy's"
+  echo "median divided by that command's: below 1.00, kdeploy is faster."
   echo
   cat "$results"
 } > "$repo/benches/results/compare.md"
