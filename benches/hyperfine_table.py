@@ -14,7 +14,7 @@ import sys
 def main(path):
     results = json.load(open(path))["results"]
     medians = [statistics.median(r["times"]) for r in results]
-    seconds = max(medians) >= 1.0
+    seconds = min(medians) >= 1.0
     unit, scale, digits = ("s", 1.0, 2) if seconds else ("ms", 1000.0, 1)
     reference = medians[0]
     print(f"| Command | Median [{unit}] | Min [{unit}] | Max [{unit}] | kdeploy ÷ this |")
