@@ -120,6 +120,46 @@ fn create_update_and_a_no_op_reapply() {
 }
 
 #[test]
+fn an_object_made_by_another_tool_is_planned_as_an_update_and_adopted() {
+    let d = Deploy::new("dp-adopt");
+    d.cluster
+        .kubectl()
+        .args([
+            "create",
+            "configmap",
+            "adopted",
+            "--from-literal=shared=same",
+            "-n",
+            &d.ns.name,
+        ])
+        .status()
+        .unwrap();
+    d.write(
+        "manifests/cm.yaml",
+        &config_map("adopted", "  shared: same\n  added: new\n"),
+    );
+    let diff = d.diff(&["-o", "json"]);
+    assert_eq!(diff.code, 1, "{}", diff.stderr);
+    let report: Value = serde_json::from_str(&diff.stdout).unwrap();
+    assert_eq!(
+        report["changes"][0]["operation"], "update",
+        "it exists, so it is not a create: {report}"
+    );
+    let text = d.diff(&[]);
+    assert!(
+        text.stdout.contains("+  added: new") && !text.stdout.contains("-  shared: same"),
+        "the live side is the object as it is:\n{}",
+        text.stdout
+    );
+    d.apply(&[]).ok();
+    assert_eq!(
+        d.get("configmap", "adopted").unwrap()["data"],
+        json!({"shared": "same", "added": "new"})
+    );
+    assert_eq!(d.diff(&[]).code, 0, "adopted into the set, and unchanged");
+}
+
+#[test]
 fn a_conflict_names_the_field_and_its_manager_until_forced() {
     let d = Deploy::new("dp-conflict");
     let other = config_map("shared", "  owner: team-a\n")

@@ -258,27 +258,11 @@ async fn plan_one(resources: &Resources, mut object: Json, context: &Context<'_>
     let mut params = PatchParams::apply(FIELD_MANAGER).dry_run();
     params.force = options.force_conflicts;
     let patch = Patch::Apply(&object);
-    let known = known_live.get(&reference(namespace.clone())).cloned();
-    let fetch_live = async {
-        match known {
-            Some(live) => Ok(Some(live)),
-            None => with_retries(|| api.get_opt(&name))
-                .await
-                .map(|live| live.map(|l| serde_json::to_value(l).unwrap_or(Json::Null))),
-        }
-    };
-    // The live object and the dry run are independent: ask for both at once.
-    let (live, dry_run) = tokio::join!(fetch_live, with_retries(|| api.patch(&name, &params, &patch)));
-    let live = match live {
-        Ok(live) => live,
-        Err(error) => return Ok(Err((reference(namespace), describe_api_error(&error)))),
-    };
+    let dry_run = with_retries(|| api.patch(&name, &params, &patch)).await;
     let desired = match dry_run {
         Ok(result) => serde_json::to_value(result).unwrap_or(Json::Null),
         Err(kube::Error::Api(status))
-            if status.code == 404
-                && live.is_none()
-                && namespace.as_ref().is_some_and(|ns| new_namespaces.contains(ns)) =>
+            if status.code == 404 && namespace.as_ref().is_some_and(|ns| new_namespaces.contains(ns)) =>
         {
             return Ok(Ok(pending_change(
                 namespace,
@@ -287,6 +271,17 @@ async fn plan_one(resources: &Resources, mut object: Json, context: &Context<'_>
             )));
         }
         Err(error) => return Ok(Err((reference(namespace), describe_api_error(&error)))),
+    };
+    // The live object: ApplySet members were listed already. For any other object, the dry run tells
+    // whether it exists (a dry-run create has no resourceVersion), so only objects that do are fetched:
+    // a first apply costs one dry run per object, not a GET as well.
+    let live = match known_live.get(&reference(namespace.clone())) {
+        Some(live) => Some(live.clone()),
+        None if resource_version(&desired).is_none() => None,
+        None => match with_retries(|| api.get_opt(&name)).await {
+            Ok(live) => live.map(|l| serde_json::to_value(l).unwrap_or(Json::Null)),
+            Err(error) => return Ok(Err((reference(namespace), describe_api_error(&error)))),
+        },
     };
     let (operation, live, desired) = match live {
         None => (Operation::Create, None, normalize(&object)),
@@ -309,6 +304,11 @@ async fn plan_one(resources: &Resources, mut object: Json, context: &Context<'_>
         manifest: Some(object),
         resolved: Some(resolved),
     }))
+}
+
+/// The object's `metadata.resourceVersion`, when it has one: a stored object always does.
+fn resource_version(object: &Json) -> Option<&str> {
+    object["metadata"]["resourceVersion"].as_str().filter(|v| !v.is_empty())
 }
 
 #[cfg(test)]
