@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use futures::{StreamExt as _, TryStreamExt as _};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::{Value as Json, json};
@@ -168,51 +169,62 @@ impl ApplySet {
     }
 
     /// The live members: objects of the recorded group-kinds, in the recorded namespaces, with this
-    /// set's label, that kdeploy applied.
-    pub async fn members(&self, resources: &Arc<Resources>) -> Result<Vec<Member>, ClusterError> {
+    /// set's label, that kdeploy applied. One LIST per group-kind and namespace, `concurrency` at a time.
+    pub async fn members(&self, resources: &Arc<Resources>, concurrency: usize) -> Result<Vec<Member>, ClusterError> {
         let Some((kinds, mut namespaces)) = self.recorded(resources).await? else {
             return Ok(Vec::new());
         };
         namespaces.insert(self.namespace.clone());
-        let selector = ListParams::default().labels(&format!("{PART_OF_LABEL}={}", self.id));
-        let mut members = Vec::new();
+        let mut scopes = Vec::new();
         for gk in &kinds {
             let (group, kind) = split_group_kind(gk);
             let Some(resolved) = resources.resolve_group_kind(&group, &kind).await? else {
                 continue;
             };
-            let scopes: Vec<Option<&str>> = if resolved.namespaced {
-                namespaces.iter().map(|n| Some(n.as_str())).collect()
+            if resolved.namespaced {
+                scopes.extend(namespaces.iter().map(|n| (gk, resolved.clone(), Some(n.clone()))));
             } else {
-                vec![None]
-            };
-            for namespace in scopes {
-                let api = resources.api(&resolved, namespace);
-                let list = with_retries(|| api.list(&selector))
+                scopes.push((gk, resolved, None));
+            }
+        }
+        let selector = ListParams::default().labels(&format!("{PART_OF_LABEL}={}", self.id));
+        let lists = futures::stream::iter(scopes.into_iter().map(|(gk, resolved, namespace)| {
+            let selector = &selector;
+            async move {
+                let api = resources.api(&resolved, namespace.as_deref());
+                let list = with_retries(|| api.list(selector))
                     .await
                     .map_err(|e| ClusterError::Api {
                         context: format!("listing {gk} in the ApplySet"),
                         source: e,
                     })?;
-                for item in list.items {
-                    let mut live = serde_json::to_value(&item).unwrap_or(Json::Null);
-                    // Items of a list response carry no apiVersion or kind.
-                    live["apiVersion"] = Json::String(resolved.resource.api_version.clone());
-                    live["kind"] = Json::String(resolved.resource.kind.clone());
-                    if !applied_by_kdeploy(&live) {
-                        continue;
-                    }
-                    members.push(Member {
-                        object: ObjectRef {
-                            group: group.clone(),
-                            kind: kind.clone(),
-                            namespace: item.metadata.namespace.clone(),
-                            name: item.metadata.name.clone().unwrap_or_default(),
-                        },
-                        live,
-                        resolved: resolved.clone(),
-                    });
+                Ok::<_, ClusterError>((gk, resolved, list.items))
+            }
+        }))
+        .buffered(concurrency.max(1))
+        .try_collect::<Vec<_>>()
+        .await?;
+        let mut members = Vec::new();
+        for (gk, resolved, items) in lists {
+            let (group, kind) = split_group_kind(gk);
+            for item in items {
+                let mut live = serde_json::to_value(&item).unwrap_or(Json::Null);
+                // Items of a list response carry no apiVersion or kind.
+                live["apiVersion"] = Json::String(resolved.resource.api_version.clone());
+                live["kind"] = Json::String(resolved.resource.kind.clone());
+                if !applied_by_kdeploy(&live) {
+                    continue;
                 }
+                members.push(Member {
+                    object: ObjectRef {
+                        group: group.clone(),
+                        kind: kind.clone(),
+                        namespace: item.metadata.namespace.clone(),
+                        name: item.metadata.name.clone().unwrap_or_default(),
+                    },
+                    live,
+                    resolved: resolved.clone(),
+                });
             }
         }
         Ok(members)

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use kube::api::{Patch, PatchParams};
 use serde_json::Value as Json;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
 
 use super::applyset::ApplySet;
 use super::client::with_retries;
@@ -120,13 +120,9 @@ pub async fn plan(
             ))
         })
         .collect();
-    // The set's members are listed for pruning anyway; their live state saves a GET per object.
-    let members = match applyset {
-        Some(applyset) => applyset.members(resources).await?,
-        None => Vec::new(),
-    };
-    let known_live: Arc<HashMap<ObjectRef, Json>> =
-        Arc::new(members.iter().map(|m| (m.object.clone(), m.live.clone())).collect());
+    // The set's members are listed for pruning anyway, and their live state saves a GET per object. The
+    // listing runs alongside the dry runs and is published to them when it is done.
+    let (publish_known_live, known_live) = watch::channel::<Option<Arc<KnownLive>>>(None);
     let semaphore = Arc::new(Semaphore::new(options.concurrency.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
     for (index, object) in objects.into_iter().enumerate() {
@@ -142,17 +138,36 @@ pub async fn plan(
                 default_namespace: &default_namespace,
                 new_namespaces: &new_namespaces,
                 new_kinds: &new_kinds,
-                known_live: &known_live,
+                known_live,
                 options,
             };
-            let result = plan_one(&resources, object, &context).await;
+            let result = plan_one(&resources, object, context).await;
             (index, result)
         });
     }
-    let mut results = Vec::new();
-    while let Some(joined) = tasks.join_next().await {
-        results.push(joined.map_err(|e| ClusterError::Config(format!("a planning task failed: {e}")))?);
-    }
+    let listing = async {
+        let members = match applyset {
+            Some(applyset) => applyset.members(resources, options.concurrency).await,
+            None => Ok(Vec::new()),
+        };
+        // On failure the plan fails below; the dry runs still finish, fetching what they need.
+        let known: KnownLive = members
+            .iter()
+            .flatten()
+            .map(|m| (m.object.clone(), m.live.clone()))
+            .collect();
+        publish_known_live.send_replace(Some(Arc::new(known)));
+        members
+    };
+    let planning = async {
+        let mut results = Vec::new();
+        while let Some(joined) = tasks.join_next().await {
+            results.push(joined.map_err(|e| ClusterError::Config(format!("a planning task failed: {e}")))?);
+        }
+        Ok::<_, ClusterError>(results)
+    };
+    let (members, results) = tokio::join!(listing, planning);
+    let (members, mut results) = (members?, results?);
     results.sort_by_key(|(index, _)| *index);
     let mut plan = Plan::default();
     for (_, result) in results {
@@ -187,24 +202,27 @@ pub async fn plan(
 
 type Planned = Result<Change, (ObjectRef, String)>;
 
+/// Live objects by reference.
+type KnownLive = HashMap<ObjectRef, Json>;
+
 /// What every object's planning shares.
 struct Context<'a> {
     default_namespace: &'a str,
     new_namespaces: &'a HashSet<String>,
     new_kinds: &'a HashSet<(String, String)>,
-    /// Live objects already listed (ApplySet members), by reference.
-    known_live: &'a HashMap<ObjectRef, Json>,
+    /// Live objects listed with the ApplySet's members, by reference; `None` until the listing is done.
+    known_live: watch::Receiver<Option<Arc<KnownLive>>>,
     options: PlanOptions,
 }
 
-async fn plan_one(resources: &Resources, mut object: Json, context: &Context<'_>) -> Result<Planned, ClusterError> {
+async fn plan_one(resources: &Resources, mut object: Json, context: Context<'_>) -> Result<Planned, ClusterError> {
     let Context {
         default_namespace,
         new_namespaces,
         new_kinds,
-        known_live,
+        mut known_live,
         options,
-    } = *context;
+    } = context;
     let api_version = object["apiVersion"].as_str().unwrap_or_default().to_owned();
     let kind = object["kind"].as_str().unwrap_or_default().to_owned();
     let group = api_version.rsplit_once('/').map_or("", |(g, _)| g).to_owned();
@@ -275,6 +293,10 @@ async fn plan_one(resources: &Resources, mut object: Json, context: &Context<'_>
     // The live object: ApplySet members were listed already. For any other object, the dry run tells
     // whether it exists (a dry-run create has no resourceVersion), so only objects that do are fetched:
     // a first apply costs one dry run per object, not a GET as well.
+    let known_live = match known_live.wait_for(Option::is_some).await {
+        Ok(known) => known.clone().unwrap_or_default(),
+        Err(_) => Arc::default(), // the listing was dropped: fetch instead
+    };
     let live = match known_live.get(&reference(namespace.clone())) {
         Some(live) => Some(live.clone()),
         None if resource_version(&desired).is_none() => None,
