@@ -1,6 +1,7 @@
 //! The floor for diff: only the server-side apply dry runs `kdeploy diff` sends (one per object, at
-//! kdeploy's default concurrency of 8), without rendering, GETs, comparison or output.
-//! `benches/compare.sh` times it next to `kdeploy diff`.
+//! kdeploy's default concurrency of 8), without rendering, listing, comparison or output.
+//! `benches/compare.sh` times it next to `kdeploy diff`, in the namespace kdeploy diffs, so the dry runs
+//! meet the same existing objects (a dry-run update costs the server more than a dry-run create).
 //!
 //! Usage: dry-run-floor FILE NAMESPACE   (FILE: a YAML stream of objects; KUBECONFIG selects the cluster)
 
