@@ -221,10 +221,24 @@ T
 (cd "$d" && "$kdeploy" render -n bench-kubectl -v version=2) > "$d/rendered-changed.yaml" # 30 of 300 change
 for ns in bench-kdeploy bench-kubectl; do "$kubectl" create namespace "$ns" > /dev/null; done
 empty() { echo "$kubectl delete configmap,service,deployment,secret -n $1 --all --wait=true > /dev/null 2>&1"; }
+# After the first-apply runs, the controllers are still collecting the ReplicaSets and Pods of the deleted
+# Deployments and rolling out the new ones. Let that settle (one ReplicaSet and Pod per Deployment, all
+# available) so the later timings do not share the 2 cores with it.
+settle() {
+  local deployments
+  deployments=$("$kubectl" get deployment -n "$1" --no-headers | wc -l)
+  for _ in $(seq 1 180); do
+    [ "$("$kubectl" get replicaset,pod -n "$1" --no-headers | wc -l)" -eq $((2 * deployments)) ] && break
+    sleep 1
+  done
+  "$kubectl" wait --for=condition=Available deployment --all -n "$1" --timeout=120s > /dev/null
+}
 kd="cd $d && $kdeploy"
 bench "Apply 300 objects (first apply; the namespace is emptied before each run)" \
   --prepare "$(empty bench-kdeploy)" -n "kdeploy apply --no-wait" "$kd apply --yes --no-wait -n bench-kdeploy --applyset bench" \
   --prepare "$(empty bench-kubectl)" -n "kubectl apply --server-side" "$kubectl apply --server-side -f $d/rendered.yaml"
+settle bench-kdeploy
+settle bench-kubectl
 bench "Apply 300 objects (no-op re-apply)" \
   -n "kdeploy apply --no-wait" "$kd apply --yes --no-wait -n bench-kdeploy --applyset bench" \
   -n "kubectl apply --server-side" "$kubectl apply --server-side -f $d/rendered.yaml"
