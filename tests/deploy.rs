@@ -357,6 +357,28 @@ fn a_deployment_rollout_is_awaited_to_available() {
     );
 }
 
+/// A StatefulSet whose pods change only when deleted (OnDelete) keeps its old revision after a spec
+/// change; waiting for a revision roll-out would never end, so kdeploy waits for ready pods.
+#[test]
+fn an_on_delete_stateful_set_is_ready_without_a_roll_out() {
+    let d = Deploy::new("dp-ondelete");
+    let set = |image: &str| {
+        format!(
+            "apiVersion: apps/v1\nkind: StatefulSet\nmetadata:\n  name: db\nspec:\n  replicas: 2\n  serviceName: db\n  updateStrategy: {{type: OnDelete}}\n  selector: {{matchLabels: {{app: db}}}}\n  template:\n    metadata: {{labels: {{app: db}}}}\n    spec:\n      containers: [{{name: db, image: \"{image}\"}}]\n"
+        )
+    };
+    d.write("manifests/db.yaml", &set("postgres:16"));
+    d.apply(&["--timeout", "60s"]).ok();
+    assert_eq!(d.get("statefulset", "db").unwrap()["status"]["readyReplicas"], 2);
+    d.write("manifests/db.yaml", &set("postgres:17"));
+    d.apply(&["--timeout", "20s"]).ok();
+    let status = d.get("statefulset", "db").unwrap()["status"].clone();
+    assert_ne!(
+        status["currentRevision"], status["updateRevision"],
+        "the pods kept the old revision, as OnDelete means: {status}"
+    );
+}
+
 #[test]
 fn a_rollout_that_never_becomes_ready_times_out_with_a_reason() {
     let d = Deploy::new("dp-stuck");

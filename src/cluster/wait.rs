@@ -83,19 +83,41 @@ pub fn readiness(kind: &str, object: &Json) -> Readiness {
                 ))
             }
         }
+        // As `kubectl rollout status`, except that OnDelete sets are ready once their pods are (their
+        // pods change only when deleted, so there is no roll-out to wait for) rather than an error.
         "StatefulSet" => {
             let ready = int(&status["readyReplicas"]);
-            let rolled = status["updateRevision"].is_null() || status["updateRevision"] == status["currentRevision"];
-            if observed >= generation && ready >= spec_replicas && rolled {
+            if observed < generation || observed == 0 {
+                return Readiness::Progressing("waiting for the controller to see the new spec".into());
+            }
+            if ready < spec_replicas {
+                return Readiness::Progressing(format!("{ready}/{spec_replicas} ready"));
+            }
+            let strategy = &object["spec"]["updateStrategy"];
+            if strategy["type"] == "OnDelete" {
+                return Readiness::Ready;
+            }
+            let updated = int(&status["updatedReplicas"]);
+            if let Some(partition) = strategy["rollingUpdate"]["partition"].as_i64() {
+                // Pods below the partition keep the old revision on purpose.
+                let wanted = (spec_replicas - partition).max(0);
+                return if updated >= wanted {
+                    Readiness::Ready
+                } else {
+                    Readiness::Progressing(format!("{updated}/{wanted} updated (partition {partition})"))
+                };
+            }
+            if status["updateRevision"].is_null() || status["updateRevision"] == status["currentRevision"] {
                 Readiness::Ready
             } else {
-                Readiness::Progressing(format!("{ready}/{spec_replicas} ready"))
+                Readiness::Progressing(format!("{updated}/{spec_replicas} updated"))
             }
         }
         "DaemonSet" => {
             let desired = int(&status["desiredNumberScheduled"]);
             let (updated, available) = (int(&status["updatedNumberScheduled"]), int(&status["numberAvailable"]));
-            if observed >= generation && updated >= desired && available >= desired {
+            let on_delete = object["spec"]["updateStrategy"]["type"] == "OnDelete";
+            if observed >= generation && (on_delete || updated >= desired) && available >= desired {
                 Readiness::Ready
             } else {
                 Readiness::Progressing(format!("{updated}/{desired} updated, {available}/{desired} available"))
@@ -252,5 +274,53 @@ mod tests {
         assert!(matches!(readiness("Job", &failed), Readiness::Failed(m) if m.contains("BackoffLimitExceeded")));
         let done = json!({"status": {"conditions": [{"type": "Complete", "status": "True"}]}});
         assert_eq!(readiness("Job", &done), Readiness::Ready);
+    }
+
+    #[test]
+    fn stateful_sets_follow_their_update_strategy() {
+        let set = |strategy: serde_json::Value, status: serde_json::Value| json!({"metadata": {"generation": 2}, "spec": {"replicas": 3, "updateStrategy": strategy}, "status": status});
+        let mid_roll = json!({"observedGeneration": 2, "readyReplicas": 3, "updatedReplicas": 1,
+            "currentRevision": "web-1", "updateRevision": "web-2"});
+        assert_eq!(
+            readiness("StatefulSet", &set(json!({"type": "RollingUpdate"}), mid_roll.clone())),
+            Readiness::Progressing("1/3 updated".into())
+        );
+        // A partition of 2 keeps two pods at the old revision: one updated pod is the whole roll-out.
+        let partitioned = json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 2}});
+        assert_eq!(
+            readiness("StatefulSet", &set(partitioned.clone(), mid_roll.clone())),
+            Readiness::Ready
+        );
+        let none_updated = json!({"observedGeneration": 2, "readyReplicas": 3, "updatedReplicas": 0});
+        assert_eq!(
+            readiness("StatefulSet", &set(partitioned, none_updated)),
+            Readiness::Progressing("0/1 updated (partition 2)".into())
+        );
+        // OnDelete: pods change when deleted, so ready pods are all there is to wait for.
+        assert_eq!(
+            readiness("StatefulSet", &set(json!({"type": "OnDelete"}), mid_roll)),
+            Readiness::Ready
+        );
+        let unready = json!({"observedGeneration": 2, "readyReplicas": 1});
+        assert_eq!(
+            readiness("StatefulSet", &set(json!({"type": "OnDelete"}), unready)),
+            Readiness::Progressing("1/3 ready".into())
+        );
+        let unseen = json!({"observedGeneration": 1, "readyReplicas": 3});
+        assert!(matches!(
+            readiness("StatefulSet", &set(json!({"type": "OnDelete"}), unseen)),
+            Readiness::Progressing(_)
+        ));
+    }
+
+    #[test]
+    fn on_delete_daemon_sets_need_available_pods_not_updated_ones() {
+        let status = json!({"observedGeneration": 2, "desiredNumberScheduled": 2, "updatedNumberScheduled": 0, "numberAvailable": 2});
+        let with = |strategy: &str| json!({"metadata": {"generation": 2}, "spec": {"updateStrategy": {"type": strategy}}, "status": status});
+        assert_eq!(readiness("DaemonSet", &with("OnDelete")), Readiness::Ready);
+        assert_eq!(
+            readiness("DaemonSet", &with("RollingUpdate")),
+            Readiness::Progressing("0/2 updated, 2/2 available".into())
+        );
     }
 }
