@@ -122,18 +122,15 @@ fn create_update_and_a_no_op_reapply() {
 #[test]
 fn an_object_made_by_another_tool_is_planned_as_an_update_and_adopted() {
     let d = Deploy::new("dp-adopt");
-    d.cluster
-        .kubectl()
-        .args([
-            "create",
-            "configmap",
-            "adopted",
-            "--from-literal=shared=same",
-            "-n",
-            &d.ns.name,
-        ])
-        .status()
-        .unwrap();
+    run(d.cluster.kubectl().args([
+        "create",
+        "configmap",
+        "adopted",
+        "--from-literal=shared=same",
+        "-n",
+        &d.ns.name,
+    ]))
+    .ok();
     d.write(
         "manifests/cm.yaml",
         &config_map("adopted", "  shared: same\n  added: new\n"),
