@@ -272,7 +272,8 @@ pub struct ClusterArgs {
     pub concurrency: usize,
 
     /// The ApplySet (the set of objects kdeploy manages and prunes): the name of its parent Secret in
-    /// the default namespace (default: kdeploy, or kdeploy-TARGET)
+    /// the default namespace (default: kdeploy-NAME from the project's `name:`, or kdeploy-NAME-TARGET;
+    /// an unnamed project has none and never prunes)
     #[arg(long, value_name = "NAME")]
     pub applyset: Option<String>,
 

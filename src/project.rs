@@ -3,6 +3,7 @@
 //! namespace. Paths in it are relative to the file. Unknown keys are errors.
 //!
 //! ```yaml
+//! name: shop                  # the project's identity: its ApplySet, what it may prune
 //! templates: [manifests]
 //! values: [values.yaml]
 //! env_files: [.env]
@@ -46,11 +47,21 @@ pub enum ProjectError {
     },
     #[error("--target {0} needs a project file (kdeploy.yaml) that defines it")]
     TargetWithoutProject(String),
+    #[error("{}: {what} `{name}` is not a valid project name: {why}", path.display())]
+    InvalidName {
+        path: PathBuf,
+        what: String,
+        name: String,
+        why: &'static str,
+    },
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ProjectConfig {
+    /// The project's identity on a cluster: its ApplySet derives from it, and only objects of that set
+    /// are ever pruned.
+    pub name: Option<String>,
     #[serde(default)]
     pub templates: Vec<PathBuf>,
     #[serde(default)]
@@ -70,6 +81,8 @@ pub struct ProjectConfig {
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct TargetConfig {
+    /// The identity of this target's deployments (default: NAME-TARGET).
+    pub name: Option<String>,
     pub context: Option<String>,
     pub namespace: Option<String>,
     #[serde(default)]
@@ -100,6 +113,9 @@ pub struct Selection {
     pub context: Option<String>,
     pub target: Option<String>,
     pub project_file: Option<PathBuf>,
+    /// The identity of what is deployed: the project's `name:`, per target `NAME-TARGET` or the
+    /// target's own `name:`. None for an unnamed project, which never prunes.
+    pub identity: Option<String>,
 }
 
 impl Project {
@@ -119,13 +135,19 @@ impl Project {
         } else {
             dir
         };
-        for name in config.targets.keys() {
+        for (name, target) in &config.targets {
             if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
                 return Err(ProjectError::Unlocated {
                     path: file.to_path_buf(),
                     message: format!("target name `{name}` may only contain letters, digits, `-` and `_`"),
                 });
             }
+            if let Some(own) = &target.name {
+                check_name(file, &format!("targets.{name}.name"), own)?;
+            }
+        }
+        if let Some(name) = &config.name {
+            check_name(file, "name", name)?;
         }
         Ok(Project {
             file: file.to_path_buf(),
@@ -244,6 +266,7 @@ impl Project {
             context: None,
             target: None,
             project_file: Some(self.file.clone()),
+            identity: config.name.clone(),
         };
         if let Some(name) = target {
             let target = config.targets.get(name).ok_or_else(|| ProjectError::UnknownTarget {
@@ -259,8 +282,57 @@ impl Project {
             }
             selection.context = target.context.clone();
             selection.target = Some(name.to_owned());
+            selection.identity = match (&target.name, &config.name) {
+                (Some(own), _) => Some(own.clone()),
+                (None, Some(project)) => {
+                    let derived = format!("{project}-{name}");
+                    check_name(&self.file, &format!("`name` + target `{name}`"), &derived).map_err(|_| {
+                        ProjectError::InvalidName {
+                            path: self.file.clone(),
+                            what: format!("the identity derived for target `{name}`"),
+                            name: derived.clone(),
+                            why: "set `name:` on the target to a lowercase name (letters, digits, `-`)",
+                        }
+                    })?;
+                    Some(derived)
+                }
+                (None, None) => None,
+            };
         }
         Ok(selection)
+    }
+}
+
+/// The longest project name: the ApplySet parent `kdeploy-NAME` must stay a valid label value.
+pub const MAX_NAME_LENGTH: usize = 55;
+
+/// A project name is a DNS label, as Kubernetes names are: lowercase letters, digits and `-`.
+pub fn name_problem(name: &str) -> Option<&'static str> {
+    if name.is_empty() {
+        Some("it is empty")
+    } else if name.len() > MAX_NAME_LENGTH {
+        Some("it is longer than 55 characters")
+    } else if !name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        Some("use lowercase letters, digits and `-` only")
+    } else if name.starts_with('-') || name.ends_with('-') {
+        Some("it must start and end with a letter or digit")
+    } else {
+        None
+    }
+}
+
+fn check_name(file: &Path, what: &str, name: &str) -> Result<(), ProjectError> {
+    match name_problem(name) {
+        Some(why) => Err(ProjectError::InvalidName {
+            path: file.to_path_buf(),
+            what: what.to_owned(),
+            name: name.to_owned(),
+            why,
+        }),
+        None => Ok(()),
     }
 }
 
@@ -313,6 +385,30 @@ mod tests {
         assert_eq!(prod.context.as_deref(), Some("prod-ctx"));
         let err = p.select(Some("staging")).unwrap_err().to_string();
         assert!(err.contains("defined targets: prod"), "{err}");
+    }
+
+    #[test]
+    fn the_identity_is_the_name_per_target_name_target_unless_the_target_sets_one() {
+        let p = project("name: shop\ntargets:\n  dev: {}\n  prod: {name: shop-live}\n").unwrap();
+        assert_eq!(p.select(None).unwrap().identity.as_deref(), Some("shop"));
+        assert_eq!(p.select(Some("dev")).unwrap().identity.as_deref(), Some("shop-dev"));
+        assert_eq!(p.select(Some("prod")).unwrap().identity.as_deref(), Some("shop-live"));
+        let unnamed = project("targets:\n  dev: {}\n").unwrap();
+        assert_eq!(unnamed.select(Some("dev")).unwrap().identity, None);
+    }
+
+    #[test]
+    fn names_that_cannot_name_an_applyset_are_refused() {
+        for bad in ["Shop", "shop_web", "-shop", "shop-", "", &"x".repeat(56)] {
+            let err = project(&format!("name: '{bad}'\n")).unwrap_err().to_string();
+            assert!(err.contains("not a valid project name"), "{bad}: {err}");
+        }
+        let p = project("name: shop\ntargets:\n  EU_1: {}\n").unwrap();
+        let err = p.select(Some("EU_1")).unwrap_err().to_string();
+        assert!(
+            err.contains("shop-EU_1") && err.contains("set `name:` on the target"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -4,6 +4,9 @@
 //!
 //! A member must also show in its managedFields that kdeploy applied it: an object that merely copies
 //! the label is left alone.
+//!
+//! The parent records the project it belongs to (`kdeploy.dev/project`). A parent recorded for another
+//! project is refused, never adopted, so one project can never prune another's objects through it.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -18,7 +21,7 @@ use sha2::{Digest, Sha256};
 
 use super::client::with_retries;
 use super::resources::{Resolved, Resources};
-use super::{ClusterError, FIELD_MANAGER};
+use super::{ClusterError, FIELD_MANAGER, describe_api_error};
 use crate::manifest::ObjectRef;
 
 pub const PART_OF_LABEL: &str = "applyset.kubernetes.io/part-of";
@@ -27,6 +30,8 @@ const TOOLING_ANNOTATION: &str = "applyset.kubernetes.io/tooling";
 const KINDS_ANNOTATION: &str = "applyset.kubernetes.io/contains-group-kinds";
 const NAMESPACES_ANNOTATION: &str = "applyset.kubernetes.io/additional-namespaces";
 const PARENT_FIELD_MANAGER: &str = "kdeploy-applyset";
+/// The project a parent belongs to.
+pub const PROJECT_ANNOTATION: &str = "kdeploy.dev/project";
 
 /// An ApplySet whose parent is a Secret.
 #[derive(Debug, Clone)]
@@ -34,6 +39,27 @@ pub struct ApplySet {
     pub name: String,
     pub namespace: String,
     pub id: String,
+    /// The project this set belongs to, recorded in the parent; none for a set named only by
+    /// `--applyset`.
+    pub project: Option<String>,
+}
+
+/// Who owns an ApplySet that is not ours, as far as the cluster tells.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    pub id: String,
+    /// The parent Secret (`namespace/name`) and the project it records, when the parent could be found.
+    pub parent: Option<(String, Option<String>)>,
+}
+
+impl std::fmt::Display for Owner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.parent {
+            Some((parent, Some(project))) => write!(f, "project `{project}` (ApplySet parent Secret {parent})"),
+            Some((parent, None)) => write!(f, "the ApplySet whose parent is Secret {parent}"),
+            None => write!(f, "another ApplySet ({})", self.id),
+        }
+    }
 }
 
 /// A live member of the set.
@@ -69,15 +95,20 @@ fn applied_by_kdeploy(object: &Json) -> bool {
 }
 
 impl ApplySet {
-    /// The set named `name` whose parent Secret lives in `namespace`; the ID follows kubectl's
-    /// `base64url(sha256(name.namespace.Secret.))`.
-    pub fn new(name: &str, namespace: &str) -> ApplySet {
-        let digest = Sha256::digest(format!("{name}.{namespace}.Secret.").as_bytes());
+    /// The set named `name` whose parent Secret lives in `namespace`, belonging to `project`; the ID
+    /// follows kubectl's `base64url(sha256(name.namespace.Secret.))`.
+    pub fn new(name: &str, namespace: &str, project: Option<&str>) -> ApplySet {
         ApplySet {
             name: name.to_owned(),
             namespace: namespace.to_owned(),
-            id: format!("applyset-{}-v1", URL_SAFE_NO_PAD.encode(digest)),
+            id: applyset_id(name, namespace),
+            project: project.map(str::to_owned),
         }
+    }
+
+    /// The parent Secret's name for a project identity.
+    pub fn parent_name(identity: &str) -> String {
+        format!("kdeploy-{identity}")
     }
 
     /// Adds the part-of label to a manifest object.
@@ -122,6 +153,19 @@ impl ApplySet {
                 self.name, self.namespace
             )));
         }
+        if let Some(recorded) = annotations.get(PROJECT_ANNOTATION)
+            && Some(recorded) != self.project.as_ref()
+        {
+            let this = match &self.project {
+                Some(project) => format!("this is project `{project}`"),
+                None => "this project has no name".to_owned(),
+            };
+            return Err(ClusterError::Config(format!(
+                "the ApplySet Secret/{} in {} belongs to project `{recorded}`, and {this}; kdeploy never adopts another project's set. \
+                 Run from project `{recorded}`, or give this project its own set (`name:` in kdeploy.yaml, or another --applyset)",
+                self.name, self.namespace
+            )));
+        }
         let split = |name: &str| -> BTreeSet<String> {
             annotations
                 .get(name)
@@ -131,15 +175,10 @@ impl ApplySet {
         Ok(Some((split(KINDS_ANNOTATION), split(NAMESPACES_ANNOTATION))))
     }
 
-    /// Writes the parent with the given group-kinds and namespaces (server-side apply).
-    pub async fn write_parent(
-        &self,
-        resources: &Resources,
-        kinds: &BTreeSet<String>,
-        namespaces: &BTreeSet<String>,
-    ) -> Result<(), ClusterError> {
+    /// The parent Secret recording the given group-kinds and namespaces.
+    fn parent(&self, kinds: &BTreeSet<String>, namespaces: &BTreeSet<String>) -> Json {
         let extra: Vec<&String> = namespaces.iter().filter(|n| **n != self.namespace).collect();
-        let parent = json!({
+        let mut parent = json!({
             "apiVersion": "v1",
             "kind": "Secret",
             "metadata": {
@@ -154,6 +193,39 @@ impl ApplySet {
             },
             "type": "Opaque",
         });
+        if let Some(project) = &self.project {
+            parent["metadata"]["annotations"][PROJECT_ANNOTATION] = Json::String(project.clone());
+        }
+        parent
+    }
+
+    /// Checks with a server-side dry run that the parent can be written, before anything is applied.
+    /// A namespace that `new_namespaces` (this apply's) holds is fine; any other refusal is an error.
+    pub async fn check_parent(&self, resources: &Resources, new_namespaces: &BTreeSet<String>) -> Result<(), String> {
+        let parent = self.parent(&BTreeSet::new(), &BTreeSet::new());
+        let api = self.parents(resources);
+        let params = PatchParams::apply(PARENT_FIELD_MANAGER).force().dry_run();
+        let patch = Patch::Apply(&parent);
+        match with_retries(|| api.patch(&self.name, &params, &patch)).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 404 && new_namespaces.contains(&self.namespace) => Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 404 => Err(format!(
+                "namespace `{}` does not exist and this apply does not create it, so the ApplySet parent cannot be written there; \
+                 create it, add it to the manifests, or choose the default namespace with -n or `namespace:` in kdeploy.yaml",
+                self.namespace
+            )),
+            Err(error) => Err(describe_api_error(&error)),
+        }
+    }
+
+    /// Writes the parent with the given group-kinds and namespaces (server-side apply).
+    pub async fn write_parent(
+        &self,
+        resources: &Resources,
+        kinds: &BTreeSet<String>,
+        namespaces: &BTreeSet<String>,
+    ) -> Result<(), ClusterError> {
+        let parent = self.parent(kinds, namespaces);
         let api = self.parents(resources);
         let params = PatchParams::apply(PARENT_FIELD_MANAGER).force();
         let patch = Patch::Apply(&parent);
@@ -231,13 +303,51 @@ impl ApplySet {
     }
 }
 
+/// kubectl's ApplySet ID: `applyset-base64url(sha256(name.namespace.Secret.))-v1`.
+fn applyset_id(name: &str, namespace: &str) -> String {
+    let digest = Sha256::digest(format!("{name}.{namespace}.Secret.").as_bytes());
+    format!("applyset-{}-v1", URL_SAFE_NO_PAD.encode(digest))
+}
+
+/// The ApplySet an object is labelled as part of, if any.
+pub fn part_of(object: &Json) -> Option<&str> {
+    object["metadata"]["labels"][PART_OF_LABEL].as_str()
+}
+
+/// Finds who owns the ApplySet `id`: its parent Secret, found by label across namespaces, and the project
+/// that parent records. Without permission to list Secrets cluster-wide, only the ID is known.
+pub async fn owner(resources: &Resources, id: &str) -> Owner {
+    let api: Api<Secret> = Api::all(resources.client());
+    let selector = ListParams::default().labels(&format!("{ID_LABEL}={id}"));
+    let parent = with_retries(|| api.list_metadata(&selector))
+        .await
+        .ok()
+        .and_then(|list| list.items.into_iter().next())
+        .map(|parent| {
+            let place = format!(
+                "{}/{}",
+                parent.metadata.namespace.clone().unwrap_or_default(),
+                parent.metadata.name.clone().unwrap_or_default()
+            );
+            let project = parent
+                .metadata
+                .annotations
+                .and_then(|mut a| a.remove(PROJECT_ANNOTATION));
+            (place, project)
+        });
+    Owner {
+        id: id.to_owned(),
+        parent,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn the_id_follows_kubectls_formula() {
-        let set = ApplySet::new("my-set", "team");
+        let set = ApplySet::new("my-set", "team", None);
         let digest = Sha256::digest(b"my-set.team.Secret.");
         assert_eq!(set.id, format!("applyset-{}-v1", URL_SAFE_NO_PAD.encode(digest)));
         assert_eq!(group_kind("", "ConfigMap"), "ConfigMap");

@@ -10,7 +10,7 @@ use kube::api::{Patch, PatchParams};
 use serde_json::Value as Json;
 use tokio::sync::{Semaphore, watch};
 
-use super::applyset::ApplySet;
+use super::applyset::{ApplySet, part_of};
 use super::client::with_retries;
 use super::resources::{Resolved, Resources};
 use super::{ClusterError, FIELD_MANAGER, describe_api_error};
@@ -42,6 +42,9 @@ pub struct Change {
     /// The manifest object to apply (with the ApplySet label and namespace set).
     pub manifest: Option<Json>,
     pub resolved: Option<Resolved>,
+    /// The ApplySet the live object belongs to, when that is not this apply's set: another project's
+    /// object, which is never changed without --force-conflicts.
+    pub claimed_by: Option<String>,
 }
 
 /// The plan, and the objects the server refused in the dry run.
@@ -132,9 +135,11 @@ pub async fn plan(
         let new_namespaces = new_namespaces.clone();
         let new_kinds = new_kinds.clone();
         let known_live = known_live.clone();
+        let applyset_id = applyset.map(|set| set.id.clone());
         tasks.spawn(async move {
             let _permit = semaphore.acquire_owned().await;
             let context = Context {
+                applyset_id: applyset_id.as_deref(),
                 default_namespace: &default_namespace,
                 new_namespaces: &new_namespaces,
                 new_kinds: &new_kinds,
@@ -193,6 +198,7 @@ pub async fn plan(
                     pending: None,
                     manifest: None,
                     resolved: Some(member.resolved),
+                    claimed_by: None,
                 });
             }
         }
@@ -207,6 +213,8 @@ type KnownLive = HashMap<ObjectRef, Json>;
 
 /// What every object's planning shares.
 struct Context<'a> {
+    /// This apply's ApplySet; none for an unnamed project, to which every labelled object is foreign.
+    applyset_id: Option<&'a str>,
     default_namespace: &'a str,
     new_namespaces: &'a HashSet<String>,
     new_kinds: &'a HashSet<(String, String)>,
@@ -217,6 +225,7 @@ struct Context<'a> {
 
 async fn plan_one(resources: &Resources, mut object: Json, context: Context<'_>) -> Result<Planned, ClusterError> {
     let Context {
+        applyset_id,
         default_namespace,
         new_namespaces,
         new_kinds,
@@ -241,6 +250,7 @@ async fn plan_one(resources: &Resources, mut object: Json, context: Context<'_>)
         pending: Some(reason),
         manifest: Some(object),
         resolved: None,
+        claimed_by: None,
     };
     let Some(resolved) = resources.resolve(&api_version, &kind).await? else {
         let namespace = object["metadata"]["namespace"].as_str().map(str::to_owned);
@@ -305,6 +315,11 @@ async fn plan_one(resources: &Resources, mut object: Json, context: Context<'_>)
             Err(error) => return Ok(Err((reference(namespace), describe_api_error(&error)))),
         },
     };
+    let claimed_by = live
+        .as_ref()
+        .and_then(part_of)
+        .filter(|owner| Some(*owner) != applyset_id)
+        .map(str::to_owned);
     let (operation, live, desired) = match live {
         None => (Operation::Create, None, normalize(&object)),
         Some(live) => {
@@ -325,6 +340,7 @@ async fn plan_one(resources: &Resources, mut object: Json, context: Context<'_>)
         pending: None,
         manifest: Some(object),
         resolved: Some(resolved),
+        claimed_by,
     }))
 }
 

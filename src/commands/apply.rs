@@ -62,10 +62,11 @@ async fn run_async(args: &ApplyArgs) -> anyhow::Result<ExitCode> {
     };
     let (desired_kinds, desired_namespaces) = prepared.desired_scope();
     let resources = &prepared.resources;
-    let applyset = &prepared.applyset;
+    let applyset = prepared.applyset.as_ref();
     let mut report = ApplyReport::default();
     if changing {
         report = apply(resources, &plan.changes, options, async || {
+            let Some(applyset) = applyset else { return Ok(()) };
             // Record every kind and namespace the set may span before any member is applied, so a
             // failure part-way still leaves each member findable for pruning later.
             let (mut kinds, mut namespaces) = applyset
@@ -81,7 +82,13 @@ async fn run_async(args: &ApplyArgs) -> anyhow::Result<ExitCode> {
                 .map_err(|e| e.to_string())
         })
         .await;
-        if report.failure.is_none() && report.kept.is_empty() {
+        // Only a complete prune narrows the parent to what stays; otherwise it keeps every kind and
+        // namespace that may still hold members.
+        if let Some(applyset) = applyset
+            && report.failure.is_none()
+            && report.kept.is_empty()
+            && prepared.prune_off.is_none()
+        {
             applyset
                 .write_parent(resources, &desired_kinds, &desired_namespaces)
                 .await?;
@@ -110,7 +117,7 @@ async fn run_async(args: &ApplyArgs) -> anyhow::Result<ExitCode> {
     let summary = if json_output {
         let report_json = json!({
             "context": prepared.context,
-            "applyset": applyset.id,
+            "applyset": applyset.map(|set| &set.id),
             "applied": report.applied.iter().map(|(o, op)| json!({"object": o, "operation": op})).collect::<Vec<_>>(),
             "pruned": report.pruned,
             "kept": report.kept,

@@ -1,25 +1,61 @@
-//! What `diff` and `apply` share: render, connect to the target's cluster, label the objects for the
-//! ApplySet, and plan with server-side dry runs.
+//! What `diff` and `apply` share: render, connect to the target's cluster, choose the ApplySet from the
+//! project's identity, label the objects for it, and plan with server-side dry runs, the ApplySet parent
+//! and other projects' claims included, so that every refusal comes before anything is written.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use serde_json::Value as Json;
 
 use super::{Inputs, RenderedInputs};
 use crate::cli::{ClusterArgs, InputArgs};
-use crate::cluster::applyset::{ApplySet, group_kind};
+use crate::cluster::applyset::{ApplySet, group_kind, owner};
 use crate::cluster::client::{ConnectOptions, connect};
 use crate::cluster::plan::{Operation, Plan, PlanOptions, plan};
 use crate::cluster::resources::Resources;
+use crate::manifest::ObjectRef;
+use crate::ui;
 
 /// A rendered manifest planned against a cluster.
 pub struct Prepared {
     pub rendered: RenderedInputs,
     pub context: String,
     pub resources: Arc<Resources>,
-    pub applyset: ApplySet,
+    /// The set this apply records its objects in; none for an unnamed project.
+    pub applyset: Option<ApplySet>,
+    /// Why nothing is pruned this time, when nothing is.
+    pub prune_off: Option<String>,
     pub plan: Plan,
+}
+
+/// Which ApplySet the objects belong to, and whether pruning is safe: only a named project, or an
+/// explicit `--applyset`, can prove which objects are its own, and only the whole project can say
+/// which of them left.
+fn choose_applyset(inputs: &Inputs, flag: Option<&str>, namespace: &str) -> (Option<ApplySet>, Option<String>) {
+    let identity = inputs.selection.identity.as_deref();
+    if let Some(name) = flag {
+        return (Some(ApplySet::new(name, namespace, identity)), None);
+    }
+    let Some(identity) = identity else {
+        let why = match &inputs.project {
+            Some((file, _)) => format!(
+                "{} has no `name:`, so kdeploy cannot tell this project's objects from another's; objects that \
+                 leave it are not pruned. Add `name: NAME` to it (or pass --applyset NAME) to prune",
+                file.display()
+            ),
+            None => "there is no kdeploy.yaml naming this project, so kdeploy cannot tell its objects from \
+                     another's; objects that leave it are not pruned. Create one with `name: NAME` (or pass --applyset NAME) to prune"
+                .to_owned(),
+        };
+        return (None, Some(why));
+    };
+    let applyset = ApplySet::new(&ApplySet::parent_name(identity), namespace, Some(identity));
+    let prune_off = inputs.explicit_templates.then(|| {
+        "the templates named on the command line are only part of the project, so nothing is pruned; \
+         apply the whole project to prune (or pass --applyset NAME to manage these templates as a set of their own)"
+            .to_owned()
+    });
+    (Some(applyset), prune_off)
 }
 
 impl Prepared {
@@ -44,7 +80,9 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 pub async fn prepare(input: &InputArgs, cluster_args: &ClusterArgs) -> anyhow::Result<Prepared> {
-    let rendered = Inputs::gather(input)?.render()?;
+    let inputs = Inputs::gather(input)?;
+    ui::note(&inputs.project_line());
+    let rendered = inputs.render()?;
     let selection = &rendered.inputs.selection;
     let options = ConnectOptions {
         kubeconfig: cluster_args.kubeconfig.clone(),
@@ -53,37 +91,100 @@ pub async fn prepare(input: &InputArgs, cluster_args: &ClusterArgs) -> anyhow::R
     };
     let cluster = connect(&options).await?;
     let namespace = selection.namespace.clone().unwrap_or_else(|| cluster.namespace.clone());
-    let applyset_name = cluster_args
-        .applyset
-        .clone()
-        .unwrap_or_else(|| match &selection.target {
-            Some(target) => format!("kdeploy-{target}"),
-            None => "kdeploy".to_owned(),
-        });
-    let applyset = ApplySet::new(&applyset_name, &namespace);
+    let (applyset, prune_off) = choose_applyset(&rendered.inputs, cluster_args.applyset.as_deref(), &namespace);
+    match &applyset {
+        Some(set) => ui::note(&format!(
+            "context {} · ApplySet Secret/{} in {}{}",
+            cluster.context,
+            set.name,
+            set.namespace,
+            set.project
+                .as_ref()
+                .map_or_else(String::new, |p| format!(" (project {p})"))
+        )),
+        None => ui::note(&format!("context {} · no ApplySet", cluster.context)),
+    }
+    if let Some(why) = &prune_off {
+        ui::note(&format!("not pruning: {why}"));
+    }
     let objects: Vec<Json> = rendered
         .manifest
         .objects
         .iter()
         .map(|o| {
             let mut value = o.value.clone();
-            applyset.label(&mut value);
+            if let Some(set) = &applyset {
+                set.label(&mut value);
+            }
             value
         })
+        .collect();
+    let new_namespaces: BTreeSet<String> = objects
+        .iter()
+        .filter(|o| o["kind"] == "Namespace" && o["apiVersion"] == "v1")
+        .filter_map(|o| o["metadata"]["name"].as_str().map(str::to_owned))
         .collect();
     let resources = Arc::new(Resources::new(cluster.client.clone()));
     let plan_options = PlanOptions {
         concurrency: cluster_args.concurrency,
         force_conflicts: cluster_args.force_conflicts,
     };
-    let plan = plan(&resources, objects, &namespace, Some(&applyset), plan_options).await?;
+    let mut plan = plan(&resources, objects, &namespace, applyset.as_ref(), plan_options).await?;
+    if prune_off.is_some() {
+        plan.changes.retain(|c| c.operation != Operation::Prune);
+    }
+    if let Some(set) = &applyset
+        && let Err(message) = set.check_parent(&resources, &new_namespaces).await
+    {
+        let parent = ObjectRef {
+            group: String::new(),
+            kind: "Secret".into(),
+            namespace: Some(set.namespace.clone()),
+            name: format!("{} (the ApplySet parent)", set.name),
+        };
+        plan.failures.push((parent, message));
+    }
+    refuse_or_take_over_claims(&resources, &mut plan, cluster_args.force_conflicts).await;
     Ok(Prepared {
         rendered,
         context: cluster.context,
         resources,
         applyset,
+        prune_off,
         plan,
     })
+}
+
+/// Objects that belong to another ApplySet are another project's: each is a refusal naming its owner,
+/// unless `--force-conflicts` takes them over (which is also how a renamed project moves its objects).
+async fn refuse_or_take_over_claims(resources: &Resources, plan: &mut Plan, force: bool) {
+    let mut owners = BTreeMap::new();
+    for change in &plan.changes {
+        if let Some(id) = &change.claimed_by
+            && !owners.contains_key(id)
+        {
+            owners.insert(id.clone(), owner(resources, id).await);
+        }
+    }
+    for change in &plan.changes {
+        let Some(owner) = change.claimed_by.as_ref().and_then(|id| owners.get(id)) else {
+            continue;
+        };
+        if force {
+            ui::note(&format!(
+                "taking over {} from {owner} (--force-conflicts)",
+                change.object
+            ));
+        } else {
+            plan.failures.push((
+                change.object.clone(),
+                format!(
+                    "it belongs to {owner}, and kdeploy never changes another project's objects; remove it from \
+                     these manifests, or take it over with --force-conflicts (after renaming a project, that is how its objects move)"
+                ),
+            ));
+        }
+    }
 }
 
 /// The server's refusals, one a line.

@@ -40,7 +40,7 @@ pub fn run(args: &DiffArgs) -> anyhow::Result<ExitCode> {
                 .collect();
             let report = json!({
                 "context": prepared.context,
-                "applyset": prepared.applyset.id,
+                "applyset": prepared.applyset.as_ref().map(|set| &set.id),
                 "changes": changes,
                 "has_changes": plan.has_changes(),
             });

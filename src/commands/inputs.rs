@@ -16,10 +16,26 @@ use crate::vault::identity::IdentityChain;
 use crate::vault::redact::Redactor;
 use crate::vault::{self, Secrets};
 
+/// How the project in use was chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProjectOrigin {
+    /// `-p`/`--project` or `KDEPLOY_PROJECT`.
+    Flag,
+    /// A PATH argument that is a project folder or file.
+    Path,
+    /// `./kdeploy.yaml`, found in the working directory.
+    WorkingDirectory,
+}
+
 /// Everything a render reads, resolved.
 #[derive(Debug)]
 pub struct Inputs {
     pub selection: Selection,
+    /// The project file in use and how it was chosen.
+    pub project: Option<(PathBuf, ProjectOrigin)>,
+    /// Templates named on the command line replace the project's: the objects are then a part of the
+    /// project at most, never the whole of it.
+    pub explicit_templates: bool,
     pub values: Values,
     pub env: Env,
     pub secrets: Secrets,
@@ -37,12 +53,14 @@ pub struct RenderedInputs {
 impl Inputs {
     pub fn gather(args: &InputArgs) -> anyhow::Result<Inputs> {
         let mut template_paths: Vec<PathBuf> = args.paths.iter().chain(&args.files).cloned().collect();
-        let project_file = match &args.project {
-            Some(file) => Some(file.clone()),
-            None => take_project_path(&mut template_paths).or_else(|| Project::find_in(Path::new("."))),
+        let project = match &args.project {
+            Some(file) => Some((file.clone(), ProjectOrigin::Flag)),
+            None => take_project_path(&mut template_paths)
+                .map(|file| (file, ProjectOrigin::Path))
+                .or_else(|| Project::find_in(Path::new(".")).map(|file| (file, ProjectOrigin::WorkingDirectory))),
         };
-        let mut selection = match &project_file {
-            Some(file) => Project::load(file)?.select(args.target.as_deref())?,
+        let mut selection = match &project {
+            Some((file, _)) => Project::load(file)?.select(args.target.as_deref())?,
             None => {
                 if let Some(target) = &args.target {
                     return Err(crate::project::ProjectError::TargetWithoutProject(target.clone()).into());
@@ -50,16 +68,11 @@ impl Inputs {
                 Selection::default()
             }
         };
-        if !template_paths.is_empty() {
+        let explicit_templates = !template_paths.is_empty();
+        if explicit_templates {
             selection.templates = template_paths;
         } else if selection.templates.is_empty() {
-            let default = PathBuf::from(DEFAULT_TEMPLATES);
-            if !default.is_dir() {
-                bail!(
-                    "no templates: pass template files or folders, or run where there is a {PROJECT_FILE} or a {DEFAULT_TEMPLATES}/ folder"
-                );
-            }
-            selection.templates = vec![default];
+            selection.templates = vec![PathBuf::from(DEFAULT_TEMPLATES)];
         }
         if args.namespace.is_some() {
             selection.namespace = args.namespace.clone();
@@ -92,15 +105,53 @@ impl Inputs {
         }
         Ok(Inputs {
             selection,
+            project,
+            explicit_templates,
             values,
             env,
             secrets,
         })
     }
 
+    /// One line for stderr saying which project file is in use and how it was chosen, so that the
+    /// settings a command applies are never a surprise.
+    pub fn project_line(&self) -> String {
+        let Some((file, origin)) = &self.project else {
+            return "no project file: the templates are used with the flags' settings only".to_owned();
+        };
+        let how = match origin {
+            ProjectOrigin::Flag => "given with --project",
+            ProjectOrigin::Path => "the PATH given",
+            ProjectOrigin::WorkingDirectory => "found in the working directory",
+        };
+        let mut line = format!("project {} ({how}", file.display());
+        if let Some(target) = &self.selection.target {
+            line.push_str(&format!(", target {target}"));
+        }
+        line.push(')');
+        if self.explicit_templates {
+            let names: Vec<String> = self
+                .selection
+                .templates
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect();
+            line.push_str(&format!(
+                "; its settings apply to the templates named on the command line ({}), not its own",
+                names.join(", ")
+            ));
+        }
+        line
+    }
+
     /// Renders the templates into a validated manifest.
     pub fn render(self) -> anyhow::Result<RenderedInputs> {
         let selection = &self.selection;
+        if !self.explicit_templates && self.project.is_none() && !selection.templates.iter().all(|p| p.is_dir()) {
+            bail!(
+                "no templates: pass template files or folders, or run where there is a {PROJECT_FILE} or a {DEFAULT_TEMPLATES}/ folder"
+            );
+        }
         let data_files: Vec<PathBuf> = selection
             .values_files
             .iter()

@@ -5,7 +5,7 @@ mod apply;
 mod deploy;
 mod diff;
 mod docs;
-mod inputs;
+pub(crate) mod inputs;
 mod render;
 mod values;
 mod vault;

@@ -5,7 +5,18 @@ use std::process::ExitCode;
 use crate::cli::{OutputFormat, RenderArgs};
 
 pub fn run(args: &RenderArgs) -> anyhow::Result<ExitCode> {
-    let rendered = super::Inputs::gather(&args.input)?.render()?;
+    let inputs = super::Inputs::gather(&args.input)?;
+    // Only the case that can surprise is said: a project found in the working directory whose settings
+    // apply to templates named on the command line.
+    if inputs.explicit_templates
+        && inputs
+            .project
+            .as_ref()
+            .is_some_and(|(_, origin)| *origin == super::inputs::ProjectOrigin::WorkingDirectory)
+    {
+        crate::ui::note(&inputs.project_line());
+    }
+    let rendered = inputs.render()?;
     let text = match args.output {
         OutputFormat::Yaml => rendered.manifest.to_yaml()?,
         OutputFormat::Json => rendered.manifest.to_json(),
