@@ -137,7 +137,29 @@ fn values_files_in(path: &Path) -> Result<Vec<PathBuf>, ValuesError> {
         .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
         .collect();
     files.sort();
+    if files.is_empty() {
+        return Err(ValuesError::Flag {
+            flag: "--data-values-file",
+            argument: path.display().to_string(),
+            problem: "the folder holds no *.yaml or *.yml file".to_owned(),
+        });
+    }
     Ok(files)
+}
+
+/// A key that is empty (`"": x`) cannot be reached from a template.
+fn empty_key(node: &Node) -> Option<Mark> {
+    match &node.value {
+        NodeValue::Map(entries) => entries.iter().find_map(|(key, entry)| {
+            if key.is_empty() {
+                Some(entry.key_mark)
+            } else {
+                empty_key(&entry.value)
+            }
+        }),
+        NodeValue::Seq(items) => items.iter().find_map(empty_key),
+        NodeValue::Scalar(_) => None,
+    }
 }
 
 fn merge_values_file(values: &mut Values, path: &Path) -> Result<(), ValuesError> {
@@ -156,6 +178,16 @@ fn merge_values_file(values: &mut Values, path: &Path) -> Result<(), ValuesError
         )
     })?;
     for document in documents {
+        if let Some(mark) = empty_key(&document.root) {
+            return Err(SourceError::new(
+                "an empty key in a values file; templates cannot name it",
+                path,
+                Some(&text),
+                mark.line,
+                mark.column,
+            )
+            .into());
+        }
         match document.root.value {
             NodeValue::Map(_) => {}
             NodeValue::Scalar(Scalar::Null) => continue,
@@ -247,5 +279,30 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("v.yaml:2:"), "{err}");
+    }
+
+    #[test]
+    fn empty_keys_and_empty_folders_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("v.yaml");
+        std::fs::write(&file, "a:\n  b: 1\n  \"\": 2\n").unwrap();
+        let load = |files: Vec<PathBuf>| {
+            load_values(
+                &ValueFlags {
+                    files,
+                    ..Default::default()
+                },
+                &BTreeMap::new(),
+            )
+            .unwrap_err()
+            .to_string()
+        };
+        let err = load(vec![file]);
+        assert!(err.contains("empty key") && err.contains("v.yaml:3:3"), "{err}");
+        let empty = dir.path().join("empty");
+        std::fs::create_dir(&empty).unwrap();
+        std::fs::write(empty.join("notes.txt"), "x").unwrap();
+        let err = load(vec![empty]);
+        assert!(err.contains("--data-values-file") && err.contains("no *.yaml"), "{err}");
     }
 }

@@ -4,6 +4,10 @@
 //! serde deserializer hides: each scalar's style (plain or quoted decides its type), tags, and the
 //! position of every node. Anchors, aliases and merge keys (`<<`) are supported as in go-yaml;
 //! duplicate keys and tags kdeploy cannot honour are errors.
+//!
+//! Every input is bounded ([`limits`]): its size, the number of documents, nesting depth, scalar length
+//! and what aliases may expand to, so that no input can make kdeploy hang or run out of memory
+//! ("billion laughs" fails at its first alias past the budget, in microseconds).
 
 use std::collections::HashMap;
 
@@ -65,8 +69,31 @@ pub fn parse_stream(text: &str, hook: &mut ScalarHook<'_>) -> Result<Vec<Documen
     parse_stream_in(text, Schema::Kubectl, hook)
 }
 
+/// The bounds every YAML input is held to. Kubernetes itself stores at most 1.5 MiB per object, so
+/// these leave room for any real manifest, values file or vault file while keeping memory and time small.
+pub mod limits {
+    /// The size of one YAML text (a file, a rendered template, a flag's value).
+    pub const MAX_INPUT_BYTES: usize = 64 * 1024 * 1024;
+    /// Documents in one stream.
+    pub const MAX_DOCUMENTS: usize = 100_000;
+    /// Nested collections (the deepest CRD schemas in real use stay under 100).
+    pub const MAX_DEPTH: usize = 256;
+    /// The length of one scalar.
+    pub const MAX_SCALAR_BYTES: usize = 16 * 1024 * 1024;
+    /// Nodes that aliases may add to one stream by expansion (go-yaml starts refusing near 400,000).
+    pub const MAX_ALIAS_NODES: usize = 400_000;
+}
+
 /// Parses every document in `text` with the plain-scalar rules of `schema`.
 pub fn parse_stream_in(text: &str, schema: Schema, hook: &mut ScalarHook<'_>) -> Result<Vec<Document>, ParseError> {
+    if text.len() > limits::MAX_INPUT_BYTES {
+        return Err(size_error(
+            "YAML text",
+            text.len(),
+            limits::MAX_INPUT_BYTES,
+            Mark { line: 1, column: 1 },
+        ));
+    }
     let mut builder = Builder {
         schema,
         hook,
@@ -74,12 +101,21 @@ pub fn parse_stream_in(text: &str, schema: Schema, hook: &mut ScalarHook<'_>) ->
         anchors: HashMap::new(),
         documents: Vec::new(),
         document_mark: None,
+        alias_nodes: 0,
     };
-    for event in Parser::new_from_str(text) {
+    let options = granit_parser::options! {
+        flow_nesting_limit: limits::MAX_DEPTH + 1,
+        block_nesting_limit: limits::MAX_DEPTH + 1,
+    };
+    for event in Parser::new_from_str_with_options(text, options) {
         let (event, span) = event.map_err(|e| {
             let marker = e.marker();
+            let message = match e.kind() {
+                granit_parser::ErrorKind::RecursionLimitExceeded => depth_error(Mark::default()).message,
+                _ => e.info().to_owned(),
+            };
             ParseError::new(
-                e.info().to_owned(),
+                message,
                 Mark {
                     line: marker.line(),
                     column: marker.col() + 1,
@@ -103,11 +139,17 @@ enum Frame {
         items: Vec<Node>,
         mark: Mark,
         anchor: usize,
+        /// Nodes in this collection so far, itself included (aliases count what they expand to).
+        size: usize,
+        /// Levels of collections in it so far, itself included.
+        height: usize,
     },
     Map {
         entries: Mapping,
         mark: Mark,
         anchor: usize,
+        size: usize,
+        height: usize,
         pending_key: Option<PendingKey>,
         /// Keys that came from a merge (`<<`): explicit keys may override them.
         merged: Vec<String>,
@@ -122,13 +164,25 @@ struct PendingKey {
     is_merge: bool,
 }
 
+/// How many nodes a tree holds and how many levels of collections deep it is.
+#[derive(Debug, Clone, Copy)]
+struct Extent {
+    size: usize,
+    height: usize,
+}
+
+const SCALAR: Extent = Extent { size: 1, height: 0 };
+
 struct Builder<'h, 'a> {
     schema: Schema,
     hook: &'h mut ScalarHook<'a>,
     stack: Vec<Frame>,
-    anchors: HashMap<usize, Node>,
+    /// Anchored nodes with their size and height.
+    anchors: HashMap<usize, (Node, Extent)>,
     documents: Vec<Document>,
     document_mark: Option<Mark>,
+    /// Nodes added to the stream by alias expansion so far.
+    alias_nodes: usize,
 }
 
 const MERGE_KEY: &str = "<<";
@@ -141,6 +195,12 @@ impl Builder<'_, '_> {
             Event::DocumentStart(..) => {
                 self.anchors.clear();
                 self.document_mark = None;
+                if self.documents.len() >= limits::MAX_DOCUMENTS {
+                    return Err(ParseError::new(
+                        format!("more than {} documents in one stream", limits::MAX_DOCUMENTS),
+                        mark,
+                    ));
+                }
             }
             Event::DocumentEnd => {
                 if self.document_mark.is_none() {
@@ -152,52 +212,102 @@ impl Builder<'_, '_> {
                 self.document_mark = None;
             }
             Event::Alias(id) => {
-                let node = self
+                let (node, extent) = self
                     .anchors
                     .get(&id)
-                    .cloned()
                     .ok_or_else(|| ParseError::new("alias to an unknown anchor", mark))?;
-                self.add(node, true)?;
+                // Checked before the copy is made, so an expansion past the budget costs nothing.
+                self.alias_nodes += extent.size;
+                if self.alias_nodes > limits::MAX_ALIAS_NODES {
+                    return Err(ParseError::new(
+                        format!(
+                            "excessive aliasing: aliases here expand to more than {} nodes (a \"billion laughs\" input?)",
+                            limits::MAX_ALIAS_NODES
+                        ),
+                        mark,
+                    ));
+                }
+                let (node, extent) = (node.clone(), *extent);
+                if self.stack.len() + extent.height > limits::MAX_DEPTH {
+                    return Err(depth_error(mark));
+                }
+                self.add(node, extent, true)?;
             }
             Event::Scalar(text, style, anchor, tag) => {
+                if text.len() > limits::MAX_SCALAR_BYTES {
+                    return Err(size_error("scalar", text.len(), limits::MAX_SCALAR_BYTES, mark));
+                }
                 let node = self.scalar(&text, style, tag.as_deref(), mark)?;
                 if anchor != 0 {
-                    self.anchors.insert(anchor, node.clone());
+                    self.anchors.insert(anchor, (node.clone(), SCALAR));
                 }
-                self.add(node, style == ParserStyle::Plain && tag.is_none() && text == MERGE_KEY)?;
+                self.add(
+                    node,
+                    SCALAR,
+                    style == ParserStyle::Plain && tag.is_none() && text == MERGE_KEY,
+                )?;
             }
             Event::SequenceStart(_, anchor, tag) => {
                 check_collection_tag(tag.as_deref(), "seq", mark)?;
+                self.check_depth(mark)?;
                 self.stack.push(Frame::Seq {
                     items: Vec::new(),
                     mark,
                     anchor,
+                    size: 1,
+                    height: 1,
                 });
             }
             Event::MappingStart(_, anchor, tag) => {
                 check_collection_tag(tag.as_deref(), "map", mark)?;
+                self.check_depth(mark)?;
                 self.stack.push(Frame::Map {
                     entries: Mapping::new(),
                     mark,
                     anchor,
+                    size: 1,
+                    height: 1,
                     pending_key: None,
                     merged: Vec::new(),
                 });
             }
             Event::SequenceEnd | Event::MappingEnd => {
-                let (node, anchor) = match self.stack.pop() {
-                    Some(Frame::Seq { items, mark, anchor }) => (Node::new(NodeValue::Seq(items), mark), anchor),
+                let (node, anchor, extent) = match self.stack.pop() {
+                    Some(Frame::Seq {
+                        items,
+                        mark,
+                        anchor,
+                        size,
+                        height,
+                    }) => (Node::new(NodeValue::Seq(items), mark), anchor, Extent { size, height }),
                     Some(Frame::Map {
-                        entries, mark, anchor, ..
-                    }) => (Node::new(NodeValue::Map(entries), mark), anchor),
+                        entries,
+                        mark,
+                        anchor,
+                        size,
+                        height,
+                        ..
+                    }) => (
+                        Node::new(NodeValue::Map(entries), mark),
+                        anchor,
+                        Extent { size, height },
+                    ),
                     None => return Err(ParseError::new("unbalanced collection end", mark)),
                 };
                 if anchor != 0 {
-                    self.anchors.insert(anchor, node.clone());
+                    self.anchors.insert(anchor, (node.clone(), extent));
                 }
-                self.add(node, false)?;
+                self.add(node, extent, false)?;
             }
             _ => {}
+        }
+        Ok(())
+    }
+
+    /// Aliases can nest a tree deeper than the text does; the parser's own limit covers the text.
+    fn check_depth(&self, mark: Mark) -> Result<(), ParseError> {
+        if self.stack.len() >= limits::MAX_DEPTH {
+            return Err(depth_error(mark));
         }
         Ok(())
     }
@@ -224,6 +334,17 @@ impl Builder<'_, '_> {
         if let Some(node) = (self.hook)(&event).map_err(|message| ParseError::new(message, mark))? {
             return Ok(node);
         }
+        // kubectl refuses null keys ("Unsupported map key"); a quoted "null" is an ordinary key.
+        if event.is_key
+            && style == ScalarStyle::Plain
+            && tag.is_none()
+            && resolve::plain_scalar_in(text, self.schema) == Scalar::Null
+        {
+            return Err(ParseError::new(
+                "a mapping key is empty or null; write the key, or quote it (\"null\") if you mean the word",
+                mark,
+            ));
+        }
         // A key is always meant as a string: `on:` stays "on" instead of go-yaml's "true".
         let scalar = match tag {
             Some(tag) => tagged_scalar(text, tag, mark)?,
@@ -234,7 +355,11 @@ impl Builder<'_, '_> {
     }
 
     /// Adds a finished node to the collection being built, or ends the document with it.
-    fn add(&mut self, node: Node, is_merge_key: bool) -> Result<(), ParseError> {
+    fn add(&mut self, node: Node, extent: Extent, is_merge_key: bool) -> Result<(), ParseError> {
+        if let Some(Frame::Seq { size, height, .. } | Frame::Map { size, height, .. }) = self.stack.last_mut() {
+            *size += extent.size;
+            *height = (*height).max(extent.height + 1);
+        }
         let Some(frame) = self.stack.last_mut() else {
             self.document_mark = Some(node.mark);
             self.documents.push(Document {
@@ -285,6 +410,28 @@ impl Builder<'_, '_> {
     }
 }
 
+fn size_error(what: &str, size: usize, limit: usize, mark: Mark) -> ParseError {
+    const MIB: usize = 1024 * 1024;
+    ParseError::new(
+        format!(
+            "a {what} of {} MiB; kdeploy reads a {what} of at most {} MiB",
+            size.div_ceil(MIB),
+            limit / MIB
+        ),
+        mark,
+    )
+}
+
+fn depth_error(mark: Mark) -> ParseError {
+    ParseError::new(
+        format!(
+            "collections nested more than {} deep; kdeploy refuses such input",
+            limits::MAX_DEPTH
+        ),
+        mark,
+    )
+}
+
 /// Merge keys: `<<: *base` or `<<: [*a, *b]`; keys already present win, earlier merges win.
 fn merge_into(entries: &mut Mapping, merged: &mut Vec<String>, node: Node, mark: Mark) -> Result<(), ParseError> {
     let sources = match node.value {
@@ -320,7 +467,10 @@ fn merge_into(entries: &mut Mapping, merged: &mut Vec<String>, node: Node, mark:
 fn key_text(node: &Node) -> Result<String, ParseError> {
     match &node.value {
         NodeValue::Scalar(Scalar::String(s)) => Ok(s.clone()),
-        NodeValue::Scalar(Scalar::Null) => Ok("null".to_owned()),
+        NodeValue::Scalar(Scalar::Null) => Err(ParseError::new(
+            "a mapping key is empty or null; write the key, or quote it (\"null\") if you mean the word",
+            node.mark,
+        )),
         NodeValue::Scalar(Scalar::Bool(b)) => Ok(b.to_string()),
         NodeValue::Scalar(Scalar::Int(i)) => Ok(i.to_string()),
         NodeValue::Scalar(Scalar::UInt(u)) => Ok(u.to_string()),
@@ -443,6 +593,62 @@ mod tests {
         assert_eq!(err.mark.line, 1);
         let err = parse("a: !!int abc\n").unwrap_err();
         assert!(err.message.contains("not a valid !!int"));
+    }
+
+    #[test]
+    fn a_billion_laughs_fails_fast_at_the_alias_past_the_budget() {
+        let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for level in 1..10 {
+            let refs = vec![format!("*a{}", level - 1); 10].join(", ");
+            text.push_str(&format!("a{level}: &a{level} [{refs}]\n"));
+        }
+        let started = std::time::Instant::now();
+        let err = parse(&text).unwrap_err();
+        assert!(err.message.contains("excessive aliasing"), "{}", err.message);
+        assert!(err.mark.line > 1 && err.mark.line <= 10, "{:?}", err.mark);
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        // Ordinary anchors are untouched by the budget.
+        assert!(parse("a: &a {x: 1}\nb: *a\nc: *a\n").is_ok());
+    }
+
+    #[test]
+    fn nesting_is_bounded_in_the_text_and_through_aliases() {
+        let deep = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        assert!(parse(&deep(limits::MAX_DEPTH)).is_ok());
+        let err = parse(&deep(limits::MAX_DEPTH + 1)).unwrap_err();
+        assert!(err.message.contains("nested more than"), "{}", err.message);
+        let block: String = (0..limits::MAX_DEPTH + 2)
+            .map(|i| format!("{}k:\n", " ".repeat(i)))
+            .collect();
+        assert!(parse(&block).unwrap_err().message.contains("nested more than"));
+        // Each alias level adds the anchor's height: 200 + 200 levels through one alias is too deep.
+        let half = deep(200);
+        let err = parse(&format!("a: &a {half}\nb: {}*a{}\n", "[".repeat(200), "]".repeat(200))).unwrap_err();
+        assert!(err.message.contains("nested more than"), "{}", err.message);
+    }
+
+    #[test]
+    fn sizes_are_bounded() {
+        let long = "x".repeat(limits::MAX_SCALAR_BYTES + 1);
+        let err = parse(&format!("a: {long}\n")).unwrap_err();
+        assert!(err.message.contains("scalar of at most 16 MiB"), "{}", err.message);
+        let many = "---\na: 1\n".repeat(limits::MAX_DOCUMENTS + 1);
+        assert!(parse(&many).unwrap_err().message.contains("documents in one stream"));
+    }
+
+    #[test]
+    fn null_and_empty_keys_and_tab_indentation_are_errors() {
+        for text in ["~: 1\n", "null: 1\n", ": 1\n", "a:\n  ? \n  : 1\n"] {
+            let err = parse(text).unwrap_err();
+            assert!(
+                err.message.contains("key is empty or null"),
+                "{text:?}: {}",
+                err.message
+            );
+        }
+        assert_eq!(parse("'null': 1\n").unwrap()[0], serde_json::json!({"null": 1}));
+        let err = parse("a:\n\tb: 1\n").unwrap_err();
+        assert_eq!(err.mark.line, 2, "{}", err.message);
     }
 
     #[test]
