@@ -182,7 +182,8 @@ fn tag_end(source: &str, from: usize, closer: &str) -> Option<usize> {
             Some(q) if b == q => quote = None,
             Some(_) => {}
             None if matches!(b, b'"' | b'\'' | b'`') => quote = Some(b),
-            None if source[i..].starts_with(closer) => return Some(i + closer.len()),
+            // Bytes, not `source[i..]`: `i` may stand inside a multi-byte character.
+            None if bytes[i..].starts_with(closer.as_bytes()) => return Some(i + closer.len()),
             None => {}
         }
         i += 1;
@@ -227,6 +228,16 @@ mod tests {
             format!(
                 "a:\n  {open}{{{{<c/>}}}}{{% endfilter %}}\n  {open}{{% include \"x\" %}}{{% endfilter %}}\n  {{{{ (v | safe) | {FILTER_NAME}(indent=2) }}}}\nb: {{{{<c/>}}}}\n"
             )
+        );
+    }
+
+    #[test]
+    fn non_ascii_inside_a_tag_is_read_whole() {
+        // Found by the fuzzer: slicing inside `é` panicked.
+        let r = rewrite("a: {{ values.café }}\n{% if é %}x{% endif %}");
+        assert_eq!(
+            r.source,
+            format!("a: {{{{ (values.café) | {FILTER_NAME} }}}}\n{{% if é %}}x{{% endif %}}")
         );
     }
 

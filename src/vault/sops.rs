@@ -584,6 +584,7 @@ fn metadata_tree(metadata: &Metadata) -> Tree {
 
 /// `sops_age__list_0__map_recipient=...` lines back into a tree.
 fn unflatten(entries: Vec<(String, Tree)>) -> Result<Tree, SopsError> {
+    let max_items = entries.len();
     let mut root = Tree::Map(Vec::new());
     for (key, value) in entries {
         let rest = &key["sops_".len()..];
@@ -599,12 +600,12 @@ fn unflatten(entries: Vec<(String, Tree)>) -> Result<Tree, SopsError> {
                 return Err(SopsError::Invalid(format!("unreadable sops metadata key `{key}`")));
             }
         }
-        insert_flat(&mut root, &path, value)?;
+        insert_flat(&mut root, &path, value, max_items)?;
     }
     Ok(root)
 }
 
-fn insert_flat(node: &mut Tree, path: &[(bool, String)], value: Tree) -> Result<(), SopsError> {
+fn insert_flat(node: &mut Tree, path: &[(bool, String)], value: Tree, max_items: usize) -> Result<(), SopsError> {
     let Some(((_, name), rest)) = path.split_first() else {
         *node = value;
         return Ok(());
@@ -628,6 +629,13 @@ fn insert_flat(node: &mut Tree, path: &[(bool, String)], value: Tree) -> Result<
             let index: usize = name
                 .parse()
                 .map_err(|_| SopsError::Invalid("bad list index in sops metadata".into()))?;
+            // Every item has at least one line, so an index past the line count is not a real item;
+            // allocating up to it would exhaust memory (the fuzzer found `list_4099…`).
+            if index >= max_items {
+                return Err(SopsError::Invalid(format!(
+                    "sops metadata list index {index} is past the {max_items} metadata line(s) there are"
+                )));
+            }
             while items.len() <= index {
                 items.push(new_child());
             }
@@ -635,7 +643,7 @@ fn insert_flat(node: &mut Tree, path: &[(bool, String)], value: Tree) -> Result<
         }
         Tree::Leaf(_) => return Err(SopsError::Invalid("conflicting sops metadata keys".into())),
     };
-    insert_flat(child, rest, value)
+    insert_flat(child, rest, value, max_items)
 }
 
 fn flatten(prefix: &str, tree: &Tree, out: &mut Vec<(String, String)>) {
@@ -1063,6 +1071,9 @@ mod tests {
             serde_json::json!({"A": "1", "MULTI": "line1\nline2"})
         );
         assert!(written.contains("sops_age__list_0__map_recipient=age1"), "{written}");
+        let far = written.replace("sops_age__list_0__", "sops_age__list_40992764608__");
+        let err = parse_encrypted(&far, Format::Dotenv).unwrap_err().to_string();
+        assert!(err.contains("list index 40992764608 is past the"), "{err}");
         assert!(written.contains("sops_mac=ENC["), "{written}");
     }
 
