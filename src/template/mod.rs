@@ -99,6 +99,16 @@ fn yaml_1_1_only_boolean(event: &yaml::ScalarEvent<'_>) -> Option<bool> {
     }
 }
 
+/// One template's text and where it came from.
+pub struct TemplateSource {
+    /// The name includes and components refer to it by.
+    pub name: String,
+    pub path: PathBuf,
+    pub text: String,
+    /// False for partials (`_name.yaml`, `*.tera`), which only other templates use.
+    pub renderable: bool,
+}
+
 struct TemplateFile {
     name: String,
     path: PathBuf,
@@ -120,7 +130,7 @@ impl TemplateSet {
     pub fn load(paths: &[PathBuf], data_files: &[PathBuf]) -> Result<Self, TemplateError> {
         let data_files: Vec<PathBuf> = data_files.iter().filter_map(|p| p.canonicalize().ok()).collect();
         let is_data = |path: &Path| path.canonicalize().is_ok_and(|p| data_files.contains(&p));
-        let mut files: Vec<TemplateFile> = Vec::new();
+        let mut sources: Vec<TemplateSource> = Vec::new();
         let mut by_name: HashMap<String, PathBuf> = HashMap::new();
         for root in paths {
             let mut found = discover(root)?;
@@ -136,30 +146,50 @@ impl TemplateSet {
                         second: path,
                     });
                 }
-                let original = std::fs::read_to_string(&path).map_err(|source| TemplateError::Read {
+                let text = std::fs::read_to_string(&path).map_err(|source| TemplateError::Read {
                     path: path.clone(),
                     source,
                 })?;
-                if let Some(offset) = original.find(placeholder::is_reserved) {
-                    let (line, column) = line_column(&original, offset);
-                    return Err(SourceError::new(
-                        "templates may not contain the private-use characters U+E000 and U+E001 (kdeploy uses them for value placeholders)",
-                        &path,
-                        Some(&original),
-                        line,
-                        column,
-                    )
-                    .into());
-                }
-                let rewritten = rewrite::rewrite(&original);
-                files.push(TemplateFile {
+                sources.push(TemplateSource {
                     name,
                     path,
-                    original,
-                    rewritten,
+                    text,
                     renderable,
                 });
             }
+        }
+        TemplateSet::from_sources(sources)
+    }
+
+    /// Builds a set from template texts already in memory (what [`TemplateSet::load`] read from disk).
+    pub fn from_sources(sources: Vec<TemplateSource>) -> Result<Self, TemplateError> {
+        let mut files: Vec<TemplateFile> = Vec::new();
+        for TemplateSource {
+            name,
+            path,
+            text: original,
+            renderable,
+        } in sources
+        {
+            if let Some(offset) = original.find(placeholder::is_reserved) {
+                let (line, column) = line_column(&original, offset);
+                return Err(SourceError::new(
+                    "templates may not contain the private-use characters U+E000 and U+E001 (kdeploy uses them for value placeholders)",
+                    &path,
+                    Some(&original),
+                    line,
+                    column,
+                )
+                .into());
+            }
+            let rewritten = rewrite::rewrite(&original);
+            files.push(TemplateFile {
+                name,
+                path,
+                original,
+                rewritten,
+                renderable,
+            });
         }
         let mut tera = tera::Tera::new();
         tera.autoescape_on(Vec::<&str>::new());
