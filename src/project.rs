@@ -356,7 +356,14 @@ fn located(file: &Path, text: &str, error: &serde_saphyr::Error) -> ProjectError
     }
 }
 
+/// serde-saphyr's message without its own position (`error: line 3 column 1: ...`, `... at line 3`),
+/// which the [`SourceError`] shows instead.
 fn strip_location(message: &str) -> &str {
+    let message = message.strip_prefix("error: ").unwrap_or(message);
+    let message = match message.strip_prefix("line ").and_then(|rest| rest.split_once(": ")) {
+        Some((position, rest)) if position.contains(" column ") => rest,
+        _ => message,
+    };
     message.split(" at line ").next().unwrap_or(message)
 }
 

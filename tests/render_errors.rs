@@ -73,7 +73,7 @@ fn rendered_output_that_is_not_yaml_is_reported_without_values() {
     let out = render_fails(&[("manifests/cm.yaml", &template)], &["-v", "secret=hunter2-canary"]);
     assert!(out.stderr.contains("not valid YAML"), "{}", out.stderr);
     assert!(
-        out.stderr.contains("manifests/cm.yaml (rendered output):"),
+        out.stderr.contains("manifests/cm.yaml:6:5") && out.stderr.contains("of the rendered output"),
         "{}",
         out.stderr
     );

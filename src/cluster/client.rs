@@ -28,6 +28,65 @@ pub struct Cluster {
     pub context: String,
     /// The context's namespace, or `default`.
     pub namespace: String,
+    /// The API server's URL, for messages.
+    pub server: String,
+}
+
+const NO_KUBECONFIG_HELP: &str = "point kdeploy at a cluster with --kubeconfig FILE or KUBECONFIG=FILE (and --context NAME, \
+or a target's `context:` in kdeploy.yaml, to choose a context); for a local test cluster, run \
+`eval \"$(scripts/dev-cluster up)\"` in a kdeploy checkout";
+
+/// The kubeconfig files to read, as kubectl finds them: `--kubeconfig`, else the files `KUBECONFIG` lists
+/// (those that exist; kubectl skips the others), else `~/.kube/config`.
+fn kubeconfig_files(flag: Option<&PathBuf>) -> Result<Vec<PathBuf>, ClusterError> {
+    if let Some(file) = flag {
+        if !file.is_file() {
+            return Err(ClusterError::Config(format!(
+                "the kubeconfig {} given with --kubeconfig does not exist",
+                file.display()
+            )));
+        }
+        return Ok(vec![file.clone()]);
+    }
+    if let Some(value) = std::env::var_os("KUBECONFIG").filter(|v| !v.is_empty()) {
+        let listed: Vec<PathBuf> = std::env::split_paths(&value)
+            .filter(|p| !p.as_os_str().is_empty())
+            .collect();
+        let existing: Vec<PathBuf> = listed.iter().filter(|p| p.is_file()).cloned().collect();
+        if existing.is_empty() {
+            let names: Vec<String> = listed.iter().map(|p| p.display().to_string()).collect();
+            return Err(ClusterError::Config(format!(
+                "KUBECONFIG names {}, and none of it exists; {NO_KUBECONFIG_HELP}",
+                names.join(", ")
+            )));
+        }
+        return Ok(existing);
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
+    let default = home.join(".kube").join("config");
+    if !default.is_file() {
+        return Err(ClusterError::Config(format!(
+            "there is no kubeconfig: {} does not exist and KUBECONFIG is not set; {NO_KUBECONFIG_HELP}",
+            default.display()
+        )));
+    }
+    Ok(vec![default])
+}
+
+/// Reads and merges the kubeconfig files; an error names the file it is in.
+fn read_kubeconfig(files: &[PathBuf]) -> Result<Kubeconfig, ClusterError> {
+    let mut merged = Kubeconfig::default();
+    for file in files {
+        let config = Kubeconfig::read_from(file).map_err(|e| {
+            // kube's parse errors point at `<input>`: put the file there.
+            let message = e.to_string().replace("<input>", &file.display().to_string());
+            ClusterError::Config(format!("cannot read the kubeconfig {}: {message}", file.display()))
+        })?;
+        merged = merged
+            .merge(config)
+            .map_err(|e| ClusterError::Config(format!("cannot merge the kubeconfig {}: {e}", file.display())))?;
+    }
+    Ok(merged)
 }
 
 /// Decides which context to use: the target's wins over the kubeconfig's current one, and a `--context`
@@ -46,17 +105,22 @@ pub fn choose_context(options: &ConnectOptions, current: Option<&str>) -> Result
 }
 
 pub async fn connect(options: &ConnectOptions) -> Result<Cluster, ClusterError> {
-    let kubeconfig = match &options.kubeconfig {
-        Some(path) => Kubeconfig::read_from(path),
-        None => Kubeconfig::read(),
-    }
-    .map_err(|e| ClusterError::Config(format!("cannot read the kubeconfig: {e}")))?;
-    let context = choose_context(options, kubeconfig.current_context.as_deref())?
-        .ok_or_else(|| ClusterError::Config("the kubeconfig has no current context; pass --context".into()))?;
+    let files = kubeconfig_files(options.kubeconfig.as_ref())?;
+    let shown = files
+        .iter()
+        .map(|f| f.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let kubeconfig = read_kubeconfig(&files)?;
+    let context = choose_context(options, kubeconfig.current_context.as_deref())?.ok_or_else(|| {
+        ClusterError::Config(format!(
+            "the kubeconfig {shown} has no current context; pass --context NAME (or set a target's `context:`)"
+        ))
+    })?;
     if !kubeconfig.contexts.iter().any(|c| c.name == context) {
         let known: Vec<&str> = kubeconfig.contexts.iter().map(|c| c.name.as_str()).collect();
         return Err(ClusterError::Config(format!(
-            "context `{context}` is not in the kubeconfig (it has: {})",
+            "context `{context}` is not in the kubeconfig {shown} (it has: {})",
             if known.is_empty() {
                 "none".to_owned()
             } else {
@@ -75,16 +139,19 @@ pub async fn connect(options: &ConnectOptions) -> Result<Cluster, ClusterError> 
         context: Some(context.clone()),
         ..Default::default()
     };
+    let in_context =
+        |e: &dyn std::fmt::Display| ClusterError::Config(format!("kubeconfig {shown}, context `{context}`: {e}"));
     let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &config_options)
         .await
-        .map_err(|e| ClusterError::Config(format!("context `{context}`: {e}")))?;
+        .map_err(|e| in_context(&e))?;
     config.read_timeout = Some(Duration::from_secs(60));
-    let client =
-        kube::Client::try_from(config).map_err(|e| ClusterError::Config(format!("context `{context}`: {e}")))?;
+    let server = config.cluster_url.to_string();
+    let client = kube::Client::try_from(config).map_err(|e| in_context(&e))?;
     Ok(Cluster {
         client,
         context,
         namespace,
+        server,
     })
 }
 
@@ -92,9 +159,13 @@ pub async fn connect(options: &ConnectOptions) -> Result<Cluster, ClusterError> 
 pub fn is_transient(error: &kube::Error) -> bool {
     match error {
         kube::Error::Api(status) => status.code == 429 || (500..=599).contains(&status.code),
-        kube::Error::HyperError(_) | kube::Error::Service(_) => true,
-        _ => false,
+        other => is_transport(other),
     }
+}
+
+/// Whether the request failed on the way (connecting, TLS, a dropped connection) rather than at the server.
+pub fn is_transport(error: &kube::Error) -> bool {
+    matches!(error, kube::Error::HyperError(_) | kube::Error::Service(_))
 }
 
 const MAX_ATTEMPTS: u32 = 5;

@@ -39,6 +39,17 @@ impl ClusterError {
             source,
         }
     }
+
+    /// A request that never reached the server says which server that was.
+    pub fn naming_server(self, server: &str, context: &str) -> ClusterError {
+        match self {
+            ClusterError::Api { source, .. } if client::is_transport(&source) => ClusterError::Config(format!(
+                "cannot reach the API server {server} (context {context}): {}",
+                describe_api_error(&source)
+            )),
+            other => other,
+        }
+    }
 }
 
 /// An API error as a person can act on it. Conflicts name the fields and the managers that own them.
@@ -77,6 +88,18 @@ pub fn describe_api_error(error: &kube::Error) -> String {
             )
         }
         kube::Error::Api(status) => format!("{} ({} {})", status.message, status.code, status.reason),
-        other => other.to_string(),
+        other => {
+            // Transport errors say little on their own ("client error (Connect)"); their causes say why.
+            let mut text = other.to_string();
+            let mut cause = std::error::Error::source(other);
+            while let Some(error) = cause {
+                let part = error.to_string();
+                if !text.contains(&part) {
+                    text.push_str(&format!(": {part}"));
+                }
+                cause = error.source();
+            }
+            text
+        }
     }
 }

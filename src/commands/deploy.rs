@@ -129,7 +129,9 @@ pub async fn prepare(input: &InputArgs, cluster_args: &ClusterArgs) -> anyhow::R
         concurrency: cluster_args.concurrency,
         force_conflicts: cluster_args.force_conflicts,
     };
-    let mut plan = plan(&resources, objects, &namespace, applyset.as_ref(), plan_options).await?;
+    let mut plan = plan(&resources, objects, &namespace, applyset.as_ref(), plan_options)
+        .await
+        .map_err(|e| e.naming_server(&cluster.server, &cluster.context))?;
     if prune_off.is_some() {
         plan.changes.retain(|c| c.operation != Operation::Prune);
     }

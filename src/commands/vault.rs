@@ -13,7 +13,9 @@ use crate::ui;
 use crate::vault::cipher::DataKey;
 use crate::vault::identity::{self, IdentityChain};
 use crate::vault::sops::{self, EncryptionRules, Format, Leaf, Tree};
-use crate::vault::{self as vault_mod, VaultFile, configured_recipients, write_atomically, write_encrypted};
+use crate::vault::{
+    self as vault_mod, VaultError, VaultFile, configured_recipients, write_atomically, write_encrypted,
+};
 use crate::yaml::{self, Schema};
 
 pub fn run(command: &VaultCommand) -> anyhow::Result<ExitCode> {
@@ -160,7 +162,10 @@ fn encrypt(
         ));
         return Ok(ExitCode::SUCCESS);
     }
-    let plain = sops::parse_plaintext(&text, Format::of(target)).map_err(|e| anyhow!("{}: {e}", file.display()))?;
+    let plain = sops::parse_plaintext(&text, Format::of(target)).map_err(|source| VaultError::Format {
+        path: file.to_path_buf(),
+        source,
+    })?;
     let key = DataKey::generate().map_err(|e| anyhow!("cannot generate a data key: {e}"))?;
     write_encrypted(target, &plain, &key, &recipients, EncryptionRules::sops_default(), None)?;
     ui::note(&format!(
@@ -174,9 +179,13 @@ fn encrypt(
 fn decrypt(file: &Path, identity: &IdentityArgs) -> anyhow::Result<ExitCode> {
     let vault = VaultFile::read(file)?;
     let (_, tree) = vault.open(&mut chain(identity))?;
-    let text = Zeroizing::new(
-        sops::write(&tree, None, vault.encrypted.format).map_err(|e| anyhow!("{}: {e}", file.display()))?,
-    );
+    let text =
+        Zeroizing::new(
+            sops::write(&tree, None, vault.encrypted.format).map_err(|source| VaultError::Format {
+                path: file.to_path_buf(),
+                source,
+            })?,
+        );
     super::write_stdout(&text)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -265,9 +274,10 @@ fn set(
         vault.check_rewritable()?;
         let (data_key, old_plain) = vault.open(&mut chain(identity))?;
         let mut plain = old_plain.clone();
-        plain
-            .set(&path, new_value)
-            .map_err(|e| anyhow!("{}: {e}", file.display()))?;
+        plain.set(&path, new_value).map_err(|source| VaultError::Format {
+            path: file.to_path_buf(),
+            source,
+        })?;
         let recipients = vault.recipients();
         vault.save(&data_key, &plain, &old_plain, &recipients)?;
     } else {

@@ -400,6 +400,10 @@ impl TemplateSet {
 fn describe_undefined(expression: &str, context: Option<&tera::Context>) -> String {
     let hint = "give a default with `| default(value=...)` if it is optional";
     let path: Vec<&str> = expression.split('.').map(str::trim).collect();
+    // The environment's names are many and not all the user's: none are listed.
+    if path.len() == 2 && path[0] == "env" {
+        return format!("`{expression}` is not set in the environment or the env files; {hint}, or set it");
+    }
     let is_plain_path = path
         .iter()
         .all(|p| !p.is_empty() && p.chars().all(|c| c.is_alphanumeric() || c == '_'));
@@ -444,14 +448,15 @@ fn output_error(path: &Path, rendered: &str, mark: yaml::Mark, message: &str) ->
     let before: String = raw_line.chars().take(mark.column.saturating_sub(1)).collect();
     let column = placeholder::redact_placeholders(&before).chars().count() + 1;
     let shown = placeholder::redact_placeholders(raw_line);
+    // The line is the rendered output's (shown, with values hidden): the template's own line when no
+    // expression above it rendered to more or fewer lines.
     let mut error = SourceError::new(
-        format!("the rendered template is not valid YAML: {message}"),
+        format!("the rendered template is not valid YAML: {message} (at this line of the rendered output)"),
         path,
         None,
         mark.line,
         column,
     );
-    error.location.path = PathBuf::from(format!("{} (rendered output)", path.display()));
     error.line_text = Some(shown);
     error.into()
 }

@@ -48,10 +48,21 @@ fn defining_line(text: &str, name: &str) -> Option<usize> {
 fn parse_error(path: &Path, text: &str, error: dotenvy::Error) -> ValuesError {
     match error {
         dotenvy::Error::LineParse(line, index) => {
-            let offset = text.find(&line).map_or(0, |start| start + index.min(line.len()));
+            let start = text.find(&line).unwrap_or(0);
+            // A quote left open runs to the end of the file: the entry where it opened is the place.
+            let unterminated = index >= line.trim_end().len() && line.contains(['"', '\'']);
+            let offset = if unterminated {
+                start
+            } else {
+                start + index.min(line.len())
+            };
             let (line_number, column) = line_column(text, offset);
             SourceError::new(
-                "invalid line in env file (expected NAME=value)",
+                if unterminated {
+                    "a quote opened here is never closed in the env file"
+                } else {
+                    "invalid line in env file (expected NAME=value)"
+                },
                 path,
                 Some(text),
                 line_number,

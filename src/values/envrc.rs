@@ -134,6 +134,22 @@ impl Session {
             return Ok(());
         }
         let args = &words[1..];
+        // `COMMAND_if_exists` skips a missing file; plain `COMMAND` is an error that names it.
+        let present = |file: &Path, command: &str| {
+            if file.is_file() {
+                Ok(true)
+            } else if first.text.ends_with("_if_exists") {
+                Ok(false)
+            } else {
+                Err(unsupported(
+                    first,
+                    &format!(
+                        "{command}: there is no file {} (use {command}_if_exists if it is optional)",
+                        file.display()
+                    ),
+                ))
+            }
+        };
         let file_arg = |default: &str| dir.join(args.first().map_or(default, |w| w.text.as_str()));
         match first.text.as_str() {
             "export" => {
@@ -155,7 +171,7 @@ impl Session {
             }
             "dotenv" | "dotenv_if_exists" => {
                 let file = file_arg(".env");
-                if first.text == "dotenv_if_exists" && !file.exists() {
+                if !present(&file, "dotenv")? {
                     return Ok(());
                 }
                 for (name, value, origin) in super::dotenv::load(&file)? {
@@ -170,7 +186,7 @@ impl Session {
                 if file.is_dir() {
                     file = file.join(".envrc");
                 }
-                if first.text == "source_env_if_exists" && !file.exists() {
+                if !present(&file, "source_env")? {
                     return Ok(());
                 }
                 self.run_file(&file)?;

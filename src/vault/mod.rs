@@ -34,7 +34,8 @@ pub enum VaultError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{}: {source}", path.display())]
+    /// `path:line:column: message` for a syntax error, `path: message` otherwise.
+    #[error("{}{}{source}", path.display(), if matches!(source, SopsError::Syntax { .. }) { ":" } else { ": " })]
     Format {
         path: PathBuf,
         #[source]
@@ -80,7 +81,16 @@ impl VaultFile {
 
     /// The data key and the decrypted tree; the MAC and recipient binding are checked.
     pub fn open(&self, identities: &mut IdentityChain) -> Result<(DataKey, Tree), VaultError> {
-        let key = identities.open(&self.path.display().to_string(), &self.encrypted.metadata.age)?;
+        let key = identities
+            .open(&self.path.display().to_string(), &self.encrypted.metadata.age)
+            .map_err(|error| match error {
+                // A broken stanza is the file's problem: say which file.
+                IdentityError::Sops(source) => VaultError::Format {
+                    path: self.path.clone(),
+                    source,
+                },
+                other => other.into(),
+            })?;
         let tree = sops::decrypt(&self.encrypted, &key).map_err(|source| VaultError::Format {
             path: self.path.clone(),
             source,

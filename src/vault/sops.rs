@@ -369,6 +369,13 @@ pub struct EncryptedFile {
 pub enum SopsError {
     #[error("{0}")]
     Invalid(String),
+    /// A syntax error at a place in the file.
+    #[error("{line}:{column}: {message}")]
+    Syntax {
+        line: usize,
+        column: usize,
+        message: String,
+    },
     #[error("not a SOPS-encrypted file (no `sops` metadata); encrypt it with `kdeploy vault encrypt`")]
     NotEncrypted,
     #[error("already encrypted (it has `sops` metadata)")]
@@ -415,17 +422,23 @@ pub fn looks_encrypted(text: &str, format: Format) -> bool {
 fn parse_tree(text: &str, format: Format) -> Result<Tree, SopsError> {
     match format {
         Format::Json => {
-            let json: Json =
-                serde_json::from_str(text).map_err(|e| SopsError::Invalid(format!("invalid JSON: {e}")))?;
+            let json: Json = serde_json::from_str(text).map_err(|e| SopsError::Syntax {
+                line: e.line(),
+                column: e.column(),
+                message: format!(
+                    "invalid JSON: {}",
+                    e.to_string().split(" at line ").next().unwrap_or_default()
+                ),
+            })?;
             Tree::from_json(&json)
         }
         Format::Yaml => {
-            let mut documents = yaml::parse_stream_in(text, Schema::Sops, &mut |_| Ok(None)).map_err(|e| {
-                SopsError::Invalid(format!(
-                    "invalid YAML at line {}, column {}: {}",
-                    e.mark.line, e.mark.column, e.message
-                ))
-            })?;
+            let mut documents =
+                yaml::parse_stream_in(text, Schema::Sops, &mut |_| Ok(None)).map_err(|e| SopsError::Syntax {
+                    line: e.mark.line,
+                    column: e.mark.column,
+                    message: format!("invalid YAML: {}", e.message),
+                })?;
             match documents.len() {
                 0 => Ok(Tree::Map(Vec::new())),
                 1 => {
