@@ -302,9 +302,46 @@ fn check_object(map: &Map<String, Json>) -> Result<(), String> {
     if !non_empty_string(map.get("kind")) {
         return Err(format!("{} has no kind", label()));
     }
+    let api_version = map.get("apiVersion").and_then(Json::as_str).unwrap_or_default();
+    if !is_api_version(api_version) {
+        return Err(format!(
+            "{} has apiVersion `{api_version}`, which is not `VERSION` or `GROUP/VERSION`",
+            label()
+        ));
+    }
+    let kind = map.get("kind").and_then(Json::as_str).unwrap_or_default();
+    if !(kind.starts_with(|c: char| c.is_ascii_alphabetic())
+        && kind.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+    {
+        return Err(format!(
+            "{} has kind `{kind}`, which is not a kind name (letters and digits)",
+            label()
+        ));
+    }
     let Some(metadata) = map.get("metadata").and_then(Json::as_object) else {
         return Err(format!("{} has no metadata", label()));
     };
+    for field in ["labels", "annotations"] {
+        match metadata.get(field) {
+            None | Some(Json::Null) => {}
+            Some(Json::Object(entries)) => {
+                if let Some((key, value)) = entries.iter().find(|(_, v)| !v.is_string()) {
+                    return Err(format!(
+                        "{} has metadata.{field}.{key} = {}, but {field} hold strings only: quote it",
+                        label(),
+                        describe(value)
+                    ));
+                }
+            }
+            Some(other) => {
+                return Err(format!(
+                    "{} has metadata.{field} as {}, but it must be a mapping of strings",
+                    label(),
+                    describe(other)
+                ));
+            }
+        }
+    }
     if !non_empty_string(metadata.get("name")) {
         let hint = if metadata.contains_key("generateName") {
             " (generateName cannot be used with server-side apply)"
@@ -322,6 +359,26 @@ fn check_object(map: &Map<String, Json>) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// `v1`, or `group/version` with a DNS-subdomain group and a DNS-label version, as the API server
+/// accepts them.
+fn is_api_version(text: &str) -> bool {
+    let is_version = |v: &str| {
+        v.starts_with(|c: char| c.is_ascii_lowercase())
+            && v.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    };
+    match text.split_once('/') {
+        None => is_version(text),
+        Some((group, version)) => {
+            !group.is_empty()
+                && group
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+                && is_version(version)
+        }
+    }
 }
 
 /// The path of the first integer above `i64::MAX`, which the API server would turn into a float.

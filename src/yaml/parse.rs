@@ -345,6 +345,19 @@ impl Builder<'_, '_> {
                 mark,
             ));
         }
+        if style == ScalarStyle::Plain
+            && tag.is_none()
+            && !event.is_key
+            && self.schema == Schema::Kubectl
+            && resolve::is_oversized_integer(text)
+        {
+            return Err(ParseError::new(
+                format!(
+                    "the integer {text} does not fit in 64 bits (kubectl would turn it into a float, losing digits); quote it to keep it as a string"
+                ),
+                mark,
+            ));
+        }
         // A key is always meant as a string: `on:` stays "on" instead of go-yaml's "true".
         let scalar = match tag {
             Some(tag) => tagged_scalar(text, tag, mark)?,

@@ -101,6 +101,20 @@ fn parse_go_int(plain: &str) -> Option<Scalar> {
     }
 }
 
+/// Whether `text` is written as an integer (decimal, `0x`, `0o`, `0b` or octal, with `_` allowed) but
+/// does not fit in 64 bits: go-yaml would read it as a float, silently losing digits.
+pub fn is_oversized_integer(text: &str) -> bool {
+    let plain: String = text.chars().filter(|&c| c != '_').collect();
+    let unsigned = plain.strip_prefix(['-', '+']).unwrap_or(&plain).to_ascii_lowercase();
+    let (digits, radix) = match unsigned.get(..2) {
+        Some("0x") => (&unsigned[2..], 16),
+        Some("0o") => (&unsigned[2..], 8),
+        Some("0b") => (&unsigned[2..], 2),
+        _ => (unsigned.as_str(), 10),
+    };
+    !digits.is_empty() && digits.chars().all(|c| c.is_digit(radix)) && parse_go_int(&plain).is_none()
+}
+
 /// `^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$`
 fn is_yaml_style_float(s: &str) -> bool {
     let s = s.strip_prefix(['-', '+']).unwrap_or(s);
@@ -162,6 +176,12 @@ mod tests {
         assert_eq!(plain_scalar("-42"), int(-42));
         assert_eq!(plain_scalar("0"), int(0));
         assert_eq!(plain_scalar("18446744073709551615"), Scalar::UInt(u64::MAX));
+        assert!(is_oversized_integer("99999999999999999999") && is_oversized_integer("-9_223_372_036_854_775_809"));
+        assert!(
+            !is_oversized_integer("9223372036854775807")
+                && !is_oversized_integer("1e30")
+                && !is_oversized_integer("1.5")
+        );
     }
 
     #[test]
