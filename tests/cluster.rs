@@ -201,3 +201,54 @@ fn kdeploy_render_piped_into_kubectl_apply_creates_what_was_rendered() {
     let data: serde_json::Value = serde_json::from_str(&data).unwrap();
     assert_eq!(data, json!({"mode": "0755", "motto": "yes: # no"}));
 }
+
+#[test]
+fn secrets_are_encrypted_at_rest_in_the_local_clusters_etcd() {
+    let cluster = cluster();
+    let ns = cluster.namespace("at-rest");
+    let secret_canary = format!("secret-canary-{}", ns.name);
+    let config_canary = format!("config-canary-{}", ns.name);
+    cluster.kubectl_ok(&[
+        "create",
+        "secret",
+        "generic",
+        "s",
+        "-n",
+        &ns.name,
+        &format!("--from-literal=k={secret_canary}"),
+    ]);
+    cluster.kubectl_ok(&[
+        "create",
+        "configmap",
+        "c",
+        "-n",
+        &ns.name,
+        &format!("--from-literal=k={config_canary}"),
+    ]);
+    // etcd's write-ahead log and database hold every value written, as written.
+    let etcd = cluster.kubeconfig.parent().unwrap().join("etcd");
+    let found = |needle: &str| {
+        let mut stack = vec![etcd.clone()];
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else if let Ok(bytes) = std::fs::read(&path)
+                    && bytes.windows(needle.len()).any(|w| w == needle.as_bytes())
+                {
+                    return true;
+                }
+            }
+        }
+        false
+    };
+    assert!(
+        found(&config_canary),
+        "the search finds a ConfigMap's value: the check can see plain text"
+    );
+    assert!(
+        !found(&secret_canary),
+        "a Secret's value is in etcd's files in plain text"
+    );
+}

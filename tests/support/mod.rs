@@ -142,6 +142,29 @@ impl Cluster {
         kube::Client::try_from(config).expect("kube client")
     }
 
+    /// Runs scripts/dev-cluster on this cluster (`user NAME`, `replica NAME start|kill`); its stdout.
+    pub fn dev_cluster(&self, args: &[&str]) -> String {
+        let state = self
+            .kubeconfig
+            .parent()
+            .expect("the kubeconfig lives in the cluster's folder");
+        let out = run(Command::new(repo_root().join("scripts/dev-cluster"))
+            .args(args)
+            .env("KDEPLOY_CLUSTER_DIR", state));
+        assert_eq!(out.code, 0, "scripts/dev-cluster {args:?} failed:\n{}", out.stderr);
+        out.stdout.trim().to_owned()
+    }
+
+    /// The API server's address (`127.0.0.1:PORT`), from the kubeconfig.
+    pub fn api_address(&self) -> String {
+        let text = std::fs::read_to_string(&self.kubeconfig).unwrap();
+        let server = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("server: https://"))
+            .expect("a server line in the kubeconfig");
+        server.trim().to_owned()
+    }
+
     /// A fresh namespace for one test, deleted when the guard drops.
     pub fn namespace(&'static self, prefix: &str) -> TestNamespace {
         let suffix = format!(
@@ -204,11 +227,17 @@ pub fn yaml12_documents(text: &str) -> Vec<serde_json::Value> {
 /// A pinned Go tool from scripts/tools (sops, ...): from $KDEPLOY_TOOLS_BIN as scripts/test sets it,
 /// else built or reused by scripts/tools/build.sh.
 pub fn tool_bin(name: &str) -> PathBuf {
+    tool_binary(name, name)
+}
+
+/// Binary `binary` of the pinned Go tool `tool` (toxiproxy's server is `toxiproxy-server`).
+pub fn tool_binary(tool: &str, binary: &str) -> PathBuf {
+    let name = binary;
     if let Some(dir) = std::env::var_os("KDEPLOY_TOOLS_BIN") {
         return PathBuf::from(dir).join(name);
     }
     let out = Command::new(repo_root().join("scripts/tools/build.sh"))
-        .arg(name)
+        .arg(tool)
         .stderr(Stdio::inherit())
         .output()
         .expect("cannot run scripts/tools/build.sh");
