@@ -271,6 +271,10 @@ pub struct ClusterArgs {
     #[arg(long, value_name = "N", default_value_t = 8)]
     pub concurrency: usize,
 
+    /// How long one request may wait for the API server's answer before it is retried (e.g. 30s, 2m)
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    pub request_timeout: std::time::Duration,
+
     /// The ApplySet (the set of objects kdeploy manages and prunes): the name of its parent Secret in
     /// the default namespace (default: kdeploy-NAME from the project's `name:`, or kdeploy-NAME-TARGET;
     /// an unnamed project has none and never prunes)

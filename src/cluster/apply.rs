@@ -109,9 +109,11 @@ pub async fn apply(
         let results = apply_group(resources, group, options).await;
         for (change, result) in group.iter().zip(results) {
             match result {
-                Ok(()) => report.applied.push((change.object.clone(), change.operation)),
-                Err(message) if report.failure.is_none() => report.failure = Some((change.object.clone(), message)),
-                Err(_) => report.not_applied.push(change.object.clone()),
+                Some(Ok(())) => report.applied.push((change.object.clone(), change.operation)),
+                Some(Err(message)) if report.failure.is_none() => {
+                    report.failure = Some((change.object.clone(), message))
+                }
+                Some(Err(_)) | None => report.not_applied.push(change.object.clone()),
             }
         }
         if report.failure.is_some() {
@@ -139,17 +141,36 @@ pub async fn apply(
     report
 }
 
-/// Applies a group of objects of one kind concurrently; results in the group's order.
-async fn apply_group(resources: &Resources, group: &[&Change], options: ApplyOptions) -> Vec<Result<(), String>> {
+/// Applies a group of objects of one kind concurrently; results in the group's order. After the first
+/// failure no further object is started (those already under way finish): `None` marks the ones left
+/// out, so a dead server costs one round of retries, not one per remaining object.
+async fn apply_group(
+    resources: &Resources,
+    group: &[&Change],
+    options: ApplyOptions,
+) -> Vec<Option<Result<(), String>>> {
     use futures::StreamExt;
-    futures::stream::iter(
-        group
-            .iter()
-            .map(|change| apply_one(resources, change, options.force_conflicts)),
-    )
-    .buffered(options.concurrency.max(1))
-    .collect()
-    .await
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let failed = AtomicBool::new(false);
+    let failed = &failed;
+    // Unordered: with `buffered`, one request waiting out a throttle (APF's Retry-After is up to 8 s)
+    // would hold every finished one behind it, and nothing new would start.
+    let mut results: Vec<(usize, Option<Result<(), String>>)> =
+        futures::stream::iter(group.iter().enumerate().map(|(index, change)| async move {
+            if failed.load(Ordering::Relaxed) {
+                return (index, None);
+            }
+            let result = apply_one(resources, change, options.force_conflicts).await;
+            if result.is_err() {
+                failed.store(true, Ordering::Relaxed);
+            }
+            (index, Some(result))
+        }))
+        .buffer_unordered(options.concurrency.max(1))
+        .collect()
+        .await;
+    results.sort_by_key(|(index, _)| *index);
+    results.into_iter().map(|(_, result)| result).collect()
 }
 
 async fn apply_one(resources: &Resources, change: &Change, force: bool) -> Result<(), String> {

@@ -11,7 +11,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use super::ClusterError;
 
 /// Where and how to connect.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ConnectOptions {
     /// `--kubeconfig`; otherwise `KUBECONFIG` or `~/.kube/config`.
     pub kubeconfig: Option<PathBuf>,
@@ -19,6 +19,23 @@ pub struct ConnectOptions {
     pub context: Option<String>,
     /// The context the selected target names in kdeploy.yaml, and the target's name.
     pub target_context: Option<(String, String)>,
+    /// How long one request may wait for an answer (`--request-timeout`).
+    pub request_timeout: Duration,
+    /// The most requests in flight (`--concurrency`); fewer while the server throttles.
+    pub concurrency: usize,
+}
+
+impl Default for ConnectOptions {
+    /// kubectl's way of finding the cluster, with the flags' defaults.
+    fn default() -> Self {
+        ConnectOptions {
+            kubeconfig: None,
+            context: None,
+            target_context: None,
+            request_timeout: Duration::from_secs(60),
+            concurrency: 8,
+        }
+    }
 }
 
 /// A connected cluster.
@@ -105,6 +122,7 @@ pub fn choose_context(options: &ConnectOptions, current: Option<&str>) -> Result
 }
 
 pub async fn connect(options: &ConnectOptions) -> Result<Cluster, ClusterError> {
+    set_concurrency(options.concurrency);
     let files = kubeconfig_files(options.kubeconfig.as_ref())?;
     let shown = files
         .iter()
@@ -144,7 +162,13 @@ pub async fn connect(options: &ConnectOptions) -> Result<Cluster, ClusterError> 
     let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &config_options)
         .await
         .map_err(|e| in_context(&e))?;
-    config.read_timeout = Some(Duration::from_secs(60));
+    // A server that accepts and then stalls is retried after this, like one that drops the connection.
+    config.read_timeout = Some(options.request_timeout);
+    config.write_timeout = Some(options.request_timeout);
+    config.connect_timeout = Some(options.request_timeout.min(Duration::from_secs(10)));
+    // kube's own retry layer would wait out 429s (up to 15 times) inside a request, hidden from
+    // with_retries and its limiter: kdeploy retries in one place, where throttling shapes concurrency.
+    config.default_retry = false;
     let server = config.cluster_url.to_string();
     let client = kube::Client::try_from(config).map_err(|e| in_context(&e))?;
     Ok(Cluster {
@@ -168,36 +192,179 @@ pub fn is_transport(error: &kube::Error) -> bool {
     matches!(error, kube::Error::HyperError(_) | kube::Error::Service(_))
 }
 
-const MAX_ATTEMPTS: u32 = 5;
+/// How many requests may be in flight at once, adapting to the server: halved when the server throttles
+/// (429), grown back by one every 250 ms of successes up to `--concurrency` (additive increase,
+/// multiplicative decrease, as TCP does). One per process: a kdeploy run talks to one API server.
+pub struct Limiter {
+    state: std::sync::Mutex<LimiterState>,
+    freed: tokio::sync::Notify,
+}
 
-/// Runs `request` until it succeeds, fails for good, or [`MAX_ATTEMPTS`] transient failures have
-/// happened, backing off exponentially (200 ms, 400 ms, ...; a 429's Retry-After is honoured up to 10s).
+struct LimiterState {
+    limit: f64,
+    max: f64,
+    in_flight: usize,
+    last_decrease: Option<std::time::Instant>,
+    last_change: Option<std::time::Instant>,
+}
+
+/// A place in flight; freed when dropped.
+pub struct Slot<'a>(&'a Limiter);
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.0.state.lock().unwrap_or_else(|e| e.into_inner()).in_flight -= 1;
+        self.0.freed.notify_waiters();
+    }
+}
+
+impl Limiter {
+    fn new(max: usize) -> Limiter {
+        let max = max.max(1) as f64;
+        Limiter {
+            state: std::sync::Mutex::new(LimiterState {
+                limit: max,
+                max,
+                in_flight: 0,
+                last_decrease: None,
+                last_change: None,
+            }),
+            freed: tokio::sync::Notify::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, LimiterState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    async fn acquire(&self) -> Slot<'_> {
+        loop {
+            // Created before the check, so a slot freed in between still wakes it.
+            let freed = self.freed.notified();
+            {
+                let mut state = self.lock();
+                if (state.in_flight as f64) < state.limit.floor() {
+                    state.in_flight += 1;
+                    return Slot(self);
+                }
+            }
+            freed.await;
+        }
+    }
+
+    /// The server throttled a request, asking to come back after `retry_after`.
+    fn throttled(&self, retry_after: Duration) {
+        let mut state = self.lock();
+        // The 429s of one burst say one thing: halve once per burst, not once per reply.
+        let now = std::time::Instant::now();
+        if state
+            .last_decrease
+            .is_none_or(|at| now.duration_since(at) > Duration::from_millis(200))
+        {
+            state.limit = (state.limit / 2.0).max(1.0);
+            state.last_decrease = Some(now);
+        }
+        // No growth until the throttled requests are back: the server said when that would be.
+        let hold = now + retry_after;
+        state.last_change = Some(state.last_change.map_or(hold, |at| at.max(hold)));
+    }
+
+    fn succeeded(&self) {
+        let mut state = self.lock();
+        // Growth is paced in time, not per success: at a few milliseconds a request, counting successes
+        // would regrow the limit long before the throttled requests come back (APF's Retry-After is up
+        // to 8 s), and buy the next burst of 429s.
+        let now = std::time::Instant::now();
+        if state.limit >= state.max || state.last_change.is_some_and(|at| now < at + GROWTH_STEP) {
+            return;
+        }
+        state.limit = (state.limit + 1.0).min(state.max);
+        state.last_change = Some(now);
+    }
+
+    /// The current limit (for tests and progress).
+    pub fn limit(&self) -> usize {
+        self.lock().limit.floor() as usize
+    }
+}
+
+/// The limit grows by one at most this often.
+const GROWTH_STEP: Duration = Duration::from_millis(250);
+
+static LIMITER: std::sync::OnceLock<Limiter> = std::sync::OnceLock::new();
+
+/// Sets the most requests in flight (`--concurrency`); the first call wins.
+pub fn set_concurrency(max: usize) {
+    let _ = LIMITER.set(Limiter::new(max));
+}
+
+fn limiter() -> &'static Limiter {
+    LIMITER.get_or_init(|| Limiter::new(8))
+}
+
+/// Attempts for a request that fails on the way or with a server error (5xx).
+const MAX_ATTEMPTS: u32 = 5;
+/// Attempts for a request the server throttles (429): throttling says "later", not "broken", so it is
+/// waited out longer; API Priority and Fairness sends it whenever the client's share is full.
+const MAX_THROTTLED_ATTEMPTS: u32 = 20;
+
+/// Runs `request` until it succeeds, fails for good, or runs out of attempts. Every request kdeploy
+/// retries is idempotent (GET, LIST, server-side apply, DELETE), so a retry after an answer that was
+/// lost on the way is safe. Backoff is exponential with jitter (200 ms, 400 ms, ... up to 5 s); a 429's
+/// Retry-After is honoured up to 10 s.
 pub async fn with_retries<T, F, Fut>(mut request: F) -> Result<T, kube::Error>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, kube::Error>>,
 {
-    let mut attempt = 0;
+    let (mut failures, mut throttled) = (0, 0);
+    let limiter = limiter();
     loop {
-        match request().await {
-            Err(error) if is_transient(&error) && attempt + 1 < MAX_ATTEMPTS => {
-                let mut delay = Duration::from_millis(200 * 2u64.pow(attempt));
-                if let kube::Error::Api(status) = &error
-                    && status.code == 429
-                    && let Some(seconds) = status
-                        .details
-                        .as_ref()
-                        .map(|d| d.retry_after_seconds)
-                        .filter(|s| *s > 0)
-                {
-                    delay = Duration::from_secs(u64::from(seconds).min(10));
-                }
-                tokio::time::sleep(delay).await;
-                attempt += 1;
+        let slot = limiter.acquire().await;
+        let result = request().await;
+        drop(slot);
+        let error = match result {
+            Ok(value) => {
+                limiter.succeeded();
+                return Ok(value);
             }
-            other => return other,
-        }
+            Err(error) => error,
+        };
+        let retry_after = match &error {
+            kube::Error::Api(status) if status.code == 429 => {
+                let retry_after = status
+                    .details
+                    .as_ref()
+                    .map(|d| d.retry_after_seconds)
+                    .filter(|s| *s > 0)
+                    .map(|s| Duration::from_secs(u64::from(s).min(10)));
+                limiter.throttled(retry_after.unwrap_or(Duration::from_secs(1)));
+                throttled += 1;
+                if throttled >= MAX_THROTTLED_ATTEMPTS {
+                    return Err(error);
+                }
+                retry_after
+            }
+            other if is_transient(other) => {
+                failures += 1;
+                if failures >= MAX_ATTEMPTS {
+                    return Err(error);
+                }
+                None
+            }
+            _ => return Err(error),
+        };
+        let attempt = failures + throttled - 1;
+        let backoff = Duration::from_millis(200 * 2u64.pow(attempt.min(5))).min(Duration::from_secs(5));
+        tokio::time::sleep(retry_after.unwrap_or(backoff) + jitter(backoff / 2)).await;
     }
+}
+
+/// A pseudo-random duration below `max`, so that requests throttled together do not retry together.
+fn jitter(max: Duration) -> Duration {
+    use std::hash::{BuildHasher, RandomState};
+    let random = RandomState::new().hash_one(std::time::Instant::now());
+    Duration::from_nanos(random % (max.as_nanos().max(1) as u64))
 }
 
 #[cfg(test)]
@@ -206,10 +373,44 @@ mod tests {
 
     fn options(flag: Option<&str>, target: Option<&str>) -> ConnectOptions {
         ConnectOptions {
-            kubeconfig: None,
             context: flag.map(str::to_owned),
             target_context: target.map(|t| (t.to_owned(), "prod".to_owned())),
+            ..Default::default()
         }
+    }
+
+    #[tokio::test]
+    async fn the_limiter_halves_on_throttling_once_per_burst_and_grows_back() {
+        let limiter = Limiter::new(16);
+        limiter.throttled(Duration::from_secs(1));
+        limiter.throttled(Duration::from_secs(1));
+        assert_eq!(limiter.limit(), 8, "one burst of 429s halves once");
+        for _ in 0..100 {
+            limiter.succeeded();
+        }
+        assert_eq!(
+            limiter.limit(),
+            8,
+            "no growth before the throttled requests are back, then paced in time"
+        );
+        for _ in 0..20 {
+            limiter.lock().last_change = Some(std::time::Instant::now() - GROWTH_STEP);
+            limiter.succeeded();
+        }
+        assert_eq!(
+            limiter.limit(),
+            16,
+            "it grows back one step at a time to the maximum, no further"
+        );
+        let held: Vec<Slot<'_>> = futures::future::join_all((0..16).map(|_| limiter.acquire())).await;
+        let waiting = tokio::time::timeout(Duration::from_millis(50), limiter.acquire()).await;
+        assert!(waiting.is_err(), "a 17th request waits");
+        drop(held);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), limiter.acquire())
+                .await
+                .is_ok()
+        );
     }
 
     #[test]

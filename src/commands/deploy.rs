@@ -88,6 +88,8 @@ pub async fn prepare(input: &InputArgs, cluster_args: &ClusterArgs) -> anyhow::R
         kubeconfig: cluster_args.kubeconfig.clone(),
         context: cluster_args.context.clone(),
         target_context: selection.context.clone().zip(selection.target.clone()),
+        request_timeout: cluster_args.request_timeout,
+        concurrency: cluster_args.concurrency,
     };
     let cluster = connect(&options).await?;
     let namespace = selection.namespace.clone().unwrap_or_else(|| cluster.namespace.clone());
