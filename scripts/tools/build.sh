@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Builds the Go tools kdeploy's tests and benchmarks compare against (sops, and later ytt, helm,
-# kustomize, kapp), each from its pinned wrapper module under scripts/tools/go/<name>/. They are test and
+# Builds the Go tools kdeploy's tests and benchmarks use (sops, helm, kustomize; toxiproxy for the fault
+# tests), each from its pinned wrapper module under scripts/tools/go/<name>/. They are test and
 # benchmark dependencies only, never used by kdeploy at runtime.
 #
 #   scripts/tools/build.sh sops [more names]   build (or reuse) and print the folder holding them
@@ -34,6 +34,10 @@ for name in "$@"; do
     mkdir -p "$out"
     packages=$(awk '$1 == "tool" {print $2}' "$module/go.mod")
     (cd "$module" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$out/" $packages)
+    # Generic command names (cmd/server) get the tool's name in front: toxiproxy-server.
+    for binary in "$out"/server "$out"/cli; do
+      [ -f "$binary" ] && mv "$binary" "$out/$name-$(basename "$binary")"
+    done
     touch "$out/.complete"
   fi
   for binary in "$out"/*; do
