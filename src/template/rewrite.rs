@@ -106,8 +106,9 @@ pub fn rewrite(source: &str) -> Rewritten {
                 i = find(source, i + 2, "#}").map_or(bytes.len(), |end| end + 2);
             }
             (b'{', b'%') => {
-                let tag_end = tag_end(source, i + 2, "%}").unwrap_or(bytes.len());
-                let body = tag_body(source, i, tag_end);
+                let closed = tag_end(source, i + 2, "%}");
+                let tag_end = closed.unwrap_or(bytes.len());
+                let body = tag_body(source, i, closed);
                 if body == "raw" {
                     i = skip_raw_block(source, tag_end);
                     continue;
@@ -162,9 +163,15 @@ pub fn rewrite(source: &str) -> Rewritten {
     }
 }
 
-/// The words inside a `{% ... %}` tag running from `open` to `end`, without `-` and spaces.
-fn tag_body(source: &str, open: usize, end: usize) -> &str {
-    source[open + 2..end.saturating_sub(2).max(open + 2)].trim_matches(|c: char| c == '-' || c.is_whitespace())
+/// The words inside a `{% ... %}` tag opening at `open` and closing just before `end` (the rest of the
+/// text when it is never closed), without `-` and spaces.
+fn tag_body(source: &str, open: usize, end: Option<usize>) -> &str {
+    // `end - 2` is where `%}` starts: a character boundary, unlike `len - 2` in general.
+    let body = match end {
+        Some(end) => &source[open + 2..(end - 2).max(open + 2)],
+        None => &source[open + 2..],
+    };
+    body.trim_matches(|c: char| c == '-' || c.is_whitespace())
 }
 
 fn find(source: &str, from: usize, needle: &str) -> Option<usize> {
@@ -194,8 +201,9 @@ fn tag_end(source: &str, from: usize, closer: &str) -> Option<usize> {
 /// Skips to the end of the `{% endraw %}` tag that closes a raw block.
 fn skip_raw_block(source: &str, mut from: usize) -> usize {
     while let Some(open) = find(source, from, "{%") {
-        let end = tag_end(source, open + 2, "%}").unwrap_or(source.len());
-        if tag_body(source, open, end) == "endraw" {
+        let closed = tag_end(source, open + 2, "%}");
+        let end = closed.unwrap_or(source.len());
+        if tag_body(source, open, closed) == "endraw" {
             return end;
         }
         from = end;
@@ -239,6 +247,9 @@ mod tests {
             r.source,
             format!("a: {{{{ (values.café) | {FILTER_NAME} }}}}\n{{% if é %}}x{{% endif %}}")
         );
+        // An unclosed tag ending in a multi-byte character is left for Tera to report.
+        assert_eq!(rewrite("{% if ۉ").source, "{% if ۉ");
+        assert_eq!(rewrite("{% raw %}x{% endraw ۉ").source, "{% raw %}x{% endraw ۉ");
     }
 
     #[test]
