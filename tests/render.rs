@@ -184,3 +184,23 @@ fn completions_and_man_page_come_from_the_flag_definitions() {
         &man[..man.len().min(500)]
     );
 }
+
+#[test]
+fn values_needs_no_templates_and_render_still_says_when_there_are_none() {
+    let dir = project(&[("v.yaml", "db: {host: h}\n")]);
+    let out = run(kdeploy().current_dir(dir.path()).args([
+        "values",
+        "-o",
+        "json",
+        "--data-values-file",
+        "v.yaml",
+        "-v",
+        "app.tag=1.10",
+    ]))
+    .ok();
+    let values: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(values["values"], json!({"db": {"host": "h"}, "app": {"tag": "1.10"}}));
+    let render = run(kdeploy().current_dir(dir.path()).arg("render"));
+    assert_eq!(render.code, 2);
+    assert!(render.stderr.contains("no templates"), "{}", render.stderr);
+}
