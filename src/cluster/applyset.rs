@@ -106,6 +106,16 @@ impl ApplySet {
         }
     }
 
+    /// The parent, as failures name it.
+    pub fn parent_ref(&self) -> ObjectRef {
+        ObjectRef {
+            group: String::new(),
+            kind: "Secret".into(),
+            namespace: Some(self.namespace.clone()),
+            name: format!("{} (the ApplySet parent)", self.name),
+        }
+    }
+
     /// The parent Secret's name for a project identity.
     pub fn parent_name(identity: &str) -> String {
         format!("kdeploy-{identity}")
@@ -200,15 +210,15 @@ impl ApplySet {
     }
 
     /// Checks with a server-side dry run that the parent can be written, before anything is applied.
-    /// A namespace that `new_namespaces` (this apply's) holds is fine; any other refusal is an error.
-    pub async fn check_parent(&self, resources: &Resources, new_namespaces: &BTreeSet<String>) -> Result<(), String> {
+    /// A missing namespace is fine when this apply creates it; any other refusal is an error.
+    pub async fn check_parent(&self, resources: &Resources, apply_creates_namespace: bool) -> Result<(), String> {
         let parent = self.parent(&BTreeSet::new(), &BTreeSet::new());
         let api = self.parents(resources);
         let params = PatchParams::apply(PARENT_FIELD_MANAGER).force().dry_run();
         let patch = Patch::Apply(&parent);
         match with_retries(|| api.patch(&self.name, &params, &patch)).await {
             Ok(_) => Ok(()),
-            Err(kube::Error::Api(status)) if status.code == 404 && new_namespaces.contains(&self.namespace) => Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 404 && apply_creates_namespace => Ok(()),
             Err(kube::Error::Api(status)) if status.code == 404 => Err(format!(
                 "namespace `{}` does not exist and this apply does not create it, so the ApplySet parent cannot be written there; \
                  create it, add it to the manifests, or choose the default namespace with -n or `namespace:` in kdeploy.yaml",

@@ -171,10 +171,22 @@ pub async fn plan(
         }
         Ok::<_, ClusterError>(results)
     };
-    let (members, results) = tokio::join!(listing, planning);
+    // The ApplySet parent is checked with the rest: no write may start if it could not be written.
+    let parent_check = async {
+        match applyset {
+            Some(set) => set
+                .check_parent(resources, new_namespaces.contains(&set.namespace))
+                .await
+                .err()
+                .map(|message| (set.parent_ref(), message)),
+            None => None,
+        }
+    };
+    let (members, results, parent_refused) = tokio::join!(listing, planning, parent_check);
     let (members, mut results) = (members?, results?);
     results.sort_by_key(|(index, _)| *index);
     let mut plan = Plan::default();
+    plan.failures.extend(parent_refused);
     for (_, result) in results {
         match result? {
             Ok(change) => plan.changes.push(change),

@@ -13,7 +13,6 @@ use crate::cluster::applyset::{ApplySet, group_kind, owner};
 use crate::cluster::client::{ConnectOptions, connect};
 use crate::cluster::plan::{Operation, Plan, PlanOptions, plan};
 use crate::cluster::resources::Resources;
-use crate::manifest::ObjectRef;
 use crate::ui;
 
 /// A rendered manifest planned against a cluster.
@@ -121,11 +120,6 @@ pub async fn prepare(input: &InputArgs, cluster_args: &ClusterArgs) -> anyhow::R
             value
         })
         .collect();
-    let new_namespaces: BTreeSet<String> = objects
-        .iter()
-        .filter(|o| o["kind"] == "Namespace" && o["apiVersion"] == "v1")
-        .filter_map(|o| o["metadata"]["name"].as_str().map(str::to_owned))
-        .collect();
     let resources = Arc::new(Resources::new(cluster.client.clone()));
     let plan_options = PlanOptions {
         concurrency: cluster_args.concurrency,
@@ -136,17 +130,6 @@ pub async fn prepare(input: &InputArgs, cluster_args: &ClusterArgs) -> anyhow::R
         .map_err(|e| e.naming_server(&cluster.server, &cluster.context))?;
     if prune_off.is_some() {
         plan.changes.retain(|c| c.operation != Operation::Prune);
-    }
-    if let Some(set) = &applyset
-        && let Err(message) = set.check_parent(&resources, &new_namespaces).await
-    {
-        let parent = ObjectRef {
-            group: String::new(),
-            kind: "Secret".into(),
-            namespace: Some(set.namespace.clone()),
-            name: format!("{} (the ApplySet parent)", set.name),
-        };
-        plan.failures.push((parent, message));
     }
     refuse_or_take_over_claims(&resources, &mut plan, cluster_args.force_conflicts).await;
     Ok(Prepared {
