@@ -117,7 +117,8 @@ pub struct IdentityArgs {
 pub enum VaultCommand {
     /// Create your age identity, keep it in the OS keyring, and add its recipient to the project
     Init {
-        /// Write the identity to this file (0600) instead of the OS keyring
+        /// Append the identity to this file (0600; keys already in it are kept) instead of the OS keyring,
+        /// e.g. sops' ~/.config/sops/age/keys.txt on a machine without one
         #[arg(long, value_name = "FILE")]
         file: Option<PathBuf>,
         /// Replace an identity already in the keyring

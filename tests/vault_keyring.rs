@@ -117,3 +117,68 @@ fn no_keyring_at_all_is_a_clear_error() {
         out.stderr
     );
 }
+
+#[test]
+fn without_a_secret_service_init_says_what_it_tried_and_sops_key_file_works() {
+    let home = VaultHome::new();
+    // No session bus at all, as over SSH, in CI or in a container: the keyring's real absence.
+    let mut command = home.kdeploy();
+    command
+        .env_remove("KDEPLOY_NO_KEYRING")
+        .env(
+            "DBUS_SESSION_BUS_ADDRESS",
+            format!("unix:path={}", home.path().join("no-bus").display()),
+        )
+        .args(["vault", "init"]);
+    let refused = run(&mut command);
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    let key_file = home.path().join(".config/sops/age/keys.txt");
+    assert!(
+        refused.stderr.contains("tried the OS keyring")
+            && refused
+                .stderr
+                .contains(&format!("kdeploy vault init --file {}", key_file.display())),
+        "it says what it tried and the way that works here:\n{}",
+        refused.stderr
+    );
+    assert!(
+        refused.stdout.is_empty() && !key_file.exists(),
+        "nothing written without being asked"
+    );
+
+    // The way it offers: sops' key file, appended to, never overwritten.
+    let (other, other_recipient) = home.identity("other.txt");
+    std::fs::create_dir_all(key_file.parent().unwrap()).unwrap();
+    std::fs::copy(&other, &key_file).unwrap();
+    let out = run(home.kdeploy().args(["vault", "init", "--file"]).arg(&key_file)).ok();
+    let recipient = out.stdout.trim().to_owned();
+    let text = std::fs::read_to_string(&key_file).unwrap();
+    assert!(
+        text.contains(&format!("public key: {other_recipient}")) && text.contains(&format!("public key: {recipient}")),
+        "both identities are in the key file:\n{}",
+        text.lines()
+            .filter(|l| l.starts_with('#'))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    // A folder init creates is private too.
+    let fresh = home.path().join("new/folder/keys.txt");
+    run(home.kdeploy().args(["vault", "init", "--file"]).arg(&fresh)).ok();
+    assert_eq!(
+        std::fs::metadata(fresh.parent().unwrap()).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+    // And kdeploy finds the identity there on its own (sops' default), with no keyring.
+    home.write("plain.yaml", "token: t0ken\n");
+    run(home
+        .kdeploy()
+        .args(["vault", "encrypt", "plain.yaml", "-o", "s.sops.yaml", "-r", &recipient]))
+    .ok();
+    let decrypted = run(home.kdeploy().args(["vault", "decrypt", "s.sops.yaml"])).ok();
+    assert!(decrypted.stdout.contains("t0ken"), "{}", decrypted.stdout);
+}

@@ -95,32 +95,37 @@ fn init(file: Option<&Path>, force: bool, project_args: &ProjectArgs) -> anyhow:
     let identity = age::x25519::Identity::generate();
     let recipient = identity.to_public().to_string();
     match file {
-        Some(path) => {
-            if path.exists() {
-                bail!(
-                    "{} already exists; kdeploy never overwrites an identity file",
-                    path.display()
-                );
-            }
-            use age::secrecy::ExposeSecret;
-            let text = Zeroizing::new(format!(
-                "# created by kdeploy vault init\n# public key: {recipient}\n{}\n",
-                identity.to_string().expose_secret()
-            ));
-            write_atomically(path, text.as_bytes())?;
-            ui::note(&format!(
-                "identity written to {} (mode 0600); keep a copy somewhere safe",
-                path.display()
-            ));
-        }
-        None => {
-            identity::store_in_keyring(&identity, force)?;
-            ui::note(&format!(
+        Some(path) => append_identity(path, &identity)?,
+        None => match identity::store_in_keyring(&identity, force) {
+            Ok(()) => ui::note(&format!(
                 "identity stored in the OS keyring ({}/{})",
                 identity::KEYRING_SERVICE,
                 identity::KEYRING_ACCOUNT
-            ));
-        }
+            )),
+            // No keyring here (a server, CI, WSL, a container, SSH): sops' key file is the way that works.
+            Err(identity::IdentityError::Keyring(reason)) => {
+                let env = |name: &str| std::env::var(name).ok();
+                let Some(key_file) = identity::sops_key_file(&env) else {
+                    bail!(
+                        "tried the OS keyring: {reason}; and neither HOME nor XDG_CONFIG_HOME is set: pass --file FILE"
+                    );
+                };
+                let asked = ui::stdin_is_terminal() && ui::stderr_is_terminal();
+                let question = format!(
+                    "tried the OS keyring: {reason}.\nappend the identity to sops' key file {} instead (kdeploy and sops read it)?",
+                    key_file.display()
+                );
+                if !(asked && ui::confirm(&question, true)?) {
+                    bail!(
+                        "tried the OS keyring: {reason}.\n  Without a keyring (a server, CI, WSL, a container, an SSH session), keep the identity in sops' key file, \
+                         which kdeploy and sops both read:\n    kdeploy vault init --file {}\n  (appended to what is there, never overwriting it; mode 0600)",
+                        key_file.display()
+                    );
+                }
+                append_identity(&key_file, &identity)?;
+            }
+            Err(other) => return Err(other.into()),
+        },
     }
     if let Some(project) = load_project(project_args)? {
         let mut recipients = project.config.recipients.clone();
@@ -135,6 +140,49 @@ fn init(file: Option<&Path>, force: bool, project_args: &ProjectArgs) -> anyhow:
     }
     super::write_stdout(&format!("{recipient}\n"))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Adds `identity` to an identity file (created 0600 in a 0700 folder), keeping every identity already
+/// in it: a key file may hold other keys that open other files.
+fn append_identity(path: &Path, identity: &age::x25519::Identity) -> anyhow::Result<()> {
+    use age::secrecy::ExposeSecret;
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let existing = match std::fs::read_to_string(path) {
+        Ok(text) => Zeroizing::new(text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Zeroizing::new(String::new()),
+        Err(e) => return Err(anyhow!("cannot read {}: {e}", path.display())),
+    };
+    let separator = if existing.is_empty() || existing.ends_with('\n') {
+        ""
+    } else {
+        "\n"
+    };
+    let text = Zeroizing::new(format!(
+        "{}{separator}# created by kdeploy vault init\n# public key: {}\n{}\n",
+        existing.as_str(),
+        identity.to_public(),
+        identity.to_string().expose_secret()
+    ));
+    write_atomically(path, text.as_bytes())?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("cannot make {} private", path.display()))?;
+    let kept = if existing.trim().is_empty() {
+        String::new()
+    } else {
+        " (the identities already in it are kept)".to_owned()
+    };
+    ui::note(&format!(
+        "identity written to {} (mode 0600){kept}; keep a copy somewhere safe",
+        path.display()
+    ));
+    Ok(())
 }
 
 fn encrypt(

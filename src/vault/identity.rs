@@ -56,6 +56,19 @@ pub enum IdentityError {
     Sops(#[from] SopsError),
     #[error("OS keyring: {0}")]
     Keyring(String),
+    #[error(
+        "an identity is already stored in the OS keyring ({KEYRING_SERVICE}/{KEYRING_ACCOUNT}); pass --force to replace it (files encrypted only to it will no longer open)"
+    )]
+    KeyringOccupied,
+}
+
+/// sops' default key file: `$XDG_CONFIG_HOME/sops/age/keys.txt`, usually `~/.config/sops/age/keys.txt`.
+pub fn sops_key_file(env: &dyn Fn(&str) -> Option<String>) -> Option<PathBuf> {
+    env("XDG_CONFIG_HOME")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| env("HOME").map(|h| Path::new(&h).join(".config")))
+        .map(|config| config.join("sops/age/keys.txt"))
 }
 
 /// The identity sources of one command, read on demand and remembered.
@@ -80,12 +93,8 @@ impl IdentityChain {
         if env("KDEPLOY_NO_KEYRING").is_none() {
             sources.push(Source::Keyring);
         }
-        let config = env("XDG_CONFIG_HOME")
-            .filter(|d| !d.is_empty())
-            .map(PathBuf::from)
-            .or_else(|| env("HOME").map(|h| Path::new(&h).join(".config")));
-        if let Some(config) = config {
-            sources.push(Source::DefaultFile(config.join("sops/age/keys.txt")));
+        if let Some(file) = sops_key_file(env) {
+            sources.push(Source::DefaultFile(file));
         }
         let loaded = sources.iter().map(|_| None).collect();
         IdentityChain { sources, loaded }
@@ -220,9 +229,7 @@ fn keyring_identity() -> Result<Option<age::x25519::Identity>, String> {
 pub fn store_in_keyring(identity: &age::x25519::Identity, replace: bool) -> Result<(), IdentityError> {
     let entry = keyring_entry().map_err(IdentityError::Keyring)?;
     if !replace && entry.get_password().is_ok() {
-        return Err(IdentityError::Keyring(format!(
-            "an identity is already stored ({KEYRING_SERVICE}/{KEYRING_ACCOUNT}); pass --force to replace it (files encrypted only to it will no longer open)"
-        )));
+        return Err(IdentityError::KeyringOccupied);
     }
     use age::secrecy::ExposeSecret;
     let secret = identity.to_string();
