@@ -394,34 +394,57 @@ fn a_rollout_that_never_becomes_ready_times_out_with_a_reason() {
 }
 
 #[test]
-fn a_failure_part_way_reports_what_was_and_was_not_applied_and_reapply_converges() {
-    let d = Deploy::new("dp-partway");
+fn a_refused_object_in_a_new_namespace_leaves_nothing_behind_and_reapply_converges() {
+    let d = Deploy::new("dp-rollback");
     let fresh_ns = format!("{}-new", d.ns.name);
     d.write(
         "manifests/ns.yaml",
         &format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {fresh_ns}\n"),
     );
-    // Objects in a namespace this apply creates cannot be dry-run first; the bad one fails for real.
+    // Objects in a namespace this apply creates can only be checked once it exists.
     d.write(
         "manifests/a.yaml",
         &format!(
             "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a-good\n  namespace: {fresh_ns}\ndata: {{a: \"1\"}}\n"
         ),
     );
-    d.write("manifests/b.yaml", &format!("apiVersion: v1\nkind: Service\nmetadata:\n  name: b-bad\n  namespace: {fresh_ns}\nspec:\n  ports: [{{port: 99999}}]\n"));
+    // The case: a label value the server refuses.
+    d.write(
+        "manifests/b.yaml",
+        &format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: b-bad\n  namespace: {fresh_ns}\n  labels: {{team: 'not a valid label value!'}}\n"
+        ),
+    );
     let out = d.apply(&[]);
     assert_eq!(out.code, 2, "{}", out.stderr);
-    assert!(out.stderr.contains("applying Service/b-bad"), "{}", out.stderr);
     assert!(
-        out.stderr.contains("applied before the failure") && out.stderr.contains("Namespace/"),
+        out.stderr.contains("the server refused ConfigMap/b-bad")
+            && out.stderr.contains("nothing was applied")
+            && out.stderr.contains(&format!("Namespace/{fresh_ns}")),
         "{}",
         out.stderr
     );
-    assert!(out.stderr.contains("run kdeploy apply again"), "{}", out.stderr);
-    d.write("manifests/b.yaml", &format!("apiVersion: v1\nkind: Service\nmetadata:\n  name: b-bad\n  namespace: {fresh_ns}\nspec:\n  ports: [{{port: 80}}]\n"));
+    assert_ne!(
+        run(d.cluster.kubectl().args(["get", "namespace", &fresh_ns])).code,
+        0,
+        "the namespace this apply created is gone again"
+    );
+    // A namespace that existed before is never removed: the same refusal in the test's own namespace.
+    d.write(
+        "manifests/c.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n  labels: {team: 'bad value!'}\n",
+    );
+    assert_eq!(d.apply(&[]).code, 2);
+    assert_eq!(run(d.cluster.kubectl().args(["get", "namespace", &d.ns.name])).code, 0);
+    d.remove("manifests/c.yaml");
+
+    d.write(
+        "manifests/b.yaml",
+        &format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: b-bad\n  namespace: {fresh_ns}\n"),
+    );
     d.apply(&[]).ok();
     assert_eq!(
-        run(d.cluster.kubectl().args(["get", "service", "b-bad", "-n", &fresh_ns])).code,
+        run(d.cluster.kubectl().args(["get", "configmap", "b-bad", "-n", &fresh_ns])).code,
         0
     );
     run(d

@@ -34,6 +34,9 @@ pub struct ApplyReport {
     pub kept: Vec<ObjectRef>,
     /// Not applied because an earlier step failed.
     pub not_applied: Vec<ObjectRef>,
+    /// Namespaces and CRDs this apply created and removed again, because the server refused an object
+    /// that goes into them: all or nothing holds for them too.
+    pub rolled_back: Vec<ObjectRef>,
     pub failure: Option<(ObjectRef, String)>,
 }
 
@@ -87,6 +90,16 @@ pub async fn apply(
         return report;
     }
     resources.forget_missing().await;
+    // Objects in a namespace, or of a kind, that this apply creates could not be checked before; now
+    // they can. If the server refuses one, what this apply created for them is removed again.
+    if let Some((object, message)) = check_pending(resources, &rest, options).await {
+        report.rolled_back = roll_back(resources, &first).await;
+        let rolled_back = &report.rolled_back;
+        report.applied.retain(|(object, _)| !rolled_back.contains(object));
+        report.failure = Some((object, message));
+        report.not_applied = rest.iter().chain(&prunes).map(|c| c.object.clone()).collect();
+        return report;
+    }
     if let Err(message) = between_phases().await {
         let object = ObjectRef {
             group: String::new(),
@@ -173,7 +186,58 @@ async fn apply_group(
     results.into_iter().map(|(_, result)| result).collect()
 }
 
+/// Dry-runs the changes the plan could not check (`pending`); the first refusal, if any.
+async fn check_pending(resources: &Resources, rest: &[&Change], options: ApplyOptions) -> Option<(ObjectRef, String)> {
+    use futures::StreamExt;
+    let pending = rest.iter().filter(|c| c.pending.is_some());
+    let refusals: Vec<(ObjectRef, String)> = futures::stream::iter(pending.map(|change| async move {
+        send(resources, change, options.force_conflicts, true)
+            .await
+            .err()
+            .map(|message| (change.object.clone(), message))
+    }))
+    .buffer_unordered(options.concurrency.max(1))
+    .filter_map(|refusal| async move { refusal })
+    .collect()
+    .await;
+    refusals
+        .into_iter()
+        .min_by(|a, b| a.0.to_string().cmp(&b.0.to_string()))
+}
+
+/// Deletes the Namespaces and CRDs this apply created (never ones that existed before), and waits up to
+/// a minute for them to be gone, so that a re-run can create them again.
+async fn roll_back(resources: &Resources, first: &[&Change]) -> Vec<ObjectRef> {
+    let created: Vec<&Change> = first
+        .iter()
+        .copied()
+        .filter(|c| c.operation == Operation::Create)
+        .collect();
+    let mut removed = Vec::new();
+    for change in &created {
+        if prune_one(resources, change).await.is_ok() {
+            removed.push(change.object.clone());
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for change in created {
+        let Some(resolved) = &change.resolved else { continue };
+        let api = resources.api(resolved, None);
+        while Instant::now() < deadline
+            && matches!(with_retries(|| api.get_opt(&change.object.name)).await, Ok(Some(_)))
+        {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+    removed
+}
+
 async fn apply_one(resources: &Resources, change: &Change, force: bool) -> Result<(), String> {
+    send(resources, change, force, false).await
+}
+
+/// Server-side applies one change, or only dry-runs it.
+async fn send(resources: &Resources, change: &Change, force: bool, dry_run: bool) -> Result<(), String> {
     let manifest: &Json = change.manifest.as_ref().ok_or("nothing to apply")?;
     let resolved = match &change.resolved {
         Some(resolved) => resolved.clone(),
@@ -195,6 +259,7 @@ async fn apply_one(resources: &Resources, change: &Change, force: bool) -> Resul
     let api = resources.api(&resolved, change.object.namespace.as_deref());
     let mut params = PatchParams::apply(FIELD_MANAGER);
     params.force = force;
+    params.dry_run = dry_run;
     let patch = Patch::Apply(&manifest);
     with_retries(|| api.patch(&change.object.name, &params, &patch))
         .await

@@ -122,6 +122,7 @@ async fn run_async(args: &ApplyArgs) -> anyhow::Result<ExitCode> {
             "pruned": report.pruned,
             "kept": report.kept,
             "not_applied": report.not_applied,
+            "rolled_back": report.rolled_back,
             "failure": report.failure.as_ref().map(|(o, m)| json!({"object": o, "message": redactor.redact(m)})),
             "not_ready": not_ready,
             "success": !failed,
@@ -147,6 +148,16 @@ fn text_summary(report: &ApplyReport, not_ready: &[NotReady], changing: bool) ->
     let mut text = String::new();
     if !changing {
         text.push_str("no changes to apply\n");
+    }
+    if let Some((object, message)) = &report.failure
+        && !report.rolled_back.is_empty()
+    {
+        text.push_str(&format!("error: the server refused {object}: {message}\n"));
+        text.push_str("nothing was applied: what this apply had created for it was removed again:\n");
+        for object in &report.rolled_back {
+            text.push_str(&format!("  {object}\n"));
+        }
+        return text;
     }
     if let Some((object, message)) = &report.failure {
         text.push_str(&format!("error: applying {object} failed: {message}\n"));
