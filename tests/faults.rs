@@ -18,27 +18,28 @@ use std::time::{Duration, Instant};
 
 use support::{Cluster, Run, TestNamespace, cluster, kdeploy, run, tool_binary, wait_until};
 
-/// A toxiproxy server for this test binary, killed when the process exits.
+/// A toxiproxy server for this test binary. It lives in a static, which Rust never drops, so its end is
+/// tied to a pipe instead: a shell waits for the pipe to close (when this process ends, however it
+/// ends) and then stops the server.
 struct Toxiproxy {
     api: String,
-    _server: ChildGuard,
-}
-
-struct ChildGuard(Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+    _lifeline: std::process::ChildStdin,
+    /// Never waited for: the shell ends after this process does, and init reaps it.
+    _server: Child,
 }
 
 fn toxiproxy() -> &'static Toxiproxy {
     static SERVER: OnceLock<Toxiproxy> = OnceLock::new();
     SERVER.get_or_init(|| {
         let port = free_port();
-        let child = Command::new(tool_binary("toxiproxy", "toxiproxy-server"))
-            .args(["-host", "127.0.0.1", "-port", &port.to_string()])
+        let mut child: Child = Command::new("sh")
+            .args([
+                "-c",
+                r#""$0" -host 127.0.0.1 -port "$1" & server=$!; cat > /dev/null; kill "$server""#,
+            ])
+            .arg(tool_binary("toxiproxy", "toxiproxy-server"))
+            .arg(port.to_string())
+            .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -50,7 +51,8 @@ fn toxiproxy() -> &'static Toxiproxy {
         );
         Toxiproxy {
             api,
-            _server: ChildGuard(child),
+            _lifeline: child.stdin.take().expect("a piped stdin"),
+            _server: child,
         }
     })
 }
