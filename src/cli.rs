@@ -30,6 +30,10 @@ pub enum Command {
     Apply(ApplyArgs),
     /// Show the merged data values and where each one came from
     Values(ValuesArgs),
+    /// List the project's sources with their object counts and digests
+    Sources(SourcesArgs),
+    /// Download every remote source (Helm charts, URLs) into the project's vendor/ folder, for offline renders
+    Vendor(VendorArgs),
     /// Encrypted secrets: SOPS files with age recipients, identities in the OS keyring
     #[command(subcommand)]
     Vault(VaultCommand),
@@ -54,6 +58,14 @@ pub struct InputArgs {
     /// Template file or folder, as in ytt (same as a PATH argument)
     #[arg(short = 'f', long = "file", value_name = "PATH")]
     pub files: Vec<PathBuf>,
+
+    /// Plain manifest file or folder (YAML or JSON, read as kubectl reads it, never templated); repeatable
+    #[arg(short = 'm', long = "manifests", value_name = "PATH")]
+    pub manifests: Vec<PathBuf>,
+
+    /// Kustomization folder, built with `kustomize build` or `kubectl kustomize`; repeatable
+    #[arg(short = 'k', long = "kustomize", value_name = "DIR")]
+    pub kustomize: Vec<PathBuf>,
 
     /// The project file (default: ./kdeploy.yaml if there is one)
     #[arg(short = 'p', long, value_name = "FILE", env = "KDEPLOY_PROJECT")]
@@ -245,6 +257,22 @@ pub struct RenderArgs {
     /// Output format: a YAML stream, or a JSON v1 List
     #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Yaml)]
     pub output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct SourcesArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+
+    /// Output format: a table, or JSON
+    #[arg(short = 'o', long, value_enum, default_value_t = ReportFormat::Text)]
+    pub output: ReportFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct VendorArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
 }
 
 #[derive(Debug, Args)]

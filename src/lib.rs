@@ -1,8 +1,10 @@
 //! kdeploy renders a folder of Kubernetes manifest templates with layered values and secrets, diffs
 //! the result against a live cluster and applies it with server-side apply.
 //!
-//! The modules follow the data: [`project`] and [`values`] gather the inputs, [`template`] renders
-//! them into YAML documents, [`manifest`] turns those into validated, ordered Kubernetes objects.
+//! The modules follow the data: [`project`] and [`values`] gather the inputs, [`source`] turns each
+//! source (templates rendered by [`template`], plain YAML, kustomize, Helm charts, pinned URLs) into
+//! YAML documents, [`manifest`] turns those into patched, validated, ordered Kubernetes objects, and
+//! [`cluster`] diffs and applies them.
 //! [`yaml`] is the data model they share and [`diagnostic`] the way they report errors.
 
 pub mod cli;
@@ -11,6 +13,7 @@ pub mod commands;
 pub mod diagnostic;
 pub mod manifest;
 pub mod project;
+pub mod source;
 pub mod template;
 pub mod ui;
 pub mod values;

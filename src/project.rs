@@ -4,7 +4,13 @@
 //!
 //! ```yaml
 //! name: shop                  # the project's identity: its ApplySet, what it may prune
-//! templates: [manifests]
+//! templates: [manifests]      # shorthand for `sources: [{templates: manifests}]`
+//! sources:                    # more sources: plain manifests, kustomize, helm charts, pinned URLs
+//!   - manifests: vendor/kube-prometheus
+//! patches:                    # changes to objects of any source
+//!   - target: {kind: Deployment, name: grafana}
+//!     merge: {spec: {replicas: 2}}
+//! labels: {team: shop}
 //! values: [values.yaml]
 //! env_files: [.env]
 //! secrets: [secrets.sops.yaml]
@@ -20,8 +26,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+use serde_json::Value as Json;
 
 use crate::diagnostic::SourceError;
+use crate::manifest::{Patch, PatchOperation, PatchTarget, Shaping};
+use crate::source::{HelmChart, SourceKind, SourceSpec, ToolPaths, remote};
 
 pub const PROJECT_FILE: &str = "kdeploy.yaml";
 /// Where templates are looked for when there is no project file.
@@ -64,6 +73,18 @@ pub struct ProjectConfig {
     pub name: Option<String>,
     #[serde(default)]
     pub templates: Vec<PathBuf>,
+    /// Where objects come from besides `templates:` (which are the first sources).
+    #[serde(default)]
+    pub sources: Vec<SourceConfig>,
+    /// Changes to objects of any source, applied after every source has rendered.
+    #[serde(default)]
+    pub patches: Vec<PatchConfig>,
+    /// Labels added to every object's metadata.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Paths to helm, kustomize and kubectl when they are not on PATH.
+    #[serde(default)]
+    pub tools: ToolPaths,
     #[serde(default)]
     pub values: Vec<PathBuf>,
     #[serde(default)]
@@ -76,6 +97,32 @@ pub struct ProjectConfig {
     pub namespace: Option<String>,
     #[serde(default)]
     pub targets: BTreeMap<String, TargetConfig>,
+}
+
+/// One entry of `sources:`: exactly one of `templates`, `manifests`, `kustomize`, `helm` or `url`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    pub templates: Option<PathBuf>,
+    pub manifests: Option<PathBuf>,
+    pub kustomize: Option<PathBuf>,
+    pub helm: Option<HelmChart>,
+    pub url: Option<String>,
+    /// Required with `url`: the download's sha256, checked before it is read.
+    pub sha256: Option<String>,
+    /// The namespace for this source's namespaced objects that set none.
+    pub namespace: Option<String>,
+}
+
+/// One entry of `patches:`: a target and exactly one of `merge`, `json6902` or `strategic`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PatchConfig {
+    #[serde(default)]
+    pub target: PatchTarget,
+    pub merge: Option<Json>,
+    pub json6902: Option<Vec<Json>>,
+    pub strategic: Option<Json>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -104,7 +151,13 @@ pub struct Project {
 /// What a command works with once the project and target are chosen; paths resolved.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Selection {
-    pub templates: Vec<PathBuf>,
+    /// Where the objects come from, in order.
+    pub sources: Vec<SourceSpec>,
+    /// Patches and labels for the objects of every source.
+    pub shaping: Shaping,
+    pub tools: ToolPaths,
+    /// The project's folder (vendored downloads live in its `vendor/`).
+    pub project_dir: Option<PathBuf>,
     pub values_files: Vec<PathBuf>,
     pub env_files: Vec<PathBuf>,
     pub secrets_files: Vec<PathBuf>,
@@ -148,6 +201,25 @@ impl Project {
         }
         if let Some(name) = &config.name {
             check_name(file, "name", name)?;
+        }
+        for (i, source) in config.sources.iter().enumerate() {
+            check_source(source).map_err(|message| ProjectError::Unlocated {
+                path: file.to_path_buf(),
+                message: format!("sources[{i}]: {message}"),
+            })?;
+        }
+        for (i, patch) in config.patches.iter().enumerate() {
+            let kinds = [
+                patch.merge.is_some(),
+                patch.json6902.is_some(),
+                patch.strategic.is_some(),
+            ];
+            if kinds.iter().filter(|k| **k).count() != 1 {
+                return Err(ProjectError::Unlocated {
+                    path: file.to_path_buf(),
+                    message: format!("patches[{i}]: give exactly one of `merge:`, `json6902:` or `strategic:`"),
+                });
+            }
         }
         Ok(Project {
             file: file.to_path_buf(),
@@ -247,17 +319,86 @@ impl Project {
         file.is_file().then_some(file)
     }
 
+    /// The project's sources, paths resolved: `templates:` first, then `sources:`; with neither, the
+    /// templates in `manifests/`.
+    pub fn sources(&self) -> Vec<SourceSpec> {
+        let config = &self.config;
+        let mut sources: Vec<SourceSpec> = config
+            .templates
+            .iter()
+            .map(|p| SourceSpec::new(SourceKind::Templates(self.path(p))))
+            .collect();
+        for source in &config.sources {
+            let kind = if let Some(path) = &source.templates {
+                SourceKind::Templates(self.path(path))
+            } else if let Some(path) = &source.manifests {
+                SourceKind::Manifests(self.path(path))
+            } else if let Some(path) = &source.kustomize {
+                SourceKind::Kustomize(self.path(path))
+            } else if let Some(chart) = &source.helm {
+                let mut chart = chart.clone();
+                if !chart.is_remote() {
+                    chart.chart = self.path(Path::new(&chart.chart)).display().to_string();
+                }
+                chart.values_files = chart.values_files.iter().map(|p| self.path(p)).collect();
+                chart.project_file = self.file.clone();
+                SourceKind::Helm(Box::new(chart))
+            } else {
+                SourceKind::Url {
+                    url: source.url.clone().unwrap_or_default(),
+                    sha256: source.sha256.clone().unwrap_or_default(),
+                }
+            };
+            let namespace = source
+                .namespace
+                .clone()
+                .or_else(|| source.helm.as_ref().and_then(|h| h.namespace.clone()));
+            sources.push(SourceSpec { kind, namespace });
+        }
+        if sources.is_empty() {
+            sources.push(SourceSpec::new(SourceKind::Templates(
+                self.path(Path::new(DEFAULT_TEMPLATES)),
+            )));
+        }
+        sources
+    }
+
+    /// The project's patches and labels.
+    pub fn shaping(&self) -> Shaping {
+        let file = self
+            .file
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        let patches = self
+            .config
+            .patches
+            .iter()
+            .enumerate()
+            .map(|(i, patch)| Patch {
+                origin: format!("{file} patches[{i}]"),
+                target: patch.target.clone(),
+                operation: match (&patch.merge, &patch.json6902, &patch.strategic) {
+                    (Some(merge), _, _) => PatchOperation::Merge(merge.clone()),
+                    (_, Some(operations), _) => PatchOperation::Json6902(operations.clone()),
+                    (_, _, strategic) => PatchOperation::Strategic(strategic.clone().unwrap_or(Json::Null)),
+                },
+            })
+            .collect();
+        Shaping {
+            patches,
+            labels: self.config.labels.clone(),
+        }
+    }
+
     /// Resolves the project's settings for `target` (or none).
     pub fn select(&self, target: Option<&str>) -> Result<Selection, ProjectError> {
         let resolve = |paths: &[PathBuf]| paths.iter().map(|p| self.path(p)).collect::<Vec<_>>();
         let config = &self.config;
-        let templates = if config.templates.is_empty() {
-            vec![self.path(Path::new(DEFAULT_TEMPLATES))]
-        } else {
-            resolve(&config.templates)
-        };
         let mut selection = Selection {
-            templates,
+            sources: self.sources(),
+            shaping: self.shaping(),
+            tools: config.tools.clone(),
+            project_dir: Some(self.dir.clone()),
             values_files: resolve(&config.values),
             env_files: resolve(&config.env_files),
             secrets_files: resolve(&config.secrets),
@@ -300,6 +441,28 @@ impl Project {
             };
         }
         Ok(selection)
+    }
+}
+
+/// Exactly one kind per source, and a pinned digest with (only with) a URL.
+fn check_source(source: &SourceConfig) -> Result<(), String> {
+    let kinds = [
+        source.templates.is_some(),
+        source.manifests.is_some(),
+        source.kustomize.is_some(),
+        source.helm.is_some(),
+        source.url.is_some(),
+    ];
+    if kinds.iter().filter(|k| **k).count() != 1 {
+        return Err("give exactly one of `templates:`, `manifests:`, `kustomize:`, `helm:` or `url:`".to_owned());
+    }
+    match (&source.url, &source.sha256) {
+        (Some(url), None) => Err(format!(
+            "url {url} needs `sha256:`, the digest of its content (`curl -sL URL | sha256sum`), so that what is deployed cannot change under you"
+        )),
+        (Some(_), Some(sha256)) => remote::check_digest(sha256),
+        (None, Some(_)) => Err("`sha256:` belongs with `url:`".to_owned()),
+        (None, None) => Ok(()),
     }
 }
 
@@ -384,7 +547,10 @@ mod tests {
     fn targets_add_values_and_override_namespace_and_context() {
         let p = project("values: [v.yaml]\nnamespace: base\ntargets:\n  prod:\n    context: prod-ctx\n    namespace: shop-prod\n    values: [prod.yaml]\n").unwrap();
         let base = p.select(None).unwrap();
-        assert_eq!(base.templates, vec![p.dir.join("manifests")]);
+        assert_eq!(
+            base.sources,
+            vec![SourceSpec::new(SourceKind::Templates(p.dir.join("manifests")))]
+        );
         assert_eq!(base.namespace.as_deref(), Some("base"));
         let prod = p.select(Some("prod")).unwrap();
         assert_eq!(prod.values_files, vec![p.dir.join("v.yaml"), p.dir.join("prod.yaml")]);

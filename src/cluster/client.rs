@@ -367,6 +367,23 @@ fn jitter(max: Duration) -> Duration {
     Duration::from_nanos(random % (max.as_nanos().max(1) as u64))
 }
 
+/// What the cluster says of itself for charts that ask (Helm's `.Capabilities`): its version and
+/// every group-version it serves.
+pub async fn cluster_facts(client: &kube::Client) -> Result<crate::source::ClusterFacts, ClusterError> {
+    let failed = |e| ClusterError::api("asking the cluster's version and APIs for Helm charts", e);
+    let version = with_retries(|| client.apiserver_version()).await.map_err(failed)?;
+    let core = with_retries(|| client.list_core_api_versions()).await.map_err(failed)?;
+    let groups = with_retries(|| client.list_api_groups()).await.map_err(failed)?;
+    let mut api_versions: Vec<String> = core.versions;
+    for group in groups.groups {
+        api_versions.extend(group.versions.into_iter().map(|v| v.group_version));
+    }
+    Ok(crate::source::ClusterFacts {
+        kube_version: version.git_version,
+        api_versions,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

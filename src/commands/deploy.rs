@@ -10,7 +10,7 @@ use serde_json::Value as Json;
 use super::{Inputs, RenderedInputs};
 use crate::cli::{ClusterArgs, InputArgs};
 use crate::cluster::applyset::{ApplySet, group_kind, owner};
-use crate::cluster::client::{ConnectOptions, connect};
+use crate::cluster::client::{ConnectOptions, cluster_facts, connect};
 use crate::cluster::plan::{Operation, Plan, PlanOptions, plan};
 use crate::cluster::resources::Resources;
 use crate::ui;
@@ -49,7 +49,7 @@ fn choose_applyset(inputs: &Inputs, flag: Option<&str>, namespace: &str) -> (Opt
         return (None, Some(why));
     };
     let applyset = ApplySet::new(&ApplySet::parent_name(identity), namespace, Some(identity));
-    let prune_off = inputs.explicit_templates.then(|| {
+    let prune_off = inputs.explicit_sources.then(|| {
         "the templates named on the command line are only part of the project, so nothing is pruned; \
          apply the whole project to prune (or pass --applyset NAME to manage these templates as a set of their own)"
             .to_owned()
@@ -81,8 +81,7 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 pub async fn prepare(input: &InputArgs, cluster_args: &ClusterArgs) -> anyhow::Result<Prepared> {
     let inputs = Inputs::gather(input)?;
     ui::note(&inputs.project_line());
-    let rendered = inputs.render()?;
-    let selection = &rendered.inputs.selection;
+    let selection = &inputs.selection;
     let options = ConnectOptions {
         kubeconfig: cluster_args.kubeconfig.clone(),
         context: cluster_args.context.clone(),
@@ -91,6 +90,14 @@ pub async fn prepare(input: &InputArgs, cluster_args: &ClusterArgs) -> anyhow::R
         concurrency: cluster_args.concurrency,
     };
     let cluster = connect(&options).await?;
+    // Charts may ask what the cluster serves (`.Capabilities`); only then is it asked.
+    let facts = if inputs.has_charts() {
+        Some(cluster_facts(&cluster.client).await?)
+    } else {
+        None
+    };
+    let rendered = inputs.render_for(facts.as_ref())?;
+    let selection = &rendered.inputs.selection;
     let namespace = selection.namespace.clone().unwrap_or_else(|| cluster.namespace.clone());
     let (applyset, prune_off) = choose_applyset(&rendered.inputs, cluster_args.applyset.as_deref(), &namespace);
     match &applyset {

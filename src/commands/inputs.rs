@@ -9,7 +9,8 @@ use anyhow::{Context, bail};
 use crate::cli::InputArgs;
 use crate::manifest::Manifest;
 use crate::project::{DEFAULT_TEMPLATES, PROJECT_FILE, Project, Selection};
-use crate::template::{TemplateContext, TemplateSet};
+use crate::source::{self, ClusterFacts, SourceContext, SourceKind, SourceSpec};
+use crate::template::TemplateContext;
 use crate::ui;
 use crate::values::{Env, ValueFlags, Values, load_values};
 use crate::vault::identity::IdentityChain;
@@ -33,9 +34,9 @@ pub struct Inputs {
     pub selection: Selection,
     /// The project file in use and how it was chosen.
     pub project: Option<(PathBuf, ProjectOrigin)>,
-    /// Templates named on the command line replace the project's: the objects are then a part of the
-    /// project at most, never the whole of it.
-    pub explicit_templates: bool,
+    /// Sources named on the command line (templates, `-m`, `-k`) replace the project's: the objects
+    /// are then a part of the project at most, never the whole of it.
+    pub explicit_sources: bool,
     pub values: Values,
     pub env: Env,
     pub secrets: Secrets,
@@ -68,11 +69,18 @@ impl Inputs {
                 Selection::default()
             }
         };
-        let explicit_templates = !template_paths.is_empty();
-        if explicit_templates {
-            selection.templates = template_paths;
-        } else if selection.templates.is_empty() {
-            selection.templates = vec![PathBuf::from(DEFAULT_TEMPLATES)];
+        let named: Vec<SourceSpec> = template_paths
+            .into_iter()
+            .map(SourceKind::Templates)
+            .chain(args.manifests.iter().cloned().map(SourceKind::Manifests))
+            .chain(args.kustomize.iter().cloned().map(SourceKind::Kustomize))
+            .map(SourceSpec::new)
+            .collect();
+        let explicit_sources = !named.is_empty();
+        if explicit_sources {
+            selection.sources = named;
+        } else if selection.sources.is_empty() {
+            selection.sources = vec![SourceSpec::new(SourceKind::Templates(PathBuf::from(DEFAULT_TEMPLATES)))];
         }
         if args.namespace.is_some() {
             selection.namespace = args.namespace.clone();
@@ -106,7 +114,7 @@ impl Inputs {
         Ok(Inputs {
             selection,
             project,
-            explicit_templates,
+            explicit_sources,
             values,
             env,
             secrets,
@@ -129,48 +137,81 @@ impl Inputs {
             line.push_str(&format!(", target {target}"));
         }
         line.push(')');
-        if self.explicit_templates {
-            let names: Vec<String> = self
-                .selection
-                .templates
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect();
+        if self.explicit_sources {
+            let names: Vec<String> = self.selection.sources.iter().map(ToString::to_string).collect();
             line.push_str(&format!(
-                "; its settings apply to the templates named on the command line ({}), not its own",
+                "; its settings apply to the sources named on the command line ({}), not its own",
                 names.join(", ")
             ));
         }
         line
     }
 
-    /// Renders the templates into a validated manifest.
+    /// Whether any source is a Helm chart (which may ask what the cluster serves).
+    pub fn has_charts(&self) -> bool {
+        self.selection
+            .sources
+            .iter()
+            .any(|s| matches!(s.kind, SourceKind::Helm(_)))
+    }
+
+    /// Renders every source into a validated manifest, without asking any cluster.
     pub fn render(self) -> anyhow::Result<RenderedInputs> {
+        self.render_for(None)
+    }
+
+    /// Renders every source into a validated manifest; charts see `cluster`'s version and APIs.
+    pub fn render_for(self, cluster: Option<&ClusterFacts>) -> anyhow::Result<RenderedInputs> {
         let selection = &self.selection;
-        if !self.explicit_templates && self.project.is_none() && !selection.templates.iter().all(|p| p.is_dir()) {
+        let only_default = !self.explicit_sources
+            && self.project.is_none()
+            && selection
+                .sources
+                .iter()
+                .all(|s| matches!(&s.kind, SourceKind::Templates(p) if !p.is_dir()));
+        if only_default {
             bail!(
-                "no templates: pass template files or folders, or run where there is a {PROJECT_FILE} or a {DEFAULT_TEMPLATES}/ folder"
+                "no templates: pass template files or folders (or -m for plain manifests, -k for a kustomization), \
+                 or run where there is a {PROJECT_FILE} or a {DEFAULT_TEMPLATES}/ folder"
             );
         }
-        let data_files: Vec<PathBuf> = selection
+        let mut data_files: Vec<PathBuf> = selection
             .values_files
             .iter()
             .chain(&selection.env_files)
             .chain(&selection.secrets_files)
             .cloned()
             .collect();
-        let templates = TemplateSet::load(&selection.templates, &data_files)?;
+        for spec in &selection.sources {
+            if let SourceKind::Helm(chart) = &spec.kind {
+                data_files.extend(chart.values_files.iter().cloned());
+            }
+        }
         let context = TemplateContext {
             values: self.values.to_json().context("data values")?,
             env: self.env.vars.clone(),
             secrets: self.secrets.values.clone(),
         };
-        let rendered = templates.render(&context)?;
+        let redactor = Redactor::from_secrets(&self.secrets);
+        let source_context = SourceContext {
+            project_dir: selection.project_dir.as_deref().unwrap_or(Path::new(".")),
+            templates: &context,
+            data_files: &data_files,
+            tools: &selection.tools,
+            cluster,
+            redactor: &redactor,
+            cache_dir: source::cache_dir(),
+            default_namespace: selection.namespace.as_deref(),
+        };
+        let rendered = source::render_all(&selection.sources, &source_context)?;
         for warning in &rendered.warnings {
             ui::warn(warning);
         }
-        let manifest = Manifest::from_documents(rendered.documents, self.selection.namespace.as_deref())?;
-        let redactor = Redactor::from_secrets(&self.secrets);
+        let manifest = Manifest::from_documents_shaped(
+            rendered.documents,
+            self.selection.namespace.as_deref(),
+            &self.selection.shaping,
+        )?;
         for (object, path) in manifest.secret_placements(&|text| redactor.contains_secret(text)) {
             ui::warn(&format!(
                 "a vault value lands in {} at {path}; outside a Secret's data or stringData it is stored and shown in plain text",

@@ -7,8 +7,10 @@ mod diff;
 mod docs;
 pub(crate) mod inputs;
 mod render;
+mod sources;
 mod values;
 mod vault;
+mod vendor;
 
 pub use inputs::{Inputs, RenderedInputs};
 
@@ -29,6 +31,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Diff(args) => diff::run(&args),
         Command::Apply(args) => apply::run(&args),
         Command::Values(args) => values::run(&args),
+        Command::Sources(args) => sources::run(&args),
+        Command::Vendor(args) => vendor::run(&args),
         Command::Vault(command) => vault::run(&command),
         Command::Completions { shell } => docs::completions(shell),
         Command::Man => docs::man(),

@@ -8,7 +8,7 @@ pub fn run(args: &RenderArgs) -> anyhow::Result<ExitCode> {
     let inputs = super::Inputs::gather(&args.input)?;
     // Only the case that can surprise is said: a project found in the working directory whose settings
     // apply to templates named on the command line.
-    if inputs.explicit_templates
+    if inputs.explicit_sources
         && inputs
             .project
             .as_ref()

@@ -7,8 +7,10 @@
 //! kind. Every problem is reported at once, each with the template and document it came from.
 
 mod kinds;
+pub mod patch;
 
 pub use kinds::rank as kind_rank;
+pub use patch::{Patch, PatchOperation, PatchTarget, Shaping};
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
@@ -25,15 +27,20 @@ pub struct Source {
     pub template: PathBuf,
     /// Which document of the template's output, from 1.
     pub document: usize,
-    /// Line of the rendered output where the document starts.
+    /// Line where the document starts: of the rendered output, or of the file as written.
     pub line: usize,
+    /// Whether `line` counts rendered output (templates, helm) or the file (plain manifests).
+    pub rendered: bool,
+    /// The project source it came from (its position in the list).
+    pub source: usize,
 }
 
 impl fmt::Display for Source {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let line = if self.rendered { "rendered line" } else { "line" };
         write!(
             f,
-            "{} (document {}, rendered line {})",
+            "{} (document {}, {line} {})",
             self.template.display(),
             self.document,
             self.line
@@ -149,19 +156,32 @@ impl Manifest {
         documents: Vec<RenderedDocument>,
         default_namespace: Option<&str>,
     ) -> Result<Manifest, ManifestError> {
+        Manifest::from_documents_shaped(documents, default_namespace, &Shaping::default())
+    }
+
+    /// Builds the manifest as [`Manifest::from_documents`] does, applying the project's patches and
+    /// common labels after namespaces are defaulted and before objects are checked for duplicates.
+    pub fn from_documents_shaped(
+        documents: Vec<RenderedDocument>,
+        default_namespace: Option<&str>,
+        shaping: &Shaping,
+    ) -> Result<Manifest, ManifestError> {
         let mut problems = Vec::new();
         let mut objects = Vec::new();
+        let mut source_namespaces: Vec<Option<String>> = Vec::new();
         for document in documents {
             let source = Source {
                 template: document.template,
                 document: document.index,
                 line: document.line,
+                rendered: document.rendered,
+                source: document.source,
             };
             unpack(document.value, &source, &mut objects, &mut problems);
+            source_namespaces.resize(objects.len(), document.namespace);
         }
         let custom_cluster_scoped = cluster_scoped_custom_kinds(&objects);
-        let mut seen: HashMap<ObjectRef, Source> = HashMap::new();
-        for object in &mut objects {
+        for (object, source_namespace) in objects.iter_mut().zip(&source_namespaces) {
             let cluster_scoped = kinds::is_builtin_cluster_scoped(object.group(), object.kind())
                 || custom_cluster_scoped.contains(&(object.group().to_owned(), object.kind().to_owned()));
             if cluster_scoped && object.namespace().is_some() {
@@ -172,10 +192,14 @@ impl Manifest {
             }
             if !cluster_scoped
                 && object.namespace().is_none()
-                && let Some(namespace) = default_namespace
+                && let Some(namespace) = source_namespace.as_deref().or(default_namespace)
             {
                 set_namespace(&mut object.value, namespace);
             }
+        }
+        problems.extend(shaping.apply(&mut objects));
+        let mut seen: HashMap<ObjectRef, Source> = HashMap::new();
+        for object in &objects {
             if let Some(first) = seen.insert(object.reference(), object.source.clone()) {
                 problems.push(Problem {
                     source: object.source.clone(),
@@ -440,7 +464,9 @@ mod tests {
             template: PathBuf::from("t.yaml"),
             index,
             line: index,
+            rendered: true,
             value,
+            ..RenderedDocument::default()
         }
     }
 

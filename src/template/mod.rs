@@ -60,15 +60,21 @@ pub struct TemplateContext {
     pub secrets: Json,
 }
 
-/// One document of rendered output.
-#[derive(Debug, Clone, PartialEq)]
+/// One document of a source's output: a rendered template's, or a plain file's as written.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct RenderedDocument {
-    /// The template it came from.
+    /// The template or file it came from.
     pub template: PathBuf,
     /// Its position among the documents that template rendered, from 1.
     pub index: usize,
-    /// The line in the rendered output where the document starts.
+    /// The line where the document starts: in the rendered output of a template, or in the file.
     pub line: usize,
+    /// True when `line` counts lines of rendered output rather than of the file as written.
+    pub rendered: bool,
+    /// Which of the project's sources produced it (its position in the list).
+    pub source: usize,
+    /// The namespace its source gives namespaced objects that set none (before the project's).
+    pub namespace: Option<String>,
     pub value: Json,
 }
 
@@ -284,7 +290,9 @@ impl TemplateSet {
                     template: file.path.clone(),
                     index: i + 1,
                     line: document.mark.line,
+                    rendered: true,
                     value,
+                    ..RenderedDocument::default()
                 })
             })
             .collect::<Result<_, TemplateError>>()?;

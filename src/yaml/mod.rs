@@ -9,6 +9,7 @@ pub mod emit;
 mod parse;
 pub mod resolve;
 
+pub use parse::limits;
 pub use parse::{Document, ParseError, ScalarEvent, ScalarHook, ScalarStyle, parse_stream, parse_stream_in};
 pub use resolve::Schema;
 

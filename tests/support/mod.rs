@@ -305,3 +305,17 @@ impl VaultHome {
         command
     }
 }
+
+/// The real-world corpus of upstream manifests, `../shared/realworld` beside the checkout (never
+/// copied into the repository). Its absence fails the test that needs it: it is never skipped.
+pub fn realworld() -> PathBuf {
+    let dir = std::env::var_os("KDEPLOY_REALWORLD")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("../shared/realworld"));
+    assert!(
+        dir.join("README.md").is_file(),
+        "the real-world corpus is not at {} (set KDEPLOY_REALWORLD to its folder)",
+        dir.display()
+    );
+    dir
+}

@@ -1,0 +1,115 @@
+//! Plain manifests: YAML (or JSON) files read exactly as kubectl reads them, never templated. `{{` and
+//! every other byte mean what they mean to the program the YAML is for. YAML 1.1 resolution (`0755` is
+//! 493), anchors expanded, empty and comment-only documents skipped, `*List` kinds unpacked later by the
+//! manifest stage; a duplicate key is an error naming the file, line and column.
+
+use std::path::{Path, PathBuf};
+
+use super::SourceError;
+use crate::diagnostic;
+use crate::template::RenderedDocument;
+use crate::yaml;
+
+/// The extensions kubectl reads from a folder.
+const EXTENSIONS: &[&str] = &["yaml", "yml", "json"];
+
+/// The manifest files of `root`: the file itself, or every YAML and JSON file under the folder
+/// (recursively, in name order; hidden files and kdeploy.yaml left out).
+pub fn files(root: &Path) -> Result<Vec<PathBuf>, SourceError> {
+    let metadata = std::fs::metadata(root).map_err(|e| SourceError::io(root, e))?;
+    if metadata.is_file() {
+        return Ok(vec![root.to_path_buf()]);
+    }
+    let mut found = Vec::new();
+    walk(root, &mut found)?;
+    if found.is_empty() {
+        return Err(SourceError::Message(format!(
+            "{}: no .yaml, .yml or .json files in this folder",
+            root.display()
+        )));
+    }
+    Ok(found)
+}
+
+fn walk(dir: &Path, found: &mut Vec<PathBuf>) -> Result<(), SourceError> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .map_err(|e| SourceError::io(dir, e))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| SourceError::io(dir, e))?;
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let path = entry.path();
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') || name == crate::project::PROJECT_FILE {
+            continue;
+        }
+        if path.is_dir() {
+            walk(&path, found)?;
+        } else if path
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| EXTENSIONS.contains(&e))
+        {
+            found.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// Reads one file's documents.
+pub fn read_file(path: &Path) -> Result<Vec<RenderedDocument>, SourceError> {
+    let text = std::fs::read_to_string(path).map_err(|e| SourceError::io(path, e))?;
+    parse(path, &text, false)
+}
+
+/// Parses a stream of manifests; `rendered` says whether its lines are a program's output (helm,
+/// kustomize) rather than a file as written.
+pub fn parse(label: &Path, text: &str, rendered: bool) -> Result<Vec<RenderedDocument>, SourceError> {
+    let error = |mark: yaml::Mark, message: &str| -> SourceError {
+        diagnostic::SourceError::new(message, label, Some(text), mark.line, mark.column).into()
+    };
+    let documents = yaml::parse_stream(text, &mut |_| Ok(None)).map_err(|e| error(e.mark, &e.message))?;
+    documents
+        .into_iter()
+        .enumerate()
+        .map(|(i, document)| {
+            let value = document.root.to_json().map_err(|e| error(e.mark, &e.to_string()))?;
+            Ok(RenderedDocument {
+                template: label.to_path_buf(),
+                index: i + 1,
+                line: document.mark.line,
+                rendered,
+                value,
+                ..RenderedDocument::default()
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn reads_as_kubectl_does_and_keeps_template_text() {
+        let text = "# only a comment\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata:\n  rule: '{{ $labels.pod }}'\n  mode: 0755\n---\n---\n";
+        let documents = parse(Path::new("c.yaml"), text, false).unwrap();
+        let objects: Vec<_> = documents.iter().filter(|d| !d.value.is_null()).collect();
+        assert_eq!(objects.len(), 1);
+        assert_eq!(objects[0].value["data"]["rule"], json!("{{ $labels.pod }}"));
+        assert_eq!(objects[0].value["data"]["mode"], json!(493));
+        assert_eq!(objects[0].line, 3);
+    }
+
+    #[test]
+    fn a_duplicate_key_names_file_and_line() {
+        let text = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n  name: d\n";
+        let err = parse(Path::new("dup.yaml"), text, false).unwrap_err().to_string();
+        assert!(
+            err.contains("duplicate key `name`") && err.contains("dup.yaml:5:"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,237 @@
+//! Every upstream manifest of the real-world corpus (`../shared/realworld`: kube-prometheus, Argo CD,
+//! Argo Workflows, Knative, metallb, ingress-nginx, gateway-api, doks-monitoring) through
+//! `kdeploy render -m FILE`: the objects must be exactly those the real kubectl decodes from the
+//! original file. The only files kdeploy may refuse are those kubectl could not apply either (objects
+//! without a name: `generateName` only, or a name lost in an annotation), and each refusal must say
+//! why and where.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde_json::Value;
+use support::{k8s_bin, kdeploy, realworld, run};
+
+const PROBE_LABEL: &str = "kdeploy-test-probe";
+
+fn manifest_files(dir: &Path, found: &mut Vec<PathBuf>) {
+    let mut entries: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    entries.sort();
+    for path in entries {
+        if path.is_dir() {
+            manifest_files(&path, found);
+        } else if path
+            .extension()
+            .is_some_and(|e| e == "yaml" || e == "yml" || e == "json")
+        {
+            found.push(path);
+        }
+    }
+}
+
+/// The items of a `List` as kubectl prints it, or the one object.
+fn items(value: Value) -> Vec<Value> {
+    match value {
+        Value::Object(ref map) if map.get("kind").and_then(Value::as_str) == Some("List") => {
+            map["items"].as_array().cloned().unwrap_or_default()
+        }
+        other => vec![other],
+    }
+}
+
+/// kubectl's decode of FILE: `kubectl label --local` reads a stream as `kubectl apply -f` does; the
+/// probe label it had to add is taken out again (with the labels map, if it made one).
+fn kubectl_objects(file: &Path) -> Vec<Value> {
+    let out = run(std::process::Command::new(k8s_bin("kubectl"))
+        .args(["label", "--local", "-o", "json", &format!("{PROBE_LABEL}=x"), "-f"])
+        .arg(file));
+    assert_eq!(out.code, 0, "kubectl cannot decode {}: {}", file.display(), out.stderr);
+    let mut objects = Vec::new();
+    for document in serde_json::Deserializer::from_str(&out.stdout).into_iter::<Value>() {
+        objects.extend(items(document.unwrap()));
+    }
+    for object in &mut objects {
+        normalise(object);
+    }
+    objects
+}
+
+fn normalise(object: &mut Value) {
+    let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) else {
+        return;
+    };
+    if let Some(labels) = metadata.get_mut("labels").and_then(Value::as_object_mut) {
+        labels.remove(PROBE_LABEL);
+        if labels.is_empty() {
+            metadata.remove("labels");
+        }
+    }
+}
+
+/// Objects as canonical JSON (keys sorted at every level: kubectl prints them sorted, kdeploy keeps
+/// the file's order), sorted, so that two decodes compare as multisets of values.
+fn sorted(objects: Vec<Value>) -> Vec<String> {
+    fn canonical(value: &Value) -> String {
+        match value {
+            Value::Object(map) => {
+                let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+                entries.sort_by_key(|(k, _)| *k);
+                let inner: Vec<String> = entries
+                    .into_iter()
+                    .map(|(k, v)| format!("{}:{}", Value::String(k.clone()), canonical(v)))
+                    .collect();
+                format!("{{{}}}", inner.join(","))
+            }
+            Value::Array(items) => format!("[{}]", items.iter().map(canonical).collect::<Vec<_>>().join(",")),
+            other => other.to_string(),
+        }
+    }
+    let mut texts: Vec<String> = objects.iter().map(canonical).collect();
+    texts.sort();
+    texts
+}
+
+#[derive(Default)]
+struct Tally {
+    identical_files: usize,
+    objects: usize,
+    refused: Vec<String>,
+    mismatches: Vec<String>,
+}
+
+#[test]
+fn every_corpus_file_renders_to_exactly_what_kubectl_decodes() {
+    let root = realworld();
+    let mut files = Vec::new();
+    manifest_files(&root, &mut files);
+    assert!(
+        files.len() >= 383,
+        "only {} manifest files under {}",
+        files.len(),
+        root.display()
+    );
+    let tally = Mutex::new(Tally::default());
+    let queue = Mutex::new(files.clone());
+    std::thread::scope(|scope| {
+        for _ in 0..4 {
+            scope.spawn(|| {
+                loop {
+                    let Some(file) = queue.lock().unwrap().pop() else { return };
+                    let expected = kubectl_objects(&file);
+                    let out = run(kdeploy().current_dir(std::env::temp_dir()).args(["render", "-o", "json", "-m"]).arg(&file));
+                    let shown = file.strip_prefix(&root).unwrap().display().to_string();
+                    let mut tally = tally.lock().unwrap();
+                    if out.code != 0 {
+                        // Refused: kubectl could not apply this file either, as an object in it has no
+                        // name (generateName only, or none at all: "resource name may not be empty").
+                        let unnamed = expected.iter().any(|o| o.pointer("/metadata/name").is_none());
+                        let says_why = out.stderr.contains("has no metadata.name") || out.stderr.contains("duplicate key");
+                        if unnamed && says_why && out.stderr.contains(&shown) {
+                            tally.refused.push(shown);
+                        } else {
+                            tally.mismatches.push(format!("{shown}: refused without reason:\n{}", out.stderr));
+                        }
+                        continue;
+                    }
+                    let actual: Vec<Value> = items(serde_json::from_str(&out.stdout).unwrap());
+                    let count = actual.len();
+                    let (actual, expected_sorted) = (sorted(actual), sorted(expected.clone()));
+                    if actual == expected_sorted {
+                        tally.identical_files += 1;
+                        tally.objects += count;
+                    } else {
+                        let first = actual.iter().zip(&expected_sorted).find(|(a, b)| a != b);
+                        tally.mismatches.push(format!(
+                            "{shown}: kdeploy's {count} objects differ from kubectl's {}; first difference:\n  kdeploy {}\n  kubectl {}",
+                            expected.len(),
+                            first.map_or("-", |(a, _)| a.as_str()),
+                            first.map_or("-", |(_, b)| b.as_str()),
+                        ));
+                    }
+                }
+            });
+        }
+    });
+    let tally = tally.into_inner().unwrap();
+    assert!(tally.mismatches.is_empty(), "{}", tally.mismatches.join("\n"));
+    assert_eq!(tally.identical_files + tally.refused.len(), files.len());
+    // The corpus README: 193 Argo Workflows name themselves with generateName only; nothing else is refused.
+    assert!(tally.refused.len() >= 193, "{} refused", tally.refused.len());
+    assert!(
+        tally.refused.iter().all(|f| f.starts_with("argo-workflows/")),
+        "refused outside Argo Workflows: {:?}",
+        tally.refused
+    );
+    assert!(
+        tally.identical_files >= 150,
+        "only {} files compared",
+        tally.identical_files
+    );
+    assert!(tally.objects >= 350, "only {} objects compared", tally.objects);
+}
+
+/// CRC-32 (IEEE), as Go's hash/crc32.ChecksumIEEE.
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &byte in bytes {
+        crc ^= u32::from(byte);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// knative.dev/pkg/configmap: the checksum of `_example` with surrounding space trimmed and every run
+/// of newlines turned into the two characters `\n`.
+fn knative_checksum(example: &str) -> String {
+    let trimmed = example.trim();
+    let mut text = String::new();
+    let mut chars = trimmed.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\n' || (c == '\r' && chars.peek() == Some(&'\n')) {
+            while matches!(chars.peek(), Some('\n') | Some('\r')) {
+                chars.next();
+            }
+            text.push_str("\\n");
+        } else {
+            text.push(c);
+        }
+    }
+    format!("{:08x}", crc32(text.as_bytes()))
+}
+
+#[test]
+fn knative_example_checksums_still_match_after_rendering() {
+    assert_eq!(format!("{:08x}", crc32(b"123456789")), "cbf43926");
+    let dir = realworld().join("knative-serving/config/core/configmaps");
+    let out = run(kdeploy()
+        .current_dir(std::env::temp_dir())
+        .args(["render", "-o", "json", "-m"])
+        .arg(&dir))
+    .ok();
+    let objects = items(serde_json::from_str(&out.stdout).unwrap());
+    let mut checked = 0;
+    for object in &objects {
+        let Some(expected) = object
+            .pointer("/metadata/annotations/knative.dev~1example-checksum")
+            .and_then(Value::as_str)
+        else {
+            continue;
+        };
+        let example = object.pointer("/data/_example").and_then(Value::as_str).unwrap();
+        assert_eq!(
+            knative_checksum(example),
+            expected,
+            "{} no longer matches its checksum",
+            object["metadata"]["name"]
+        );
+        checked += 1;
+    }
+    assert!(checked >= 10, "only {checked} checksummed ConfigMaps");
+}
