@@ -22,7 +22,8 @@ pub struct PatchTarget {
     pub kind: Option<String>,
     pub name: Option<String>,
     pub namespace: Option<String>,
-    /// Equality-based label selector: `app=web,tier=front`.
+    /// Equality-based label selector, as kustomize spells it: `labelSelector: app=web,tier!=back`.
+    #[serde(rename = "labelSelector")]
     pub label_selector: Option<String>,
 }
 

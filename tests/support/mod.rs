@@ -2,6 +2,8 @@
 //! the shared local control plane (one per test run, each test in its own namespace).
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod serve;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
