@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Builds the Go tools kdeploy's tests and benchmarks use (sops, helm, kustomize; toxiproxy for the fault
-# tests), each from its pinned wrapper module under scripts/tools/go/<name>/. They are test and
-# benchmark dependencies only, never used by kdeploy at runtime.
+# Builds the Go tools kdeploy's tests and benchmarks use (sops; helm, kustomize and the distribution OCI
+# registry for source tests; toxiproxy for the fault tests), each from its pinned wrapper module under
+# scripts/tools/go/<name>/. These copies are test and benchmark dependencies only: at runtime kdeploy
+# runs the user's own helm or kustomize, and only for projects with charts or overlays.
 #
 #   scripts/tools/build.sh sops [more names]   build (or reuse) and print the folder holding them
 #

@@ -1,4 +1,4 @@
-// Wrapper module that builds helm v3, used only by kdeploy's side-by-side benchmarks.
+// Wrapper module that builds helm v3, used only by kdeploy's tests (chart sources) and side-by-side benchmarks.
 module kdeploy.dev/tools/helm
 
 go 1.26.0

@@ -1,4 +1,4 @@
-// Wrapper module that builds kustomize v5, used only by kdeploy's side-by-side benchmarks.
+// Wrapper module that builds kustomize v5, used only by kdeploy's tests (kustomize sources) and benchmarks.
 module kdeploy.dev/tools/kustomize
 
 go 1.26.0
