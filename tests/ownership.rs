@@ -286,7 +286,7 @@ fn templates_named_on_the_command_line_in_a_project_never_prune_its_other_object
     let out = folder.run("apply", &["-f", "elsewhere/three.yaml"]).ok();
     assert!(
         out.stderr
-            .contains("settings apply to the templates named on the command line")
+            .contains("settings apply to the sources named on the command line")
             && out.stderr.contains("not pruning"),
         "{}",
         out.stderr

@@ -50,8 +50,8 @@ fn choose_applyset(inputs: &Inputs, flag: Option<&str>, namespace: &str) -> (Opt
     };
     let applyset = ApplySet::new(&ApplySet::parent_name(identity), namespace, Some(identity));
     let prune_off = inputs.explicit_sources.then(|| {
-        "the templates named on the command line are only part of the project, so nothing is pruned; \
-         apply the whole project to prune (or pass --applyset NAME to manage these templates as a set of their own)"
+        "the sources named on the command line are only part of the project, so nothing is pruned; \
+         apply the whole project to prune (or pass --applyset NAME to manage these sources as a set of their own)"
             .to_owned()
     });
     (Some(applyset), prune_off)
