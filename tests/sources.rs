@@ -272,21 +272,8 @@ fn kustomize_overlays_build_as_kubectl_kustomize_and_kustomize_build_do() {
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    let out = Command::new("sha256sum")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut child| {
-            std::io::Write::write_all(child.stdin.as_mut().unwrap(), bytes)?;
-            drop(child.stdin.take());
-            child.wait_with_output()
-        })
-        .unwrap();
-    let text = String::from_utf8(out.stdout).unwrap();
-    let mut digest = String::new();
-    write!(digest, "{}", text.split_whitespace().next().unwrap()).unwrap();
-    digest
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[test]
