@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::vault::keys::Recipient;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "kdeploy",
@@ -34,7 +36,8 @@ pub enum Command {
     Sources(SourcesArgs),
     /// Download every remote source (Helm charts, URLs) into the project's vendor/ folder, for offline renders
     Vendor(VendorArgs),
-    /// Encrypted secrets: SOPS files with age recipients, identities in the OS keyring
+    /// Encrypted secrets: SOPS files wrapped to age (identities in the OS keyring), OpenBao/Vault
+    /// transit and AWS KMS keys
     #[command(subcommand)]
     Vault(VaultCommand),
     /// Print shell completions
@@ -145,9 +148,10 @@ pub enum VaultCommand {
         /// Write the encrypted file here instead of replacing FILE
         #[arg(short, long, value_name = "FILE")]
         output: Option<PathBuf>,
-        /// Encrypt to this age recipient (default: the project's recipients); repeatable
-        #[arg(short, long = "recipient", value_name = "AGE1…")]
-        recipients: Vec<String>,
+        /// Encrypt to this recipient (default: the project's recipients): an age key (age1…), an
+        /// OpenBao/Vault transit key URI or an AWS KMS key ARN; repeatable
+        #[arg(short, long = "recipient", value_name = "RECIPIENT")]
+        recipients: Vec<Recipient>,
         #[command(flatten)]
         project: ProjectArgs,
     },
@@ -217,8 +221,10 @@ pub enum RecipientsCommand {
     },
     /// Add a recipient to kdeploy.yaml and re-wrap the project's vault files for it
     Add {
-        /// An age recipient (age1…)
-        recipient: String,
+        /// An age key (age1…), an OpenBao/Vault transit key URI
+        /// (https://HOST:PORT/v1/transit/keys/NAME) or an AWS KMS key ARN (arn:aws:kms:…, with
+        /// `+ROLE_ARN`, `|context=k:v,…`, `|profile=NAME` as needed)
+        recipient: Recipient,
         #[command(flatten)]
         identity: IdentityArgs,
         #[command(flatten)]
@@ -226,7 +232,7 @@ pub enum RecipientsCommand {
     },
     /// Remove a recipient from kdeploy.yaml and re-wrap the project's vault files without it
     Remove {
-        recipient: String,
+        recipient: Recipient,
         #[command(flatten)]
         identity: IdentityArgs,
         #[command(flatten)]

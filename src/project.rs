@@ -31,6 +31,7 @@ use serde_json::Value as Json;
 use crate::diagnostic::SourceError;
 use crate::manifest::{Patch, PatchOperation, PatchTarget, Shaping};
 use crate::source::{HelmChart, SourceKind, SourceSpec, ToolPaths, remote};
+use crate::vault::keys::Recipient;
 
 pub const PROJECT_FILE: &str = "kdeploy.yaml";
 /// Where templates are looked for when there is no project file.
@@ -91,9 +92,10 @@ pub struct ProjectConfig {
     pub env_files: Vec<PathBuf>,
     #[serde(default)]
     pub secrets: Vec<PathBuf>,
-    /// Age recipients that vault files are encrypted to.
+    /// The keys vault files are encrypted to: age recipients, OpenBao/Vault transit key URIs, AWS KMS
+    /// key ARNs (strings, or `.sops.yaml`'s map forms).
     #[serde(default)]
-    pub recipients: Vec<String>,
+    pub recipients: Vec<Recipient>,
     pub namespace: Option<String>,
     #[serde(default)]
     pub targets: BTreeMap<String, TargetConfig>,
@@ -161,7 +163,7 @@ pub struct Selection {
     pub values_files: Vec<PathBuf>,
     pub env_files: Vec<PathBuf>,
     pub secrets_files: Vec<PathBuf>,
-    pub recipients: Vec<String>,
+    pub recipients: Vec<Recipient>,
     pub namespace: Option<String>,
     pub context: Option<String>,
     pub target: Option<String>,
@@ -246,14 +248,22 @@ impl Project {
 
     /// Rewrites the `recipients:` list in the project file, leaving the rest of the text (comments
     /// included) as it is, and checks that the result still loads.
-    pub fn write_recipients(&self, recipients: &[String]) -> Result<Project, ProjectError> {
+    pub fn write_recipients(&self, recipients: &[Recipient]) -> Result<Project, ProjectError> {
         let text = std::fs::read_to_string(&self.file).map_err(|source| ProjectError::Read {
             path: self.file.clone(),
             source,
         })?;
         let mut block = String::from("recipients:\n");
         for recipient in recipients {
-            block.push_str(&format!("  - {recipient}\n"));
+            let text = recipient.to_string();
+            let plain = text
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.:/+=@".contains(c));
+            if plain {
+                block.push_str(&format!("  - {text}\n"));
+            } else {
+                block.push_str(&format!("  - {}\n", serde_json::Value::String(text)));
+            }
         }
         if recipients.is_empty() {
             block = "recipients: []\n".to_owned();
@@ -586,22 +596,49 @@ mod tests {
 
     #[test]
     fn recipients_are_rewritten_in_place_keeping_the_rest() {
-        let p =
-            project("# team project\ntemplates: [m]\nrecipients:\n  - age1old  # alice\n  - age1bob\nnamespace: x\n")
-                .unwrap();
-        let p = p
-            .write_recipients(&["age1bob".to_owned(), "age1carol".to_owned()])
+        let age = || age::x25519::Identity::generate().to_public().to_string();
+        let (old, bob, carol) = (age(), age(), age());
+        let p = project(&format!(
+            "# team project\ntemplates: [m]\nrecipients:\n  - {old}  # alice\n  - {bob}\nnamespace: x\n"
+        ))
+        .unwrap();
+        let kms: Recipient = "arn:aws:kms:eu-west-1:111122223333:key/1|context=env:prod"
+            .parse()
             .unwrap();
+        let wanted = [bob.parse().unwrap(), carol.parse().unwrap(), kms];
+        let p = p.write_recipients(&wanted).unwrap();
         let text = std::fs::read_to_string(&p.file).unwrap();
         assert_eq!(
             text,
-            "# team project\ntemplates: [m]\nrecipients:\n  - age1bob\n  - age1carol\nnamespace: x\n"
+            format!(
+                "# team project\ntemplates: [m]\nrecipients:\n  - {bob}\n  - {carol}\n  - \"arn:aws:kms:eu-west-1:111122223333:key/1|context=env:prod\"\nnamespace: x\n"
+            )
         );
+        assert_eq!(p.config.recipients, wanted);
+        let transit: Recipient = "https://bao:8200/v1/transit/keys/app".parse().unwrap();
         let p = project("templates: [m]")
             .unwrap()
-            .write_recipients(&["age1a".to_owned()])
+            .write_recipients(std::slice::from_ref(&transit))
             .unwrap();
-        assert_eq!(p.config.recipients, ["age1a"]);
+        assert_eq!(p.config.recipients, [transit]);
+    }
+
+    #[test]
+    fn recipients_take_the_sops_map_forms() {
+        let p = project(
+            "recipients:\n  - {kms: 'arn:aws:kms:us-east-1:1:key/k', role: 'arn:aws:iam::1:role/r', context: {env: prod}}\n  - {hc_vault_transit_uri: 'http://127.0.0.1:8200/v1/transit/keys/app'}\n",
+        )
+        .unwrap();
+        let names: Vec<String> = p.config.recipients.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            names,
+            [
+                "arn:aws:kms:us-east-1:1:key/k+arn:aws:iam::1:role/r|context=env:prod",
+                "http://127.0.0.1:8200/v1/transit/keys/app"
+            ]
+        );
+        let err = project("recipients: [gpg-ABCDEF]\n").unwrap_err().to_string();
+        assert!(err.contains("is not a recipient"), "{err}");
     }
 
     #[test]

@@ -16,7 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use support::{Cluster, Run, TestNamespace, cluster, kdeploy, run, tool_binary, wait_until};
+use support::{Cluster, Run, TestNamespace, cluster, free_port, kdeploy, run, tool_binary, wait_until};
 
 /// A toxiproxy server for this test binary. It lives in a static, which Rust never drops, so its end is
 /// tied to a pipe instead: a shell waits for the pipe to close (when this process ends, however it
@@ -55,14 +55,6 @@ fn toxiproxy() -> &'static Toxiproxy {
             _server: child,
         }
     })
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// One HTTP/1.1 request to toxiproxy's API; the status and body.

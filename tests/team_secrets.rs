@@ -110,7 +110,7 @@ fn first_setup_new_teammate_removal_and_rotation() {
     run(&mut kdeploy_as(&alice_key, &["vault", "rotate"])).ok();
     let bob_now = run(&mut kdeploy_as(&bob_key, &["render"]));
     assert_eq!(bob_now.code, 2, "Bob can no longer open the current file");
-    assert!(bob_now.stderr.contains("no identity can open"), "{}", bob_now.stderr);
+    assert!(bob_now.stderr.contains("no key can open"), "{}", bob_now.stderr);
     let old_copy = old_copy.display().to_string();
     let bob_old = run(&mut kdeploy_as(&bob_key, &["vault", "get", &old_copy, "db.password"]));
     assert_eq!(

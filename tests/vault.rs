@@ -253,7 +253,7 @@ fn the_wrong_identity_gets_a_clear_error() {
         .args(["vault", "decrypt", "s.yaml", "--identity"])
         .arg(&bob));
     assert_eq!(out.code, 2);
-    assert!(out.stderr.contains("no identity can open s.yaml"), "{}", out.stderr);
+    assert!(out.stderr.contains("no key can open s.yaml"), "{}", out.stderr);
     assert!(
         out.stderr.contains("bob.txt: 1 identity found, none is a recipient"),
         "{}",

@@ -1,5 +1,6 @@
 //! Gathering what a render needs from the command line and the project: which project and target,
-//! which templates, the merged values, the environment and the decrypted secrets.
+//! which templates, the merged values, the environment and the decrypted secrets; at render time, the
+//! secret references among the values and env-file variables are resolved.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -12,9 +13,11 @@ use crate::project::{DEFAULT_TEMPLATES, PROJECT_FILE, Project, Selection};
 use crate::source::{self, ClusterFacts, SourceContext, SourceKind, SourceSpec};
 use crate::template::TemplateContext;
 use crate::ui;
-use crate::values::{Env, ValueFlags, Values, load_values};
+use crate::values::{Env, Origin, ValueFlags, Values, load_values};
 use crate::vault::identity::IdentityChain;
+use crate::vault::keys::KeyServices;
 use crate::vault::redact::Redactor;
+use crate::vault::refs;
 use crate::vault::{self, Secrets};
 
 /// How the project in use was chosen.
@@ -187,12 +190,15 @@ impl Inputs {
                 data_files.extend(chart.values_files.iter().cloned());
             }
         }
+        let mut values = self.values.to_json().context("data values")?;
+        let mut env = self.env.vars.clone();
+        let references = resolve_references(&mut values, &mut env, &self.env.origins)?;
         let context = TemplateContext {
-            values: self.values.to_json().context("data values")?,
-            env: self.env.vars.clone(),
+            values,
+            env,
             secrets: self.secrets.values.clone(),
         };
-        let redactor = Redactor::from_secrets(&self.secrets);
+        let redactor = Redactor::new(self.secrets.plaintexts().chain(references.plaintexts()));
         let source_context = SourceContext {
             project_dir: selection.project_dir.as_deref().unwrap_or(Path::new(".")),
             templates: &context,
@@ -224,6 +230,51 @@ impl Inputs {
             redactor,
         })
     }
+}
+
+/// Resolves the secret references (`ref+vault://…`, `ref+awssecrets://…`, `ref+awsssm://…`) among the
+/// values and the variables of env files (not the process environment), in place.
+fn resolve_references(
+    values: &mut serde_json::Value,
+    env: &mut BTreeMap<String, String>,
+    env_origins: &BTreeMap<String, Origin>,
+) -> anyhow::Result<refs::Resolved> {
+    let mut found = std::collections::BTreeSet::new();
+    refs::find(values, &mut found);
+    let from_files = |name: &String| matches!(env_origins.get(name), Some(Origin::File { .. }));
+    found.extend(
+        env.iter()
+            .filter(|(name, value)| refs::is_reference(value) && from_files(name))
+            .map(|(_, value)| value.clone()),
+    );
+    if found.is_empty() {
+        return Ok(refs::Resolved::default());
+    }
+    let services = KeyServices::new(&|name| std::env::var(name).ok());
+    let resolved = refs::resolve(&found, &services).map_err(|error| {
+        anyhow::anyhow!(
+            "cannot resolve {} secret reference(s):\n{}",
+            error.failures.len(),
+            error
+                .failures
+                .iter()
+                .map(|(reference, why)| format!("  {reference}: {why}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
+    })?;
+    refs::substitute(values, &resolved);
+    for (name, value) in env.iter_mut() {
+        if from_files(name)
+            && let Some(resolved) = resolved.get(value)
+        {
+            *value = match resolved {
+                serde_json::Value::String(text) => text.clone(),
+                other => other.to_string(),
+            };
+        }
+    }
+    Ok(resolved)
 }
 
 /// A PATH that is a project (a folder holding kdeploy.yaml, or kdeploy.yaml itself) selects that

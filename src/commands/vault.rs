@@ -12,9 +12,10 @@ use crate::project::Project;
 use crate::ui;
 use crate::vault::cipher::DataKey;
 use crate::vault::identity::{self, IdentityChain};
+use crate::vault::keys::Recipient;
 use crate::vault::sops::{self, EncryptionRules, Format, Leaf, Tree};
 use crate::vault::{
-    self as vault_mod, VaultError, VaultFile, configured_recipients, write_atomically, write_encrypted,
+    self as vault_mod, VaultError, VaultFile, configured_recipients, wrap_keys, write_atomically, write_encrypted,
 };
 use crate::yaml::{self, Schema};
 
@@ -61,7 +62,7 @@ fn load_project(args: &ProjectArgs) -> anyhow::Result<Option<Project>> {
     file.map(|f| Project::load(&f)).transpose().map_err(Into::into)
 }
 
-fn project_recipients(project: &Option<Project>) -> Vec<String> {
+fn project_recipients(project: &Option<Project>) -> Vec<Recipient> {
     project
         .as_ref()
         .map(|p| p.config.recipients.clone())
@@ -72,7 +73,7 @@ fn chain(args: &IdentityArgs) -> IdentityChain {
     IdentityChain::from_process(args.identity.as_deref())
 }
 
-fn recipients_for(project: &Option<Project>, file: &Path) -> anyhow::Result<Vec<String>> {
+fn recipients_for(project: &Option<Project>, file: &Path) -> anyhow::Result<Vec<Recipient>> {
     let recipients = configured_recipients(&project_recipients(project), file)?;
     if recipients.is_empty() {
         bail!(
@@ -129,8 +130,9 @@ fn init(file: Option<&Path>, force: bool, project_args: &ProjectArgs) -> anyhow:
     }
     if let Some(project) = load_project(project_args)? {
         let mut recipients = project.config.recipients.clone();
+        let recipient = Recipient::Age(recipient.clone());
         if !recipients.contains(&recipient) {
-            recipients.push(recipient.clone());
+            recipients.push(recipient);
             project.write_recipients(&recipients)?;
             ui::note(&format!(
                 "added your recipient to {}; someone who can already decrypt runs `kdeploy vault updatekeys` to let you in",
@@ -188,7 +190,7 @@ fn append_identity(path: &Path, identity: &age::x25519::Identity) -> anyhow::Res
 fn encrypt(
     file: &Path,
     output: Option<&Path>,
-    flag_recipients: &[String],
+    flag_recipients: &[Recipient],
     project_args: &ProjectArgs,
 ) -> anyhow::Result<ExitCode> {
     let target = output.unwrap_or(file);
@@ -201,7 +203,18 @@ fn encrypt(
         flag_recipients.to_vec()
     };
     if target.extension().is_some_and(|e| e == "age") {
-        let armored = vault_mod::encrypt_age_file(text.as_bytes(), &recipients)?;
+        let age: Vec<String> = recipients
+            .iter()
+            .map(|r| match r {
+                Recipient::Age(key) => Ok(key.clone()),
+                other => Err(anyhow!(
+                    "{}: a whole-file .age file can only be encrypted to age recipients, not to {} key {other}; use a SOPS file (.env, .yaml, .json) for those",
+                    target.display(),
+                    other.kind()
+                )),
+            })
+            .collect::<anyhow::Result<_>>()?;
+        let armored = vault_mod::encrypt_age_file(text.as_bytes(), &age)?;
         write_atomically(target, armored.as_bytes())?;
         ui::note(&format!(
             "encrypted {} with age to {} recipient(s)",
@@ -215,7 +228,9 @@ fn encrypt(
         source,
     })?;
     let key = DataKey::generate().map_err(|e| anyhow!("cannot generate a data key: {e}"))?;
-    write_encrypted(target, &plain, &key, &recipients, EncryptionRules::sops_default(), None)?;
+    let services = chain(&IdentityArgs::default());
+    let keys = wrap_keys(target, services.services(), &key, &recipients, &[])?;
+    write_encrypted(target, &plain, &key, keys, EncryptionRules::sops_default(), None)?;
     ui::note(&format!(
         "encrypted {} to {} recipient(s)",
         target.display(),
@@ -320,27 +335,22 @@ fn set(
     if file.exists() {
         let vault = VaultFile::read(file)?;
         vault.check_rewritable()?;
-        let (data_key, old_plain) = vault.open(&mut chain(identity))?;
+        let mut identities = chain(identity);
+        let (data_key, old_plain) = vault.open(&mut identities)?;
         let mut plain = old_plain.clone();
         plain.set(&path, new_value).map_err(|source| VaultError::Format {
             path: file.to_path_buf(),
             source,
         })?;
         let recipients = vault.recipients();
-        vault.save(&data_key, &plain, &old_plain, &recipients)?;
+        vault.save(&data_key, &plain, &old_plain, &recipients, identities.services())?;
     } else {
         let mut plain = Tree::Map(Vec::new());
         plain.set(&path, new_value).map_err(|e| anyhow!("{e}"))?;
         let recipients = recipients_for(&project, file)?;
         let data_key = DataKey::generate().map_err(|e| anyhow!("cannot generate a data key: {e}"))?;
-        write_encrypted(
-            file,
-            &plain,
-            &data_key,
-            &recipients,
-            EncryptionRules::sops_default(),
-            None,
-        )?;
+        let keys = wrap_keys(file, chain(identity).services(), &data_key, &recipients, &[])?;
+        write_encrypted(file, &plain, &data_key, keys, EncryptionRules::sops_default(), None)?;
         ui::note(&format!(
             "created {} encrypted to {} recipient(s)",
             file.display(),
@@ -402,9 +412,10 @@ fn edit(file: &Path, identity: &IdentityArgs, project_args: &ProjectArgs) -> any
     if let Some(vault) = &existing {
         vault.check_rewritable()?;
     }
+    let mut identities = chain(identity);
     let (data_key, old_plain) = match &existing {
         Some(vault) => {
-            let (key, tree) = vault.open(&mut chain(identity))?;
+            let (key, tree) = vault.open(&mut identities)?;
             (key, Some(tree))
         }
         None => (
@@ -437,18 +448,18 @@ fn edit(file: &Path, identity: &IdentityArgs, project_args: &ProjectArgs) -> any
     };
     match (&existing, &old_plain) {
         (Some(vault), Some(old_plain)) => {
-            vault.save(&data_key, &edited, old_plain, &vault.recipients())?;
+            vault.save(
+                &data_key,
+                &edited,
+                old_plain,
+                &vault.recipients(),
+                identities.services(),
+            )?;
         }
         _ => {
             let recipients = recipients_for(&load_project(project_args)?, file)?;
-            write_encrypted(
-                file,
-                &edited,
-                &data_key,
-                &recipients,
-                EncryptionRules::sops_default(),
-                None,
-            )?;
+            let keys = wrap_keys(file, identities.services(), &data_key, &recipients, &[])?;
+            write_encrypted(file, &edited, &data_key, keys, EncryptionRules::sops_default(), None)?;
         }
     }
     ui::note(&format!("{}: saved", file.display()));
@@ -548,15 +559,11 @@ fn recipients(command: &RecipientsCommand) -> anyhow::Result<ExitCode> {
 }
 
 fn change_recipients(
-    recipient: &str,
+    recipient: &Recipient,
     add: bool,
     identity: &IdentityArgs,
     project_args: &ProjectArgs,
 ) -> anyhow::Result<ExitCode> {
-    let recipient = recipient.trim().to_owned();
-    recipient
-        .parse::<age::x25519::Recipient>()
-        .map_err(|e| anyhow!("`{recipient}` is not an age recipient (age1…): {e}"))?;
     let project = load_project(project_args)?
         .ok_or_else(|| anyhow!("no kdeploy.yaml here; recipients are kept in the project file (or pass --project)"))?;
     let mut recipients = project.config.recipients.clone();
@@ -567,20 +574,20 @@ fn change_recipients(
             .any(|f| !configured_recipients(&[], f).unwrap_or_default().is_empty())
     {
         bail!(
-            "this project takes its recipients from .sops.yaml; edit the `age:` of its creation rules, then run `kdeploy vault updatekeys`"
+            "this project takes its recipients from .sops.yaml; edit its creation rules (`age`, `hc_vault_transit_uri`, `kms`), then run `kdeploy vault updatekeys`"
         );
     }
     if add {
-        if recipients.contains(&recipient) {
+        if recipients.contains(recipient) {
             ui::note(&format!("{recipient} is already a recipient"));
             return Ok(ExitCode::SUCCESS);
         }
         recipients.push(recipient.clone());
     } else {
-        if !recipients.contains(&recipient) {
+        if !recipients.contains(recipient) {
             bail!("{recipient} is not one of the project's recipients");
         }
-        recipients.retain(|r| *r != recipient);
+        recipients.retain(|r| r != recipient);
         if recipients.is_empty() {
             bail!("refusing to remove the last recipient: nobody could open the vault files any more");
         }
@@ -634,11 +641,12 @@ fn rewrap(
         let (data_key, plain) = vault.open(&mut identities)?;
         if rotate_data_key {
             let new_key = DataKey::generate().map_err(|e| anyhow!("cannot generate a data key: {e}"))?;
+            let keys = wrap_keys(file, identities.services(), &new_key, &recipients, &[])?;
             write_encrypted(
                 file,
                 &plain,
                 &new_key,
-                &recipients,
+                keys,
                 vault.encrypted.metadata.rules.clone(),
                 None,
             )?;
@@ -649,7 +657,7 @@ fn rewrap(
                 recipients.len()
             ));
         } else {
-            vault.save(&data_key, &plain, &plain, &recipients)?;
+            vault.save(&data_key, &plain, &plain, &recipients, identities.services())?;
             ui::note(&format!(
                 "{}: data key wrapped for {} recipient(s)",
                 file.display(),

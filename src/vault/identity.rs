@@ -1,11 +1,14 @@
-//! Finding the age identities that open a vault file.
+//! Finding the keys that open a vault file: age identities, and the OpenBao/Vault transit and AWS KMS
+//! keys the file names (through [`KeyServices`], with the credentials those services take).
 //!
 //! Sources, in order: `--identity FILE`; `SOPS_AGE_KEY` (identities inline) and `SOPS_AGE_KEY_FILE`;
 //! the OS keyring (Secret Service on Linux, Keychain on macOS, Credential Manager on Windows; entry
 //! service `kdeploy`, account `age-identity`); sops' default key file
 //! (`$XDG_CONFIG_HOME/sops/age/keys.txt`, usually `~/.config/sops/age/keys.txt`). Sources are read
 //! lazily, in order, until one opens the file: the keyring is not touched when an earlier source works.
-//! When none can, the error lists what was tried and the recipients the file is encrypted to.
+//! Age identities are tried first (they are local), then each transit and KMS key of the file in
+//! order. When none can open it, the error lists what was tried, why each failed, and the recipients
+//! the file is encrypted to.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -13,7 +16,8 @@ use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
 
 use super::cipher::DataKey;
-use super::sops::{AgeStanza, SopsError, unwrap_key};
+use super::keys::{KeyServices, Stanza};
+use super::sops::{Metadata, SopsError, unwrap_key};
 
 pub const KEYRING_SERVICE: &str = "kdeploy";
 pub const KEYRING_ACCOUNT: &str = "age-identity";
@@ -42,7 +46,7 @@ impl fmt::Display for Source {
 
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityError {
-    #[error("no identity can open {file}.\n  tried:\n{}\n  the file is encrypted to:\n{}\n  ask someone who can open it to add your recipient (`kdeploy vault recipients add <your age1… key>`), or point kdeploy at your identity with --identity FILE or SOPS_AGE_KEY_FILE",
+    #[error("no key can open {file}.\n  tried:\n{}\n  the file is encrypted to:\n{}\n  ask someone who can open it to add your recipient (`kdeploy vault recipients add <your age1… key>`), point kdeploy at your identity with --identity FILE or SOPS_AGE_KEY_FILE, or give it OpenBao/Vault (VAULT_ADDR, VAULT_TOKEN) or AWS credentials for one of the keys above",
         .attempts.iter().map(|(s, r)| format!("    {s}: {r}")).collect::<Vec<_>>().join("\n"),
         .recipients.iter().map(|r| format!("    {r}")).collect::<Vec<_>>().join("\n"))]
     NoneCanOpen {
@@ -75,6 +79,7 @@ pub fn sops_key_file(env: &dyn Fn(&str) -> Option<String>) -> Option<PathBuf> {
 pub struct IdentityChain {
     sources: Vec<Source>,
     loaded: Vec<Option<Result<Vec<age::x25519::Identity>, String>>>,
+    services: KeyServices,
 }
 
 impl IdentityChain {
@@ -97,7 +102,11 @@ impl IdentityChain {
             sources.push(Source::DefaultFile(file));
         }
         let loaded = sources.iter().map(|_| None).collect();
-        IdentityChain { sources, loaded }
+        IdentityChain {
+            sources,
+            loaded,
+            services: KeyServices::new(env),
+        }
     }
 
     /// From the process environment.
@@ -117,16 +126,40 @@ impl IdentityChain {
         self.loaded[index].as_ref().expect("loaded above")
     }
 
-    /// Unwraps the data key from the first stanza any identity opens.
-    pub fn open(&mut self, file: &str, stanzas: &[AgeStanza]) -> Result<DataKey, IdentityError> {
-        let recipients = stanzas.iter().map(|s| s.recipient.clone()).collect();
-        self.first_that_opens(file, recipients, |identities| {
-            for stanza in stanzas {
-                if let Some(key) = unwrap_key(stanza, identities)? {
-                    return Ok(Some(key));
+    /// The remote key services (OpenBao/Vault, AWS) of this run.
+    pub fn services(&self) -> &KeyServices {
+        &self.services
+    }
+
+    /// Unwraps the data key with any key the file names: age identities first (they are local),
+    /// then each OpenBao/Vault transit and AWS KMS key in the file's order.
+    pub fn open(&mut self, file: &str, metadata: &Metadata) -> Result<DataKey, IdentityError> {
+        let mut attempts = Vec::new();
+        let age: Vec<_> = metadata.age_stanzas().into_iter().cloned().collect();
+        if !age.is_empty() {
+            let opened = self.try_sources(&mut attempts, |identities| {
+                for stanza in &age {
+                    if let Some(key) = unwrap_key(stanza, identities)? {
+                        return Ok(Some(key));
+                    }
                 }
+                Ok(None)
+            })?;
+            if let Some(key) = opened {
+                return Ok(key);
             }
-            Ok(None)
+        }
+        for stanza in metadata.keys.iter().filter(|s| !matches!(s, Stanza::Age(_))) {
+            let recipient = stanza.recipient();
+            match self.services.unwrap(stanza) {
+                Ok(key) => return Ok(key),
+                Err(error) => attempts.push((format!("{} {recipient}", recipient.kind()), error.to_string())),
+            }
+        }
+        Err(IdentityError::NoneCanOpen {
+            file: file.to_owned(),
+            attempts,
+            recipients: metadata.recipients().iter().map(ToString::to_string).collect(),
         })
     }
 
@@ -136,9 +169,25 @@ impl IdentityChain {
         &mut self,
         file: &str,
         recipients: Vec<String>,
-        mut attempt: impl FnMut(&[age::x25519::Identity]) -> Result<Option<T>, IdentityError>,
+        attempt: impl FnMut(&[age::x25519::Identity]) -> Result<Option<T>, IdentityError>,
     ) -> Result<T, IdentityError> {
         let mut attempts = Vec::new();
+        match self.try_sources(&mut attempts, attempt)? {
+            Some(opened) => Ok(opened),
+            None => Err(IdentityError::NoneCanOpen {
+                file: file.to_owned(),
+                attempts,
+                recipients,
+            }),
+        }
+    }
+
+    /// Runs `attempt` with each source's identities until one opens; records why each did not.
+    fn try_sources<T>(
+        &mut self,
+        attempts: &mut Vec<(String, String)>,
+        mut attempt: impl FnMut(&[age::x25519::Identity]) -> Result<Option<T>, IdentityError>,
+    ) -> Result<Option<T>, IdentityError> {
         for index in 0..self.sources.len() {
             let label = self.sources[index].to_string();
             let identities = match self.load(index) {
@@ -153,7 +202,7 @@ impl IdentityChain {
                 }
             };
             if let Some(opened) = attempt(&identities)? {
-                return Ok(opened);
+                return Ok(Some(opened));
             }
             let n = identities.len();
             attempts.push((
@@ -164,11 +213,7 @@ impl IdentityChain {
                 ),
             ));
         }
-        Err(IdentityError::NoneCanOpen {
-            file: file.to_owned(),
-            attempts,
-            recipients,
-        })
+        Ok(None)
     }
 }
 
@@ -272,14 +317,20 @@ mod tests {
             "KDEPLOY_NO_KEYRING" => Some("1".to_owned()),
             _ => None,
         };
+        let metadata = Metadata {
+            keys: vec![Stanza::Age(stanza.clone())],
+            lastmodified: String::new(),
+            mac: String::new(),
+            rules: Default::default(),
+            version: String::new(),
+            other_key_sources: Vec::new(),
+            recipients_mac: None,
+        };
         let mut chain = IdentityChain::new(Some(&file), &env);
-        assert_eq!(chain.open("f.yaml", std::slice::from_ref(&stanza)).unwrap(), key);
+        assert_eq!(chain.open("f.yaml", &metadata).unwrap(), key);
 
         let mut without = IdentityChain::new(None, &env);
-        let err = without
-            .open("f.yaml", std::slice::from_ref(&stanza))
-            .unwrap_err()
-            .to_string();
+        let err = without.open("f.yaml", &metadata).unwrap_err().to_string();
         assert!(err.contains(".config/sops/age/keys.txt: no such file"), "{err}");
         assert!(err.contains(&stanza.recipient), "{err}");
         assert!(!err.contains("AGE-SECRET-KEY"), "{err}");

@@ -1,12 +1,20 @@
-//! Secrets kept encrypted in git: SOPS files with age recipients, and the identities that open them.
+//! Secrets kept encrypted in git (SOPS files wrapped to age, OpenBao/Vault transit and AWS KMS keys),
+//! the identities that open them, and secrets fetched from stores at deploy time.
 //!
 //! [`sops`] reads and writes the SOPS format (YAML, JSON, dotenv), compatible with the sops CLI both
-//! ways; [`cipher`] is its value encryption. [`identity`] finds the age identities that can open a file
-//! (a file given with `--identity`, `SOPS_AGE_KEY`, `SOPS_AGE_KEY_FILE`, the OS keyring, sops' default
-//! key file). [`Vault`] puts them together for the commands and for rendering.
+//! ways; [`cipher`] is its value encryption; [`keys`] names the master keys and wraps data keys to
+//! them through [`openbao`] and [`aws`]. [`identity`] finds what can open a file (a file given with
+//! `--identity`, `SOPS_AGE_KEY`, `SOPS_AGE_KEY_FILE`, the OS keyring, sops' default key file, then the
+//! file's remote keys). [`refs`] resolves `ref+vault://`, `ref+awssecrets://` and `ref+awsssm://`
+//! values. [`redact`] masks every secret wherever it would be shown.
 
+pub mod aws;
 pub mod cipher;
+pub mod http;
 pub mod identity;
+pub mod keys;
+pub mod openbao;
+pub mod refs;
 pub mod sops;
 
 use std::collections::BTreeSet;
@@ -18,6 +26,7 @@ use zeroize::Zeroizing;
 
 use self::cipher::DataKey;
 use self::identity::{IdentityChain, IdentityError};
+use self::keys::{KeyServices, Recipient, Stanza, recipient_from_json};
 use self::sops::{EncryptedFile, EncryptionRules, Format, SopsError, Tree};
 
 #[derive(Debug, thiserror::Error)]
@@ -70,19 +79,14 @@ impl VaultFile {
         })
     }
 
-    pub fn recipients(&self) -> Vec<String> {
-        self.encrypted
-            .metadata
-            .recipients()
-            .into_iter()
-            .map(str::to_owned)
-            .collect()
+    pub fn recipients(&self) -> Vec<Recipient> {
+        self.encrypted.metadata.recipients()
     }
 
     /// The data key and the decrypted tree; the MAC and recipient binding are checked.
     pub fn open(&self, identities: &mut IdentityChain) -> Result<(DataKey, Tree), VaultError> {
         let key = identities
-            .open(&self.path.display().to_string(), &self.encrypted.metadata.age)
+            .open(&self.path.display().to_string(), &self.encrypted.metadata)
             .map_err(|error| match error {
                 // A broken stanza is the file's problem: say which file.
                 IdentityError::Sops(source) => VaultError::Format {
@@ -99,23 +103,19 @@ impl VaultFile {
     }
 
     /// Writes `plain` back under the same data key, keeping the ciphertext of values unchanged from
-    /// `old_plain` (what [`Self::open`] returned) and the file's encryption rules.
+    /// `old_plain` (what [`Self::open`] returned), the file's encryption rules, and the wrapped keys of
+    /// recipients it already has.
     pub fn save(
         &self,
         key: &DataKey,
         plain: &Tree,
         old_plain: &Tree,
-        recipients: &[String],
+        recipients: &[Recipient],
+        services: &KeyServices,
     ) -> Result<EncryptedFile, VaultError> {
         let rules = self.encrypted.metadata.rules.clone();
-        write_encrypted(
-            &self.path,
-            plain,
-            key,
-            recipients,
-            rules,
-            Some((&self.encrypted, old_plain)),
-        )
+        let keys = wrap_keys(&self.path, services, key, recipients, &self.encrypted.metadata.keys)?;
+        write_encrypted(&self.path, plain, key, keys, rules, Some((&self.encrypted, old_plain)))
     }
 
     /// Refuses files kdeploy would damage by rewriting (other key sources it cannot wrap for).
@@ -133,13 +133,29 @@ impl VaultFile {
     }
 }
 
+/// Wraps `key` to each recipient (reusing a stanza of `keep` for a recipient it already has).
+pub fn wrap_keys(
+    path: &Path,
+    services: &KeyServices,
+    key: &DataKey,
+    recipients: &[Recipient],
+    keep: &[Stanza],
+) -> Result<Vec<Stanza>, VaultError> {
+    services
+        .wrap_all(key, recipients, keep)
+        .map_err(|source| VaultError::Format {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
 /// Encrypts `plain` and writes it to `path` atomically (a new file is created 0600; an existing one
 /// keeps its mode). `previous` lets unchanged values keep their ciphertext.
 pub fn write_encrypted(
     path: &Path,
     plain: &Tree,
     key: &DataKey,
-    recipients: &[String],
+    keys: Vec<Stanza>,
     rules: EncryptionRules,
     previous: Option<(&EncryptedFile, &Tree)>,
 ) -> Result<EncryptedFile, VaultError> {
@@ -148,7 +164,7 @@ pub fn write_encrypted(
         path: path.to_path_buf(),
         source,
     };
-    let encrypted = sops::encrypt(plain, key, recipients, rules, format, previous).map_err(format_error)?;
+    let encrypted = sops::encrypt(plain, key, keys, rules, format, previous).map_err(format_error)?;
     let text = sops::write(&encrypted.tree, Some(&encrypted.metadata), format).map_err(format_error)?;
     write_atomically(path, text.as_bytes())?;
     Ok(encrypted)
@@ -183,7 +199,7 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), VaultError> {
 
 /// Where a file's recipients come from: kdeploy.yaml's `recipients:`, else the first `.sops.yaml`
 /// creation rule (searched upward from the file, as sops does) whose `path_regex` matches it.
-pub fn configured_recipients(project_recipients: &[String], file: &Path) -> Result<Vec<String>, VaultError> {
+pub fn configured_recipients(project_recipients: &[Recipient], file: &Path) -> Result<Vec<Recipient>, VaultError> {
     if !project_recipients.is_empty() {
         return Ok(project_recipients.to_vec());
     }
@@ -218,33 +234,73 @@ pub fn configured_recipients(project_recipients: &[String], file: &Path) -> Resu
                 continue;
             }
         }
-        let recipients: Vec<String> = match &rule["age"] {
-            Json::String(list) => list
-                .split(',')
-                .map(|r| r.trim().to_owned())
-                .filter(|r| !r.is_empty())
-                .collect(),
-            Json::Array(items) => items
-                .iter()
-                .filter_map(|r| r.as_str().map(|s| s.trim().to_owned()))
-                .collect(),
-            _ => Vec::new(),
-        };
-        return Ok(recipients);
+        return rule_recipients(rule).map_err(policy);
     }
     Ok(Vec::new())
+}
+
+/// The master keys of one `.sops.yaml` creation rule: `age`, `hc_vault_transit_uri` and `kms` (comma
+/// separated strings or lists, `kms` entries with sops' `+ROLE` suffix, `aws_profile` for all), or one
+/// `key_groups` group holding `age`, `hc_vault` and `kms` lists. Several key groups (Shamir secret
+/// sharing) are refused: kdeploy does not split data keys.
+fn rule_recipients(rule: &Json) -> Result<Vec<Recipient>, String> {
+    let list = |value: &Json| -> Vec<Json> {
+        match value {
+            Json::String(text) => text
+                .split(',')
+                .map(str::trim)
+                .filter(|r| !r.is_empty())
+                .map(|r| Json::String(r.to_owned()))
+                .collect(),
+            Json::Array(items) => items.clone(),
+            _ => Vec::new(),
+        }
+    };
+    let profile = rule["aws_profile"].as_str().filter(|p| !p.is_empty());
+    let mut recipients = Vec::new();
+    let mut add = |scope: &Json| -> Result<(), String> {
+        for item in list(&scope["kms"]) {
+            let mut recipient = recipient_from_json(&item)?;
+            if let (Recipient::Kms(key), Some(profile)) = (&mut recipient, profile)
+                && key.profile.is_none()
+            {
+                key.profile = Some(profile.to_owned());
+            }
+            recipients.push(recipient);
+        }
+        for name in ["hc_vault_transit_uri", "hc_vault"] {
+            for item in list(&scope[name]) {
+                recipients.push(recipient_from_json(&item)?);
+            }
+        }
+        for item in list(&scope["age"]) {
+            recipients.push(recipient_from_json(&item)?);
+        }
+        Ok(())
+    };
+    match rule["key_groups"].as_array() {
+        Some(groups) if groups.len() > 1 => {
+            return Err(format!(
+                "this creation rule has {} key_groups (Shamir secret sharing), which kdeploy does not write; use one group or none",
+                groups.len()
+            ));
+        }
+        Some(groups) => groups.iter().try_for_each(&mut add)?,
+        None => add(rule)?,
+    }
+    Ok(recipients)
 }
 
 /// Checks a file's recipient list against the configured one. A file kdeploy wrote binds its list to
 /// the data key (checked when it is opened), so a difference only means the file is stale. A file
 /// without that binding (written by sops) cannot tell an edit from a stale list, so a difference is
 /// refused.
-pub fn check_recipients(file: &VaultFile, configured: &[String]) -> Result<Option<String>, VaultError> {
+pub fn check_recipients(file: &VaultFile, configured: &[Recipient]) -> Result<Option<String>, VaultError> {
     if configured.is_empty() {
         return Ok(None);
     }
-    let have: BTreeSet<String> = file.recipients().into_iter().collect();
-    let want: BTreeSet<String> = configured.iter().cloned().collect();
+    let have: BTreeSet<String> = file.recipients().iter().map(ToString::to_string).collect();
+    let want: BTreeSet<String> = configured.iter().map(ToString::to_string).collect();
     if have == want {
         return Ok(None);
     }
@@ -305,7 +361,7 @@ impl Secrets {
     /// Loads and merges (deeply, later files win) the vault files.
     pub fn load(
         files: &[PathBuf],
-        project_recipients: &[String],
+        project_recipients: &[Recipient],
         identities: &mut IdentityChain,
     ) -> Result<Secrets, VaultError> {
         let mut secrets = Secrets {
@@ -330,7 +386,8 @@ impl Secrets {
     }
 }
 
-fn collect_plaintexts(json: &Json, out: &mut Vec<Zeroizing<String>>) {
+/// Every non-empty string (and number, as text) in `json`: what must be masked.
+pub(crate) fn collect_plaintexts(json: &Json, out: &mut Vec<Zeroizing<String>>) {
     match json {
         Json::Object(map) => map.values().for_each(|v| collect_plaintexts(v, out)),
         Json::Array(items) => items.iter().for_each(|v| collect_plaintexts(v, out)),

@@ -1,9 +1,10 @@
-//! The SOPS file format (YAML, JSON and dotenv) with age recipients, compatible with the sops CLI both
-//! ways.
+//! The SOPS file format (YAML, JSON and dotenv) with age, OpenBao/Vault transit and AWS KMS keys,
+//! compatible with the sops CLI both ways.
 //!
 //! A file is a tree of values plus a `sops` metadata block. Each value is encrypted on its own
 //! ([`super::cipher`]) under a per-file data key, with its key path (`a:b:`) as additional data, so a
-//! value moved to another key no longer decrypts. The data key is wrapped to each age recipient. The
+//! value moved to another key no longer decrypts. The data key is wrapped to each master key
+//! ([`super::keys`]). The
 //! MAC is a SHA-512 over every plaintext value in order, encrypted with the `lastmodified` time as
 //! additional data, so changing, removing, reordering or re-dating values is detected.
 //!
@@ -18,6 +19,8 @@ use serde_json::{Map, Value as Json};
 use sha2::{Digest, Sha256, Sha512};
 
 use super::cipher::{self, CipherError, DataKey, ValueType};
+use super::keys::{Recipient, Stanza, recipient_from_json};
+use super::openbao::TransitKey;
 use crate::yaml::{self, Node, NodeValue, Scalar, Schema};
 
 /// The version written into files; the format kdeploy implements is that of sops 3.9 and later.
@@ -27,8 +30,8 @@ const MAC_ONLY_ENCRYPTED_INIT: [u8; 32] = [
     0x8a, 0x3f, 0xd2, 0xad, 0x54, 0xce, 0x66, 0x52, 0x7b, 0x10, 0x34, 0xf3, 0xd1, 0x47, 0xbe, 0x0b, 0x0b, 0x97, 0x5b,
     0x3b, 0xf4, 0x4f, 0x72, 0xc6, 0xfd, 0xad, 0xec, 0x81, 0x76, 0xf2, 0x7d, 0x69,
 ];
-/// Key sources other than age, which kdeploy can read past but not wrap a data key for.
-const OTHER_KEY_SOURCES: &[&str] = &["pgp", "kms", "gcp_kms", "hckms", "azure_kv", "hc_vault", "key_groups"];
+/// Key sources kdeploy can read past but not wrap a data key for.
+const OTHER_KEY_SOURCES: &[&str] = &["pgp", "gcp_kms", "hckms", "azure_kv"];
 
 /// The three SOPS file formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -341,19 +344,30 @@ impl CompiledRules<'_> {
 /// The `sops` metadata block.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Metadata {
-    pub age: Vec<AgeStanza>,
+    /// The data key wrapped to each master key (kms, hc_vault, age), in the file's order.
+    pub keys: Vec<Stanza>,
     pub lastmodified: String,
     pub mac: String,
     pub rules: EncryptionRules,
     pub version: String,
-    /// Key sources kdeploy cannot use (pgp, kms, ...), by name.
+    /// Key sources kdeploy cannot use (pgp, gcp_kms, key groups, ...), by name.
     pub other_key_sources: Vec<String>,
     pub recipients_mac: Option<String>,
 }
 
 impl Metadata {
-    pub fn recipients(&self) -> Vec<&str> {
-        self.age.iter().map(|s| s.recipient.as_str()).collect()
+    pub fn recipients(&self) -> Vec<Recipient> {
+        self.keys.iter().map(Stanza::recipient).collect()
+    }
+
+    pub fn age_stanzas(&self) -> Vec<&AgeStanza> {
+        self.keys
+            .iter()
+            .filter_map(|s| match s {
+                Stanza::Age(age) => Some(age),
+                _ => None,
+            })
+            .collect()
     }
 }
 
@@ -396,6 +410,8 @@ pub enum SopsError {
     RecipientsTampered,
     #[error("age: {0}")]
     Age(String),
+    #[error("{recipient}: {message}")]
+    KeyService { recipient: String, message: String },
 }
 
 /// Parses a plaintext file of the given format.
@@ -517,26 +533,27 @@ fn parse_metadata(tree: &Tree) -> Result<Metadata, SopsError> {
         })
     };
     let missing = |name: &str| SopsError::Invalid(format!("the `sops` metadata has no `{name}`"));
-    let mut age = Vec::new();
-    if let Some((_, Tree::List(items))) = entries.iter().find(|(k, _)| k == "age") {
-        for item in items {
-            let field = |name: &str| match item.get(&[name.to_owned()]) {
-                Some(Tree::Leaf(Leaf::Str(s))) => Ok(s.clone()),
-                _ => Err(SopsError::Invalid(format!(
-                    "an `age` entry in the sops metadata has no `{name}`"
-                ))),
-            };
-            age.push(AgeStanza {
-                recipient: field("recipient")?,
-                enc: field("enc")?,
-            });
+    let mut keys = Vec::new();
+    let mut other_key_sources: Vec<String> = Vec::new();
+    match entries.iter().find(|(k, _)| k == "key_groups") {
+        Some((_, Tree::List(groups))) if groups.len() > 1 => {
+            other_key_sources.push(format!("key_groups ({} groups, Shamir secret sharing)", groups.len()))
         }
+        Some((_, Tree::List(groups))) => {
+            for group in groups {
+                let Tree::Map(group) = group else { continue };
+                keys.extend(parse_stanzas(group)?);
+            }
+        }
+        _ => {}
     }
-    let other_key_sources = OTHER_KEY_SOURCES
-        .iter()
-        .filter(|name| matches!(entries.iter().find(|(k, _)| k == *name), Some((_, Tree::List(items))) if !items.is_empty()))
-        .map(|n| n.to_string())
-        .collect();
+    keys.extend(parse_stanzas(entries)?);
+    other_key_sources.extend(
+        OTHER_KEY_SOURCES
+            .iter()
+            .filter(|name| matches!(entries.iter().find(|(k, _)| k == *name), Some((_, Tree::List(items))) if !items.is_empty()))
+            .map(|n| n.to_string()),
+    );
     if entries
         .iter()
         .any(|(k, _)| k == "unencrypted_comment_regex" || k == "encrypted_comment_regex")
@@ -544,7 +561,7 @@ fn parse_metadata(tree: &Tree) -> Result<Metadata, SopsError> {
         return Err(SopsError::Invalid("files using unencrypted_comment_regex or encrypted_comment_regex are not supported by kdeploy; use sops for them".into()));
     }
     Ok(Metadata {
-        age,
+        keys,
         lastmodified: text("lastmodified").ok_or_else(|| missing("lastmodified"))?,
         mac: text("mac").ok_or_else(|| missing("mac"))?,
         rules: EncryptionRules {
@@ -560,18 +577,109 @@ fn parse_metadata(tree: &Tree) -> Result<Metadata, SopsError> {
     })
 }
 
+/// The `kms`, `hc_vault` and `age` lists of a metadata block or a key group.
+fn parse_stanzas(entries: &[(String, Tree)]) -> Result<Vec<Stanza>, SopsError> {
+    let mut stanzas = Vec::new();
+    for (source, items) in entries {
+        let Tree::List(items) = items else { continue };
+        for item in items {
+            let text = |name: &str| match item.get(&[name.to_owned()]) {
+                Some(Tree::Leaf(Leaf::Str(s))) => Some(s.clone()),
+                _ => None,
+            };
+            let field = |name: &str| {
+                text(name).ok_or_else(|| {
+                    SopsError::Invalid(format!("a `{source}` entry in the sops metadata has no `{name}`"))
+                })
+            };
+            let stanza = match source.as_str() {
+                "age" => Stanza::Age(AgeStanza {
+                    recipient: field("recipient")?,
+                    enc: field("enc")?,
+                }),
+                "hc_vault" => Stanza::Transit {
+                    key: TransitKey {
+                        address: field("vault_address")?.trim_end_matches('/').to_owned(),
+                        engine_path: field("engine_path")?,
+                        key_name: field("key_name")?,
+                    },
+                    created_at: text("created_at").unwrap_or_default(),
+                    enc: field("enc")?,
+                },
+                "kms" => {
+                    let mut json = item.to_json();
+                    if let Some(map) = json.as_object_mut() {
+                        map.remove("enc");
+                        map.remove("created_at");
+                    }
+                    let Recipient::Kms(key) = recipient_from_json(&json)
+                        .map_err(|e| SopsError::Invalid(format!("a `kms` entry in the sops metadata: {e}")))?
+                    else {
+                        return Err(SopsError::Invalid(
+                            "a `kms` entry in the sops metadata has no `arn`".into(),
+                        ));
+                    };
+                    Stanza::Kms {
+                        key,
+                        created_at: text("created_at").unwrap_or_default(),
+                        enc: field("enc")?,
+                    }
+                }
+                _ => continue,
+            };
+            stanzas.push(stanza);
+        }
+    }
+    Ok(stanzas)
+}
+
+/// The key lists as sops 3.13 writes them: lists and their fields in alphabetical order.
+fn stanza_entries(keys: &[Stanza]) -> Vec<(String, Tree)> {
+    let s = |v: &str| Tree::Leaf(Leaf::Str(v.to_owned()));
+    let (mut age, mut hc_vault, mut kms) = (Vec::new(), Vec::new(), Vec::new());
+    for stanza in keys {
+        match stanza {
+            Stanza::Age(a) => age.push(Tree::Map(vec![
+                ("recipient".into(), s(&a.recipient)),
+                ("enc".into(), s(&a.enc)),
+            ])),
+            Stanza::Transit { key, created_at, enc } => hc_vault.push(Tree::Map(vec![
+                ("created_at".into(), s(created_at)),
+                ("enc".into(), s(enc)),
+                ("engine_path".into(), s(&key.engine_path)),
+                ("key_name".into(), s(&key.key_name)),
+                ("vault_address".into(), s(&key.address)),
+            ])),
+            Stanza::Kms { key, created_at, enc } => {
+                let mut fields = vec![
+                    ("arn".into(), s(&key.arn)),
+                    ("aws_profile".into(), s(key.profile.as_deref().unwrap_or(""))),
+                ];
+                if !key.context.is_empty() {
+                    fields.push((
+                        "context".into(),
+                        Tree::Map(key.context.iter().map(|(k, v)| (k.clone(), s(v))).collect()),
+                    ));
+                }
+                fields.push(("created_at".into(), s(created_at)));
+                fields.push(("enc".into(), s(enc)));
+                if let Some(role) = &key.role {
+                    fields.push(("role".into(), s(role)));
+                }
+                kms.push(Tree::Map(fields));
+            }
+        }
+    }
+    [("age", age), ("hc_vault", hc_vault), ("kms", kms)]
+        .into_iter()
+        .filter(|(_, list)| !list.is_empty())
+        .map(|(name, list)| (name.to_owned(), Tree::List(list)))
+        .collect()
+}
+
 fn metadata_tree(metadata: &Metadata) -> Tree {
     let s = |v: &str| Tree::Leaf(Leaf::Str(v.to_owned()));
-    let mut entries = vec![(
-        "age".to_owned(),
-        Tree::List(
-            metadata
-                .age
-                .iter()
-                .map(|a| Tree::Map(vec![("recipient".into(), s(&a.recipient)), ("enc".into(), s(&a.enc))]))
-                .collect(),
-        ),
-    )];
+    let mut entries = stanza_entries(&metadata.keys);
     entries.push(("lastmodified".into(), s(&metadata.lastmodified)));
     entries.push(("mac".into(), s(&metadata.mac)));
     let rules = &metadata.rules;
@@ -774,8 +882,8 @@ fn hex_upper(bytes: &[u8]) -> String {
 }
 
 /// The binding of the recipient list to the data key.
-fn recipients_mac(key: &DataKey, recipients: &[&str]) -> String {
-    let mut sorted: Vec<&str> = recipients.to_vec();
+fn recipients_mac(key: &DataKey, recipients: &[Recipient]) -> String {
+    let mut sorted: Vec<String> = recipients.iter().map(ToString::to_string).collect();
     sorted.sort_unstable();
     // HMAC-SHA256(key, list) built from SHA-256, to keep to the crates already in use.
     let mut block = [0u8; 64];
@@ -841,13 +949,13 @@ pub fn decrypt(file: &EncryptedFile, key: &DataKey) -> Result<Tree, SopsError> {
 pub fn encrypt(
     plain: &Tree,
     key: &DataKey,
-    recipients: &[String],
+    keys: Vec<Stanza>,
     rules: EncryptionRules,
     format: Format,
     previous: Option<(&EncryptedFile, &Tree)>,
 ) -> Result<EncryptedFile, SopsError> {
-    if recipients.is_empty() {
-        return Err(SopsError::Age(
+    if keys.is_empty() {
+        return Err(SopsError::Invalid(
             "no recipients: add one with `kdeploy vault recipients add` or `kdeploy vault init`".into(),
         ));
     }
@@ -909,22 +1017,18 @@ pub fn encrypt(
         path: "sops.mac".into(),
         source,
     })?;
-    let age = recipients
-        .iter()
-        .map(|r| wrap_key(key, r))
-        .collect::<Result<Vec<_>, _>>()?;
-    let refs: Vec<&str> = recipients.iter().map(String::as_str).collect();
+    let recipients: Vec<Recipient> = keys.iter().map(Stanza::recipient).collect();
     Ok(EncryptedFile {
         format,
         tree,
         metadata: Metadata {
-            age,
+            keys,
             lastmodified,
             mac,
             rules,
             version: SOPS_FORMAT_VERSION.to_owned(),
             other_key_sources: Vec::new(),
-            recipients_mac: Some(recipients_mac(key, &refs)),
+            recipients_mac: Some(recipients_mac(key, &recipients)),
         },
     })
 }
@@ -987,10 +1091,21 @@ pub fn unwrap_key(stanza: &AgeStanza, identities: &[age::x25519::Identity]) -> R
 }
 
 /// Now, as sops writes `lastmodified` (RFC 3339, UTC, seconds).
-fn now_rfc3339() -> String {
+pub(crate) fn now_rfc3339() -> String {
+    let [year, month, day, hour, minute, second] = utc_now();
+    format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}Z")
+}
+
+/// Now in UTC as year, month, day, hour, minute, second.
+pub(crate) fn utc_now() -> [i64; 6] {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs()) as i64;
+    utc_from_unix(secs)
+}
+
+/// Seconds since 1970 as UTC year, month, day, hour, minute, second.
+pub(crate) fn utc_from_unix(secs: i64) -> [i64; 6] {
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
@@ -1003,12 +1118,7 @@ fn now_rfc3339() -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    [year, month, day, rem / 3600, rem % 3600 / 60, rem % 60]
 }
 
 #[cfg(test)]
@@ -1023,16 +1133,23 @@ mod tests {
 
     /// A YAML file encrypted to one recipient with sops' default rules.
     fn encrypt_yaml(plain: &Tree, key: &DataKey, recipient: &str) -> EncryptedFile {
-        let recipients = [recipient.to_owned()];
         encrypt(
             plain,
             key,
-            &recipients,
+            vec![age_stanza(key, recipient)],
             EncryptionRules::sops_default(),
             Format::Yaml,
             None,
         )
         .unwrap()
+    }
+
+    fn age_stanza(key: &DataKey, recipient: &str) -> Stanza {
+        Stanza::Age(wrap_key(key, recipient).unwrap())
+    }
+
+    fn first_age(file: &EncryptedFile) -> &AgeStanza {
+        file.metadata.age_stanzas()[0]
     }
 
     fn round_trip(text: &str, format: Format) -> (EncryptedFile, Tree, String) {
@@ -1042,7 +1159,7 @@ mod tests {
         let file = encrypt(
             &plain,
             &key,
-            &[recipient],
+            vec![age_stanza(&key, &recipient)],
             EncryptionRules::sops_default(),
             format,
             None,
@@ -1050,7 +1167,7 @@ mod tests {
         .unwrap();
         let written = write(&file.tree, Some(&file.metadata), format).unwrap();
         let parsed = parse_encrypted(&written, format).unwrap();
-        let key = unwrap_key(&parsed.metadata.age[0], &[identity]).unwrap().unwrap();
+        let key = unwrap_key(first_age(&parsed), &[identity]).unwrap().unwrap();
         let decrypted = decrypt(&parsed, &key).unwrap();
         (parsed, decrypted, written)
     }
@@ -1112,15 +1229,15 @@ mod tests {
         assert!(matches!(decrypt(&redated, &key), Err(SopsError::MacMismatch)));
 
         let mut recipients = file.clone();
-        recipients
-            .metadata
-            .age
-            .push(wrap_key(&key, &age::x25519::Identity::generate().to_public().to_string()).unwrap());
+        recipients.metadata.keys.push(age_stanza(
+            &key,
+            &age::x25519::Identity::generate().to_public().to_string(),
+        ));
         assert!(matches!(decrypt(&recipients, &key), Err(SopsError::RecipientsTampered)));
 
         let other = age::x25519::Identity::generate();
-        assert!(unwrap_key(&file.metadata.age[0], &[other]).unwrap().is_none());
-        assert!(unwrap_key(&file.metadata.age[0], &[identity]).unwrap().is_some());
+        assert!(unwrap_key(first_age(&file), &[other]).unwrap().is_none());
+        assert!(unwrap_key(first_age(&file), &[identity]).unwrap().is_some());
     }
 
     #[test]
@@ -1133,7 +1250,7 @@ mod tests {
         let again = encrypt(
             &after,
             &key,
-            &[recipient],
+            vec![age_stanza(&key, &recipient)],
             EncryptionRules::sops_default(),
             Format::Yaml,
             Some((&file, &before)),

@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 pub mod serve;
+pub mod stores;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -18,12 +19,26 @@ pub fn kdeploy() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_kdeploy"));
     for (name, _) in std::env::vars_os() {
         let name = name.to_string_lossy();
-        if name.starts_with("KDEPLOY_") || name == "KUBECONFIG" {
+        if name.starts_with("KDEPLOY_") || name == "KUBECONFIG" || is_store_credential(&name) {
             command.env_remove(&*name);
         }
     }
     command.env("NO_COLOR", "1");
     command
+}
+
+/// A TCP port free on loopback right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// OpenBao/Vault and AWS settings, which tests give explicitly or not at all.
+pub fn is_store_credential(name: &str) -> bool {
+    name.starts_with("VAULT_") || name.starts_with("BAO_") || name.starts_with("AWS_")
 }
 
 /// The result of running a command, with text output.
@@ -283,6 +298,11 @@ impl VaultHome {
             .env_remove("SOPS_AGE_KEY")
             .env_remove("SOPS_AGE_KEY_FILE")
             .env_remove("SOPS_AGE_RECIPIENTS");
+        for (name, _) in std::env::vars() {
+            if is_store_credential(&name) {
+                command.env_remove(name);
+            }
+        }
     }
 
     /// Creates an identity file `name` here; returns its path and recipient.
