@@ -87,6 +87,59 @@ fn files_sops_wraps_to_transit_and_kms_open_in_kdeploy_with_either_key() {
 }
 
 #[test]
+fn a_file_sops_split_into_shamir_key_groups_opens_with_enough_groups() {
+    let (bao, moto, home) = (stores::openbao(), stores::moto(), VaultHome::new());
+    let arn = moto.fixture(&["create-key"]);
+    let (age_key, age_recipient) = home.identity("age.key");
+    home.write(
+        ".sops.yaml",
+        &format!(
+            "creation_rules:\n  - shamir_threshold: 2\n    key_groups:\n      - age: [{age_recipient}]\n      - hc_vault: [{}]\n      - kms:\n          - arn: {arn}\n",
+            bao.transit_uri("sops")
+        ),
+    );
+    home.write("split.yaml", "token: shamir-canary\n");
+    let mut sops = home.sops(&age_key);
+    with_bao(&mut sops, bao, &bao.root_token);
+    with_aws(&mut sops, moto);
+    let out = run(sops.args(["-e", "-i", "split.yaml"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let text = std::fs::read_to_string(home.path().join("split.yaml")).unwrap();
+    assert!(
+        text.contains("key_groups:") && text.contains("shamir_threshold: 2"),
+        "{text}"
+    );
+
+    // Any two of the three groups: age and transit, then transit and KMS.
+    let mut age_and_transit = home.kdeploy();
+    with_bao(&mut age_and_transit, bao, &bao.root_token);
+    let out = run(age_and_transit
+        .args(["vault", "get", "split.yaml", "token", "--identity"])
+        .arg(&age_key))
+    .ok();
+    assert_eq!(out.stdout, "shamir-canary");
+    let mut transit_and_kms = home.kdeploy();
+    with_bao(&mut transit_and_kms, bao, &bao.root_token);
+    with_aws(&mut transit_and_kms, moto);
+    let out = run(transit_and_kms.args(["vault", "get", "split.yaml", "token"])).ok();
+    assert_eq!(out.stdout, "shamir-canary");
+
+    // One group is not enough, and the file is not rewritten by kdeploy.
+    let out = run(home
+        .kdeploy()
+        .args(["vault", "get", "split.yaml", "token", "--identity"])
+        .arg(&age_key));
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("1 of 3 groups opened, 2 needed"), "{}", out.stderr);
+    let mut set = home.kdeploy();
+    with_bao(&mut set, bao, &bao.root_token);
+    with_aws(&mut set, moto);
+    let out = run_with_stdin(set.args(["vault", "set", "split.yaml", "other"]), Some("x"));
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("Shamir"), "{}", out.stderr);
+}
+
+#[test]
 fn recipients_add_a_kms_key_then_rotate_and_remove_across_key_kinds() {
     let (bao, moto, home) = (stores::openbao(), stores::moto(), VaultHome::new());
     let arn = moto.fixture(&["create-key"]);
@@ -201,6 +254,30 @@ fn when_no_key_opens_a_file_each_key_says_why_and_nothing_leaks() {
     assert!(out.stderr.contains("no OpenBao/Vault token"), "{}", out.stderr);
     assert!(out.stderr.contains("AWS credentials not found"), "{}", out.stderr);
 
+    // AWS refuses a user without kms:Decrypt, and a request signed with a wrong secret.
+    for (secret, expected) in [
+        (moto.reader.1.as_str(), "AccessDenied"),
+        ("not-the-secret", "SignatureDoesNotMatch"),
+    ] {
+        let mut command = home.kdeploy();
+        with_aws(&mut command, moto);
+        command
+            .env("AWS_ACCESS_KEY_ID", &moto.reader.0)
+            .env("AWS_SECRET_ACCESS_KEY", secret);
+        let out = run(command.args(["vault", "decrypt", "s.yaml"]));
+        assert_eq!(out.code, 2);
+        let kms_line = out
+            .stderr
+            .lines()
+            .find(|l| l.contains("AWS KMS arn:"))
+            .unwrap_or_default();
+        assert!(
+            kms_line.contains("permission denied") && kms_line.contains(expected),
+            "{}",
+            out.stderr
+        );
+    }
+
     // A transit key on a server that is down.
     let down = home.write(
         "down.yaml",
@@ -220,6 +297,39 @@ fn when_no_key_opens_a_file_each_key_says_why_and_nothing_leaks() {
     for text in [&out.stdout, &out.stderr] {
         assert!(!text.contains("why-canary"));
     }
+}
+
+#[test]
+fn a_kms_key_with_a_role_is_used_through_sts_assume_role() {
+    let (moto, home) = (stores::moto(), VaultHome::new());
+    let arn = moto.fixture(&["create-key"]);
+    let role = moto.fixture(&["create-role", "kdeploy-decrypt", "kms:Encrypt,kms:Decrypt"]);
+    home.write("s.yaml", "token: role-canary\n");
+    let reader = || {
+        let mut command = home.kdeploy();
+        with_aws(&mut command, moto);
+        command
+            .env("AWS_ACCESS_KEY_ID", &moto.reader.0)
+            .env("AWS_SECRET_ACCESS_KEY", &moto.reader.1);
+        command
+    };
+    // The reader may not use the key itself, only through the role.
+    let out = run(reader().args(["vault", "encrypt", "-r", &arn, "s.yaml"]));
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("AccessDenied"), "{}", out.stderr);
+    run(reader().args(["vault", "encrypt", "-r", &format!("{arn}+{role}"), "s.yaml"])).ok();
+    let text = std::fs::read_to_string(home.path().join("s.yaml")).unwrap();
+    assert!(text.contains(&format!("role: {role}")), "{text}");
+    let out = run(reader().args(["vault", "get", "s.yaml", "token"])).ok();
+    assert_eq!(out.stdout, "role-canary");
+    // sops assumes the same role from the file's metadata.
+    let mut sops = home.sops(&home.path().join("no-such-key"));
+    with_aws(&mut sops, moto);
+    sops.env("AWS_ACCESS_KEY_ID", &moto.reader.0)
+        .env("AWS_SECRET_ACCESS_KEY", &moto.reader.1);
+    let out = run(sops.args(["-d", "s.yaml"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("role-canary"));
 }
 
 /// A project rendering one Secret from each backend.
@@ -283,6 +393,17 @@ fn references_render_from_each_backend_and_values_shows_the_reference() {
     assert_eq!(secret["stringData"]["api"], "sm-canary");
     assert_eq!(secret["stringData"]["dsn"], "ssm-canary");
 
+    // BAO_ADDR and the token helper's ~/.vault-token, as the bao and vault CLIs use them.
+    home.write(".vault-token", &format!("{}\n", bao.root_token));
+    let mut command = home.kdeploy();
+    command.env("BAO_ADDR", &bao.address);
+    with_aws(&mut command, moto);
+    let out = run(command.arg("render")).ok();
+    assert_eq!(
+        yaml12_documents(&out.stdout)[0]["stringData"]["password"],
+        "kv2-canary-1"
+    );
+
     let out = run(reference_kdeploy(&home, bao, moto).arg("values")).ok();
     assert!(
         out.stdout.contains("ref+vault://secret/data/render/db#/password"),
@@ -333,6 +454,14 @@ fn a_failing_reference_is_named_with_why_exit_2_and_nothing_on_stdout() {
                 c.env("VAULT_TOKEN", &bao.limited_token);
             }),
             "ref+vault://secret/data/errors/db#/password: permission denied",
+        ),
+        (
+            "an AWS user without secretsmanager:GetSecretValue",
+            Box::new(move |c: &mut Command| {
+                c.env("AWS_ACCESS_KEY_ID", &moto.reader.0)
+                    .env("AWS_SECRET_ACCESS_KEY", &moto.reader.1);
+            }),
+            "ref+awssecrets://errors/api#/key: permission denied: AWS Secrets Manager: AccessDenied",
         ),
         (
             "an unreachable server",

@@ -17,7 +17,7 @@ use zeroize::Zeroizing;
 
 use super::cipher::DataKey;
 use super::keys::{KeyServices, Stanza};
-use super::sops::{Metadata, SopsError, unwrap_key};
+use super::sops::{Metadata, SopsError, unwrap_bytes};
 
 pub const KEYRING_SERVICE: &str = "kdeploy";
 pub const KEYRING_ACCOUNT: &str = "age-identity";
@@ -133,34 +133,84 @@ impl IdentityChain {
 
     /// Unwraps the data key with any key the file names: age identities first (they are local),
     /// then each OpenBao/Vault transit and AWS KMS key in the file's order.
+    ///
+    /// A file sops split into Shamir key groups opens when `shamir_threshold` groups each give their
+    /// share.
     pub fn open(&mut self, file: &str, metadata: &Metadata) -> Result<DataKey, IdentityError> {
         let mut attempts = Vec::new();
-        let age: Vec<_> = metadata.age_stanzas().into_iter().cloned().collect();
+        let none_can_open = |attempts| IdentityError::NoneCanOpen {
+            file: file.to_owned(),
+            attempts,
+            recipients: metadata.recipients().iter().map(ToString::to_string).collect(),
+        };
+        let bytes = if metadata.key_groups.is_empty() {
+            self.unwrap_any(&metadata.keys, &mut attempts)?
+                .ok_or_else(|| none_can_open(attempts))?
+        } else {
+            let mut shares = Vec::new();
+            for group in &metadata.key_groups {
+                if shares.len() == metadata.shamir_threshold {
+                    break;
+                }
+                if let Some(share) = self.unwrap_any(group, &mut attempts)? {
+                    shares.push(share.to_vec());
+                }
+            }
+            if shares.len() < metadata.shamir_threshold.max(1) {
+                attempts.push((
+                    "Shamir key groups".to_owned(),
+                    format!(
+                        "{} of {} groups opened, {} needed",
+                        shares.len(),
+                        metadata.key_groups.len(),
+                        metadata.shamir_threshold
+                    ),
+                ));
+                return Err(none_can_open(attempts));
+            }
+            let key = super::shamir::combine(&shares).map_err(|e| SopsError::Invalid(format!("key groups: {e}")));
+            shares.iter_mut().for_each(zeroize::Zeroize::zeroize);
+            key?
+        };
+        DataKey::from_bytes(&bytes)
+            .ok_or_else(|| SopsError::Invalid("the unwrapped data key is not 32 bytes".into()).into())
+    }
+
+    /// What the first of `stanzas` that opens holds: age stanzas with this chain's identities first,
+    /// then transit and KMS keys in order. Records why each did not.
+    fn unwrap_any(
+        &mut self,
+        stanzas: &[Stanza],
+        attempts: &mut Vec<(String, String)>,
+    ) -> Result<Option<Zeroizing<Vec<u8>>>, IdentityError> {
+        let age: Vec<_> = stanzas
+            .iter()
+            .filter_map(|s| match s {
+                Stanza::Age(age) => Some(age.clone()),
+                _ => None,
+            })
+            .collect();
         if !age.is_empty() {
-            let opened = self.try_sources(&mut attempts, |identities| {
+            let opened = self.try_sources(attempts, |identities| {
                 for stanza in &age {
-                    if let Some(key) = unwrap_key(stanza, identities)? {
-                        return Ok(Some(key));
+                    if let Some(bytes) = unwrap_bytes(stanza, identities)? {
+                        return Ok(Some(bytes));
                     }
                 }
                 Ok(None)
             })?;
-            if let Some(key) = opened {
-                return Ok(key);
+            if opened.is_some() {
+                return Ok(opened);
             }
         }
-        for stanza in metadata.keys.iter().filter(|s| !matches!(s, Stanza::Age(_))) {
+        for stanza in stanzas.iter().filter(|s| !matches!(s, Stanza::Age(_))) {
             let recipient = stanza.recipient();
             match self.services.unwrap(stanza) {
-                Ok(key) => return Ok(key),
+                Ok(bytes) => return Ok(Some(bytes)),
                 Err(error) => attempts.push((format!("{} {recipient}", recipient.kind()), error.to_string())),
             }
         }
-        Err(IdentityError::NoneCanOpen {
-            file: file.to_owned(),
-            attempts,
-            recipients: metadata.recipients().iter().map(ToString::to_string).collect(),
-        })
+        Ok(None)
     }
 
     /// Tries the sources in order, loading each only when the ones before it could not open `file`:
@@ -319,6 +369,8 @@ mod tests {
         };
         let metadata = Metadata {
             keys: vec![Stanza::Age(stanza.clone())],
+            key_groups: Vec::new(),
+            shamir_threshold: 0,
             lastmodified: String::new(),
             mac: String::new(),
             rules: Default::default(),

@@ -294,14 +294,13 @@ impl KeyServices {
             .collect()
     }
 
-    /// Unwraps the data key from a transit or KMS stanza.
-    pub fn unwrap(&self, stanza: &Stanza) -> Result<DataKey, RemoteError> {
-        let bytes = match stanza {
-            Stanza::Age(_) => return Err(RemoteError::Failed("age stanzas are opened with identities".into())),
-            Stanza::Transit { key, enc, .. } => key.decrypt(self.openbao(), enc)?,
-            Stanza::Kms { key, enc, .. } => key.decrypt(self.aws(), enc)?,
-        };
-        DataKey::from_bytes(&bytes).ok_or_else(|| RemoteError::Failed("the unwrapped data key is not 32 bytes".into()))
+    /// Unwraps what a transit or KMS stanza holds (the data key, or a Shamir share of it).
+    pub fn unwrap(&self, stanza: &Stanza) -> Result<zeroize::Zeroizing<Vec<u8>>, RemoteError> {
+        match stanza {
+            Stanza::Age(_) => Err(RemoteError::Failed("age stanzas are opened with identities".into())),
+            Stanza::Transit { key, enc, .. } => key.decrypt(self.openbao(), enc),
+            Stanza::Kms { key, enc, .. } => key.decrypt(self.aws(), enc),
+        }
     }
 }
 

