@@ -24,6 +24,7 @@ use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 use super::http::{Client, RemoteError, percent_encode};
+use crate::source::hex;
 
 /// A snapshot of the environment variables the chain reads.
 pub type EnvMap = BTreeMap<String, String>;
@@ -114,6 +115,8 @@ pub struct Aws {
     env: EnvMap,
     client: Result<Client, RemoteError>,
     credentials: Mutex<BTreeMap<CredentialsKey, Result<Credentials, RemoteError>>>,
+    /// Profiles read from the shared files, by name: read once per run, not once per request.
+    profiles: Mutex<BTreeMap<String, Result<Profile, RemoteError>>>,
 }
 
 impl Aws {
@@ -123,6 +126,7 @@ impl Aws {
             client: Client::new(bundle.as_deref()),
             env,
             credentials: Mutex::new(BTreeMap::new()),
+            profiles: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -156,7 +160,15 @@ impl Aws {
     /// The profile's settings from `~/.aws/config` (`[profile NAME]`, `[default]`) under those of
     /// `~/.aws/credentials` (`[NAME]`).
     fn profile(&self, explicit: Option<&str>) -> Result<Profile, RemoteError> {
-        let name = self.profile_name(explicit);
+        let name = self.profile_name(explicit).to_owned();
+        let mut profiles = self.profiles.lock().expect("profiles lock");
+        profiles
+            .entry(name.clone())
+            .or_insert_with(|| self.read_profile(&name))
+            .clone()
+    }
+
+    fn read_profile(&self, name: &str) -> Result<Profile, RemoteError> {
         let config_file = self
             .var("AWS_CONFIG_FILE")
             .map(PathBuf::from)
@@ -480,22 +492,28 @@ impl KmsKey {
         )
     }
 
-    /// Encrypts the data key; returns the ciphertext blob, base64, as sops stores it.
-    pub fn encrypt(&self, aws: &Aws, plaintext: &[u8]) -> Result<String, RemoteError> {
-        use base64::Engine as _;
-        let encoded = Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(plaintext));
-        let mut request = json!({"KeyId": self.arn, "Plaintext": encoded.as_str()});
+    /// Calls one KMS operation on this key: its id, encryption context, region, profile and role
+    /// added to `request`.
+    fn call(&self, aws: &Aws, operation: &str, mut request: Json) -> Result<Json, RemoteError> {
+        request["KeyId"] = json!(self.arn);
         if !self.context.is_empty() {
             request["EncryptionContext"] = self.context_json();
         }
-        let reply = aws.call(
+        aws.call(
             Service::Kms,
-            "Encrypt",
+            operation,
             self.region()?,
             self.profile.as_deref(),
             self.role.as_deref(),
             &request,
-        )?;
+        )
+    }
+
+    /// Encrypts the data key; returns the ciphertext blob, base64, as sops stores it.
+    pub fn encrypt(&self, aws: &Aws, plaintext: &[u8]) -> Result<String, RemoteError> {
+        use base64::Engine as _;
+        let encoded = Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(plaintext));
+        let reply = self.call(aws, "Encrypt", json!({"Plaintext": encoded.as_str()}))?;
         reply["CiphertextBlob"]
             .as_str()
             .map(str::to_owned)
@@ -505,18 +523,7 @@ impl KmsKey {
     /// Decrypts a ciphertext blob (base64) back to the data key.
     pub fn decrypt(&self, aws: &Aws, blob: &str) -> Result<Zeroizing<Vec<u8>>, RemoteError> {
         use base64::Engine as _;
-        let mut request = json!({"KeyId": self.arn, "CiphertextBlob": blob});
-        if !self.context.is_empty() {
-            request["EncryptionContext"] = self.context_json();
-        }
-        let reply = aws.call(
-            Service::Kms,
-            "Decrypt",
-            self.region()?,
-            self.profile.as_deref(),
-            self.role.as_deref(),
-            &request,
-        )?;
+        let reply = self.call(aws, "Decrypt", json!({"CiphertextBlob": blob}))?;
         let encoded = reply["Plaintext"]
             .as_str()
             .ok_or_else(|| RemoteError::Failed("AWS KMS Decrypt answered without a Plaintext".into()))?;
@@ -689,10 +696,6 @@ fn hmac(key: &[u8], data: &[u8]) -> Zeroizing<Vec<u8>> {
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
     mac.update(data);
     Zeroizing::new(mac.finalize().into_bytes().to_vec())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

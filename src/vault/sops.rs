@@ -908,19 +908,12 @@ fn hex_upper(bytes: &[u8]) -> String {
 
 /// The binding of the recipient list to the data key.
 fn recipients_mac(key: &DataKey, recipients: &[Recipient]) -> String {
+    use hmac::Mac;
     let mut sorted: Vec<String> = recipients.iter().map(ToString::to_string).collect();
     sorted.sort_unstable();
-    // HMAC-SHA256(key, list) built from SHA-256, to keep to the crates already in use.
-    let mut block = [0u8; 64];
-    block[..32].copy_from_slice(key.as_bytes());
-    let inner_pad: Vec<u8> = block.iter().map(|b| b ^ 0x36).collect();
-    let outer_pad: Vec<u8> = block.iter().map(|b| b ^ 0x5c).collect();
-    let inner = Sha256::new()
-        .chain_update(&inner_pad)
-        .chain_update(sorted.join("\n").as_bytes())
-        .finalize();
-    let outer = Sha256::new().chain_update(&outer_pad).chain_update(inner).finalize();
-    hex_upper(&outer)
+    let mut mac = <hmac::Hmac<Sha256> as Mac>::new_from_slice(key.as_bytes()).expect("HMAC takes any key length");
+    mac.update(sorted.join("\n").as_bytes());
+    hex_upper(&mac.finalize().into_bytes())
 }
 
 /// Decrypts the tree with `key` and checks the MAC and the recipient binding.
