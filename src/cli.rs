@@ -115,6 +115,11 @@ pub struct InputArgs {
     #[arg(long = "secrets-file", value_name = "PATH")]
     pub secrets_files: Vec<PathBuf>,
 
+    /// Do not annotate pod templates with checksums of the ConfigMaps and Secrets they use (which roll
+    /// the pods when those change); also `config_checksums: false` in kdeploy.yaml
+    #[arg(long)]
+    pub no_config_checksums: bool,
+
     #[command(flatten)]
     pub identity: IdentityArgs,
 }

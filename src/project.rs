@@ -15,6 +15,9 @@
 //! env_files: [.env]
 //! secrets: [secrets.sops.yaml]
 //! namespace: shop
+//! health:                     # when custom resources with unusual status are ready
+//!   - {kind: Database, field: status.phase, ready: [Available], failed: [Failed]}
+//! config_checksums: true      # roll pods when their ConfigMaps and Secrets change (the default)
 //! targets:
 //!   prod:
 //!     context: prod-cluster
@@ -28,6 +31,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde_json::Value as Json;
 
+use crate::cluster::health::{HealthRule, HealthRules};
 use crate::diagnostic::SourceError;
 use crate::manifest::{Patch, PatchOperation, PatchTarget, Shaping};
 use crate::source::{HelmChart, SourceKind, SourceSpec, ToolPaths, remote};
@@ -97,6 +101,11 @@ pub struct ProjectConfig {
     #[serde(default)]
     pub recipients: Vec<Recipient>,
     pub namespace: Option<String>,
+    /// How to tell when objects of a kind are ready, where kstatus cannot.
+    #[serde(default)]
+    pub health: Vec<HealthRule>,
+    /// Whether workloads get checksums of the ConfigMaps and Secrets they use (default: yes).
+    pub config_checksums: Option<bool>,
     #[serde(default)]
     pub targets: BTreeMap<String, TargetConfig>,
 }
@@ -171,6 +180,10 @@ pub struct Selection {
     /// The identity of what is deployed: the project's `name:`, per target `NAME-TARGET` or the
     /// target's own `name:`. None for an unnamed project, which never prunes.
     pub identity: Option<String>,
+    /// The project's readiness rules.
+    pub health: HealthRules,
+    /// The project said `config_checksums: false`: workloads get no checksums of their configs.
+    pub config_checksums_off: bool,
 }
 
 impl Project {
@@ -208,6 +221,12 @@ impl Project {
             check_source(source).map_err(|message| ProjectError::Unlocated {
                 path: file.to_path_buf(),
                 message: format!("sources[{i}]: {message}"),
+            })?;
+        }
+        for (i, rule) in config.health.iter().enumerate() {
+            rule.check().map_err(|message| ProjectError::Unlocated {
+                path: file.to_path_buf(),
+                message: format!("health[{i}]: {message}"),
             })?;
         }
         for (i, patch) in config.patches.iter().enumerate() {
@@ -418,6 +437,8 @@ impl Project {
             target: None,
             project_file: Some(self.file.clone()),
             identity: config.name.clone(),
+            health: HealthRules(config.health.clone()),
+            config_checksums_off: config.config_checksums == Some(false),
         };
         if let Some(name) = target {
             let target = config.targets.get(name).ok_or_else(|| ProjectError::UnknownTarget {

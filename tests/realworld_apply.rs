@@ -5,10 +5,12 @@
 //! ingress-nginx and gateway-api.
 //!
 //! The local control plane runs no pods (kwok marks them running), so no webhook backend ever answers.
-//! Two stacks therefore carry a patch a user of such a cluster would write: Knative's webhooks, whose
+//! Some stacks therefore carry a patch a user of such a cluster would write: Knative's webhooks, whose
 //! rules cover its own resources, are made `failurePolicy: Ignore`; ingress-nginx's admission Jobs lose
 //! `ttlSecondsAfterFinished: 0` (a Job the TTL controller deletes is created again by every apply, by
-//! kubectl and kdeploy alike). Both are patches of the kinds the issue asks for, so they are tested too.
+//! kubectl and kdeploy alike), and its LoadBalancer Service is marked `kdeploy.dev/wait: "false"` (no
+//! load balancer controller gives it an address here). These are patches of the kinds the issue asks
+//! for, so they are tested too.
 
 mod support;
 
@@ -135,7 +137,7 @@ fn ingress_nginx() {
     deploy_twice(
         "rw-ingress-nginx",
         &format!(
-            "sources:\n  - manifests: {}\npatches:\n  - target: {{kind: Job, namespace: ingress-nginx}}\n    merge: {{spec: {{ttlSecondsAfterFinished: null}}}}\n",
+            "sources:\n  - manifests: {}\npatches:\n  - target: {{kind: Job, namespace: ingress-nginx}}\n    merge: {{spec: {{ttlSecondsAfterFinished: null}}}}\n  - target: {{kind: Service, name: ingress-nginx-controller}}\n    merge: {{metadata: {{annotations: {{kdeploy.dev/wait: \"false\"}}}}}}\n",
             path("ingress-nginx/deploy/static/provider/cloud/deploy.yaml")
         ),
         &[],

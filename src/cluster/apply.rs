@@ -1,8 +1,9 @@
-//! Applying a plan: Namespaces and CRDs first (waiting until the CRDs are Established), then everything
-//! else, kind by kind in creation order (objects of one kind concurrently), with server-side apply as
-//! field manager `kdeploy`; then pruning what left the ApplySet. A failure stops the apply before the
-//! next kind (objects of the same kind already under way finish), and the report says what was applied
-//! and what was not, so running apply again converges.
+//! Applying a plan: Namespaces and CRDs first (waiting until the CRDs are Established), then the
+//! phases (`kdeploy.dev/phase`) one after another, each awaited before the next; within a phase, kind
+//! by kind in creation order (objects of one kind concurrently), with server-side apply as field manager
+//! `kdeploy`; then pruning what left the ApplySet, then waiting for the last phase. A failure stops the
+//! apply before the next kind (objects of the same kind already under way finish), and the report says
+//! what was applied and what was not, so running apply again converges.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,18 +12,26 @@ use kube::api::{DeleteParams, Patch, PatchParams, PropagationPolicy};
 use serde_json::Value as Json;
 
 use super::client::with_retries;
+use super::health::{HealthRules, Readiness};
 use super::plan::{Change, Operation};
 use super::resources::Resources;
+use super::wait::{NotReady, wait_ready};
 use super::{FIELD_MANAGER, describe_api_error};
+use crate::manifest::phase::phase;
 use crate::manifest::{ObjectRef, kind_rank};
 
 #[derive(Debug, Clone, Copy)]
-pub struct ApplyOptions {
+pub struct ApplyOptions<'a> {
     pub force_conflicts: bool,
     pub prune: bool,
     pub prune_namespaces: bool,
     /// How many objects of the same kind are applied at once.
     pub concurrency: usize,
+    /// How long each phase may take to become ready.
+    pub wait_timeout: Duration,
+    /// Whether to wait for the last phase too (earlier ones are always awaited: that is their point).
+    pub wait_last: bool,
+    pub rules: &'a HealthRules,
 }
 
 /// What an apply did.
@@ -38,6 +47,10 @@ pub struct ApplyReport {
     /// that goes into them: all or nothing holds for them too.
     pub rolled_back: Vec<ObjectRef>,
     pub failure: Option<(ObjectRef, String)>,
+    /// Objects that did not become ready.
+    pub not_ready: Vec<NotReady>,
+    /// The phase whose objects did not become ready, when that stopped the apply before a later one.
+    pub stopped_at_phase: Option<i32>,
 }
 
 fn is_first_phase(change: &Change) -> bool {
@@ -45,14 +58,21 @@ fn is_first_phase(change: &Change) -> bool {
         && change.operation != Operation::Prune
 }
 
-/// Applies the plan's changes in order, then prunes. Objects the dry run found unchanged are not sent
-/// again. `between_phases` runs after Namespaces and
-/// CRDs are in place and before anything else (the ApplySet parent is written there).
+/// A change's phase (`main` for what has no manifest).
+pub fn phase_of(change: &Change) -> i32 {
+    change.manifest.as_ref().map_or(0, phase)
+}
+
+/// Applies the plan's changes in order, then prunes, waiting for each phase before the next. Objects
+/// the dry run found unchanged are not sent again (but are waited for). `before_members` runs after
+/// Namespaces and CRDs are in place and before anything else (the ApplySet parent is written there);
+/// `progress` hears every change of readiness.
 pub async fn apply(
     resources: &Arc<Resources>,
     changes: &[Change],
-    options: ApplyOptions,
-    between_phases: impl AsyncFnOnce() -> Result<(), String>,
+    options: ApplyOptions<'_>,
+    before_members: impl AsyncFnOnce() -> Result<(), String>,
+    progress: &mut dyn FnMut(&ObjectRef, &Readiness),
 ) -> ApplyReport {
     let mut report = ApplyReport::default();
     let (first, rest): (Vec<&Change>, Vec<&Change>) = changes
@@ -100,7 +120,7 @@ pub async fn apply(
         report.not_applied = rest.iter().chain(&prunes).map(|c| c.object.clone()).collect();
         return report;
     }
-    if let Err(message) = between_phases().await {
+    if let Err(message) = before_members().await {
         let object = ObjectRef {
             group: String::new(),
             kind: "Secret".into(),
@@ -110,32 +130,37 @@ pub async fn apply(
         fail(&mut report, object, message, &remaining);
         return report;
     }
-    // Kinds go in order; objects of one kind go together, `concurrency` at a time.
-    let mut start = 0;
-    while start < rest.len() {
-        let rank = kind_rank(&rest[start].object.kind);
-        let end = rest[start..]
-            .iter()
-            .position(|c| kind_rank(&c.object.kind) != rank)
-            .map_or(rest.len(), |n| start + n);
-        let group = &rest[start..end];
-        let results = apply_group(resources, group, options).await;
-        for (change, result) in group.iter().zip(results) {
-            match result {
-                Some(Ok(())) => report.applied.push((change.object.clone(), change.operation)),
-                Some(Err(message)) if report.failure.is_none() => {
-                    report.failure = Some((change.object.clone(), message))
-                }
-                Some(Err(_)) | None => report.not_applied.push(change.object.clone()),
-            }
-        }
-        if report.failure.is_some() {
-            report
-                .not_applied
-                .extend(rest[end..].iter().chain(&prunes).map(|c| c.object.clone()));
+    // Every object that stays is waited for in its phase, unchanged ones included: a phase is done
+    // when all of it is ready, not when all of it was sent.
+    let staying: Vec<&Change> = changes
+        .iter()
+        .filter(|c| c.operation != Operation::Prune && !is_first_phase(c))
+        .collect();
+    let mut phases: Vec<i32> = staying.iter().map(|c| phase_of(c)).collect();
+    phases.sort_unstable();
+    phases.dedup();
+    let last_phase = phases.last().copied();
+    for &current in &phases {
+        let to_apply: Vec<&Change> = rest.iter().copied().filter(|c| phase_of(c) == current).collect();
+        let later = || {
+            rest.iter()
+                .copied()
+                .filter(|c| phase_of(c) > current)
+                .chain(prunes.iter().copied())
+                .map(|c| c.object.clone())
+        };
+        if !apply_by_kind(resources, &to_apply, options, &mut report).await {
+            report.not_applied.extend(later());
             return report;
         }
-        start = end;
+        if Some(current) != last_phase {
+            let waiting: Vec<&Change> = staying.iter().copied().filter(|c| phase_of(c) == current).collect();
+            if !wait_for(resources, &waiting, options, progress, &mut report).await {
+                report.stopped_at_phase = Some(current);
+                report.not_applied.extend(later());
+                return report;
+            }
+        }
     }
     for change in prunes {
         let is_namespace = change.object.kind == "Namespace" && change.object.group.is_empty();
@@ -151,7 +176,73 @@ pub async fn apply(
             }
         }
     }
+    if options.wait_last
+        && let Some(last) = last_phase
+    {
+        let waiting: Vec<&Change> = staying.iter().copied().filter(|c| phase_of(c) == last).collect();
+        wait_for(resources, &waiting, options, progress, &mut report).await;
+    }
     report
+}
+
+/// Waits for `changes`; false (with the report saying why) when one is not ready.
+async fn wait_for(
+    resources: &Arc<Resources>,
+    changes: &[&Change],
+    options: ApplyOptions<'_>,
+    progress: &mut dyn FnMut(&ObjectRef, &Readiness),
+    report: &mut ApplyReport,
+) -> bool {
+    match wait_ready(resources, changes, options.rules, options.wait_timeout, progress).await {
+        Ok(not_ready) if not_ready.is_empty() => true,
+        Ok(not_ready) => {
+            report.not_ready = not_ready;
+            false
+        }
+        Err(error) => {
+            if let Some(change) = changes.first() {
+                report.failure = Some((change.object.clone(), format!("waiting for readiness failed: {error}")));
+            }
+            false
+        }
+    }
+}
+
+/// Applies `changes` (one phase's) kind by kind; false (with the report saying why) on a failure.
+async fn apply_by_kind(
+    resources: &Resources,
+    changes: &[&Change],
+    options: ApplyOptions<'_>,
+    report: &mut ApplyReport,
+) -> bool {
+    // Kinds go in order; objects of one kind go together, `concurrency` at a time.
+    let mut start = 0;
+    while start < changes.len() {
+        let rank = kind_rank(&changes[start].object.kind);
+        let end = changes[start..]
+            .iter()
+            .position(|c| kind_rank(&c.object.kind) != rank)
+            .map_or(changes.len(), |n| start + n);
+        let group = &changes[start..end];
+        let results = apply_group(resources, group, options).await;
+        for (change, result) in group.iter().zip(results) {
+            match result {
+                Some(Ok(())) => report.applied.push((change.object.clone(), change.operation)),
+                Some(Err(message)) if report.failure.is_none() => {
+                    report.failure = Some((change.object.clone(), message))
+                }
+                Some(Err(_)) | None => report.not_applied.push(change.object.clone()),
+            }
+        }
+        if report.failure.is_some() {
+            report
+                .not_applied
+                .extend(changes[end..].iter().map(|c| c.object.clone()));
+            return false;
+        }
+        start = end;
+    }
+    true
 }
 
 /// Applies a group of objects of one kind concurrently; results in the group's order. After the first
@@ -160,7 +251,7 @@ pub async fn apply(
 async fn apply_group(
     resources: &Resources,
     group: &[&Change],
-    options: ApplyOptions,
+    options: ApplyOptions<'_>,
 ) -> Vec<Option<Result<(), String>>> {
     use futures::StreamExt;
     use std::sync::atomic::{AtomicBool, Ordering};
@@ -187,7 +278,11 @@ async fn apply_group(
 }
 
 /// Dry-runs the changes the plan could not check (`pending`); the first refusal, if any.
-async fn check_pending(resources: &Resources, rest: &[&Change], options: ApplyOptions) -> Option<(ObjectRef, String)> {
+async fn check_pending(
+    resources: &Resources,
+    rest: &[&Change],
+    options: ApplyOptions<'_>,
+) -> Option<(ObjectRef, String)> {
     use futures::StreamExt;
     let pending = rest.iter().filter(|c| c.pending.is_some());
     let refusals: Vec<(ObjectRef, String)> = futures::stream::iter(pending.map(|change| async move {
@@ -233,7 +328,48 @@ async fn roll_back(resources: &Resources, first: &[&Change]) -> Vec<ObjectRef> {
 }
 
 async fn apply_one(resources: &Resources, change: &Change, force: bool) -> Result<(), String> {
+    if change.operation == Operation::Replace {
+        delete_and_wait_gone(resources, change).await?;
+    }
     send(resources, change, force, false).await
+}
+
+/// How long a replaced object may take to go (its dependents first: a Job's pods).
+const REPLACE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Deletes the object to be replaced, dependents first (foreground), and waits until it is gone, so
+/// that the new one never runs beside the old one's pods.
+async fn delete_and_wait_gone(resources: &Resources, change: &Change) -> Result<(), String> {
+    let resolved = change.resolved.as_ref().ok_or("unknown resource")?;
+    let api = resources.api(resolved, change.object.namespace.as_deref());
+    let params = DeleteParams {
+        propagation_policy: Some(PropagationPolicy::Foreground),
+        ..Default::default()
+    };
+    match with_retries(|| api.delete(&change.object.name, &params)).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(status)) if status.code == 404 => return Ok(()),
+        Err(error) => {
+            return Err(format!(
+                "deleting it to replace it failed: {}",
+                describe_api_error(&error)
+            ));
+        }
+    }
+    let deadline = Instant::now() + REPLACE_TIMEOUT;
+    loop {
+        match with_retries(|| api.get_opt(&change.object.name)).await {
+            Ok(None) => return Ok(()),
+            Ok(Some(_)) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(250)).await,
+            Ok(Some(_)) => {
+                return Err(format!(
+                    "deleted to be replaced, but still there after {}s (a finalizer?); it was not re-created",
+                    REPLACE_TIMEOUT.as_secs()
+                ));
+            }
+            Err(error) => return Err(describe_api_error(&error)),
+        }
+    }
 }
 
 /// Server-side applies one change, or only dry-runs it.

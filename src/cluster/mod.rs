@@ -1,10 +1,12 @@
 //! Everything that talks to a cluster: connecting ([`client`]), discovery ([`resources`]), planning with
-//! server-side dry runs ([`plan`]), applying and pruning ([`apply`], [`applyset`]) and waiting for
-//! readiness ([`wait`]). It takes rendered objects and never parses a template.
+//! server-side dry runs ([`plan`]), applying phase by phase and pruning ([`apply`], [`applyset`]) and
+//! waiting for readiness ([`wait`], judged by [`health`]). It takes rendered objects and never parses a
+//! template.
 
 pub mod apply;
 pub mod applyset;
 pub mod client;
+pub mod health;
 pub mod plan;
 pub mod resources;
 pub mod wait;

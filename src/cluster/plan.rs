@@ -15,6 +15,7 @@ use super::client::with_retries;
 use super::resources::{Resolved, Resources};
 use super::{ClusterError, FIELD_MANAGER, describe_api_error};
 use crate::manifest::ObjectRef;
+use crate::manifest::phase::{REPLACE_ANNOTATION, replaces_on_immutable};
 
 /// What happens to one object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -24,6 +25,9 @@ pub enum Operation {
     Update,
     Unchanged,
     Prune,
+    /// Delete and create again: the change is one the server refuses in place (an immutable field), and
+    /// the object asks for it (`kdeploy.dev/replace-on-immutable`).
+    Replace,
 }
 
 /// One object's planned change.
@@ -310,6 +314,29 @@ async fn plan_one(resources: &Resources, mut object: Json, context: Context<'_>)
                 "its namespace is created by this apply".into(),
             )));
         }
+        Err(kube::Error::Api(status)) if status.code == 422 && is_immutable_refusal(&status.message) => {
+            let refusal = status.message.clone();
+            let object_ref = reference(namespace);
+            if !replaces_on_immutable(&object) {
+                return Ok(Err((
+                    object_ref,
+                    format!(
+                        "the server will refuse this change: {refusal}. An immutable field changes only by re-creating \
+                         the object: annotate it `{REPLACE_ANNOTATION}: \"true\"` to have apply delete and re-create it, \
+                         or delete it yourself first"
+                    ),
+                )));
+            }
+            let replacement = Replacement {
+                api: &api,
+                params: &params,
+                object,
+                object_ref,
+                resolved,
+                applyset_id,
+            };
+            return Ok(replacement.plan(&name, refusal).await);
+        }
         Err(error) => return Ok(Err((reference(namespace), describe_api_error(&error)))),
     };
     // The live object: ApplySet members were listed already. For any other object, the dry run tells
@@ -354,6 +381,78 @@ async fn plan_one(resources: &Resources, mut object: Json, context: Context<'_>)
         resolved: Some(resolved),
         claimed_by,
     }))
+}
+
+/// Whether a 422 refusal is about a field that may not change once set: the messages of the API server's
+/// validation for immutable fields (`field is immutable`, a Service's `may not change once set`, a
+/// StatefulSet's forbidden spec updates).
+fn is_immutable_refusal(message: &str) -> bool {
+    [
+        "field is immutable",
+        "may not change once set",
+        "updates to statefulset spec for fields other than",
+    ]
+    .iter()
+    .any(|m| message.contains(m))
+}
+
+/// An object whose change is immutable and which asks to be replaced.
+struct Replacement<'a> {
+    api: &'a kube::Api<kube::api::DynamicObject>,
+    params: &'a PatchParams,
+    object: Json,
+    object_ref: ObjectRef,
+    resolved: Resolved,
+    applyset_id: Option<&'a str>,
+}
+
+impl Replacement<'_> {
+    /// Plans the replacement. The new object is dry-run under a name no object has, so that a refusal
+    /// of the replacement itself comes now, before the old object is deleted.
+    async fn plan(self, name: &str, refusal: String) -> Planned {
+        let fail = |message: String| Err((self.object_ref.clone(), message));
+        let probe_name = replacement_probe_name(name);
+        let mut probe = self.object.clone();
+        probe["metadata"]["name"] = Json::String(probe_name.clone());
+        let patch = Patch::Apply(&probe);
+        match with_retries(|| self.api.patch(&probe_name, self.params, &patch)).await {
+            Ok(_) => {}
+            // What the old object holds (a node port, a cluster IP) is free once it is deleted.
+            Err(kube::Error::Api(status)) if status.message.contains("already allocated") => {}
+            Err(error) => {
+                return fail(format!(
+                    "{refusal}; it would be replaced, but the server refuses the replacement too: {}",
+                    describe_api_error(&error)
+                ));
+            }
+        }
+        let live = match with_retries(|| self.api.get_opt(name)).await {
+            Ok(Some(live)) => serde_json::to_value(live).unwrap_or(Json::Null),
+            Ok(None) => return fail(format!("{refusal}; but it no longer exists: run again")),
+            Err(error) => return fail(describe_api_error(&error)),
+        };
+        let claimed_by = part_of(&live)
+            .filter(|owner| Some(*owner) != self.applyset_id)
+            .map(str::to_owned);
+        Ok(Change {
+            object: self.object_ref,
+            operation: Operation::Replace,
+            live: Some(normalize(&live)),
+            desired: Some(normalize(&self.object)),
+            pending: None,
+            manifest: Some(self.object),
+            resolved: Some(self.resolved),
+            claimed_by,
+        })
+    }
+}
+
+/// A name for the dry run of a replacement: the object's own, cut to leave room, and a suffix.
+fn replacement_probe_name(name: &str) -> String {
+    const SUFFIX: &str = "-kdeploy-probe";
+    let keep = name.len().min(63 - SUFFIX.len());
+    let cut = name[..keep].trim_end_matches(['-', '.']);
+    format!("{cut}{SUFFIX}")
 }
 
 /// The object's `metadata.resourceVersion`, when it has one: a stored object always does.

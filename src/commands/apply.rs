@@ -10,7 +10,8 @@ use super::{EXIT_ERROR, deploy};
 use crate::cli::{ApplyArgs, ReportFormat};
 use crate::cluster::apply::{ApplyOptions, ApplyReport, apply};
 use crate::cluster::plan::Operation;
-use crate::cluster::wait::{NotReady, wait_ready};
+use crate::cluster::wait::wait_ready;
+use crate::manifest::phase::phase_name;
 use crate::ui;
 use crate::ui::diff::{change_diff, summary_table};
 use crate::ui::progress::Progress;
@@ -54,38 +55,51 @@ async fn run_async(args: &ApplyArgs) -> anyhow::Result<ExitCode> {
         }
     }
 
+    let rules = &prepared.rendered.inputs.selection.health;
     let options = ApplyOptions {
         force_conflicts: args.cluster.force_conflicts,
         prune: !args.no_prune,
         prune_namespaces: args.prune_namespaces,
         concurrency: args.cluster.concurrency,
+        wait_timeout: args.timeout,
+        wait_last: !args.no_wait,
+        rules,
     };
     let (desired_kinds, desired_namespaces) = prepared.desired_scope();
     let resources = &prepared.resources;
     let applyset = prepared.applyset.as_ref();
     let mut report = ApplyReport::default();
+    let mut progress = Progress::new();
+    let mut show = |object: &_, state: &_| progress.update(object, state);
     if changing {
-        report = apply(resources, &plan.changes, options, async || {
-            let Some(applyset) = applyset else { return Ok(()) };
-            // Record every kind and namespace the set may span before any member is applied, so a
-            // failure part-way still leaves each member findable for pruning later.
-            let (mut kinds, mut namespaces) = applyset
-                .recorded(resources)
-                .await
-                .map_err(|e| e.to_string())?
-                .unwrap_or_default();
-            kinds.extend(desired_kinds.iter().cloned());
-            namespaces.extend(desired_namespaces.iter().cloned());
-            applyset
-                .write_parent(resources, &kinds, &namespaces)
-                .await
-                .map_err(|e| e.to_string())
-        })
+        report = apply(
+            resources,
+            &plan.changes,
+            options,
+            async || {
+                let Some(applyset) = applyset else { return Ok(()) };
+                // Record every kind and namespace the set may span before any member is applied, so a
+                // failure part-way still leaves each member findable for pruning later.
+                let (mut kinds, mut namespaces) = applyset
+                    .recorded(resources)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .unwrap_or_default();
+                kinds.extend(desired_kinds.iter().cloned());
+                namespaces.extend(desired_namespaces.iter().cloned());
+                applyset
+                    .write_parent(resources, &kinds, &namespaces)
+                    .await
+                    .map_err(|e| e.to_string())
+            },
+            &mut show,
+        )
         .await;
         // Only a complete prune narrows the parent to what stays; otherwise it keeps every kind and
         // namespace that may still hold members.
         if let Some(applyset) = applyset
             && report.failure.is_none()
+            && report.stopped_at_phase.is_none()
             && report.kept.is_empty()
             && prepared.prune_off.is_none()
         {
@@ -93,26 +107,16 @@ async fn run_async(args: &ApplyArgs) -> anyhow::Result<ExitCode> {
                 .write_parent(resources, &desired_kinds, &desired_namespaces)
                 .await?;
         }
-    }
-    let mut not_ready: Vec<NotReady> = Vec::new();
-    if report.failure.is_none() && !args.no_wait {
-        let to_wait: Vec<_> = plan
+    } else if !args.no_wait {
+        // Nothing to apply, but what is there may still be on its way.
+        let staying: Vec<_> = plan
             .changes
             .iter()
             .filter(|c| c.operation != Operation::Prune)
-            .filter_map(|c| {
-                Some((
-                    c.object.clone(),
-                    c.manifest.as_ref()?["apiVersion"].as_str()?.to_owned(),
-                ))
-            })
             .collect();
-        let mut progress = Progress::new();
-        not_ready = wait_ready(resources, &to_wait, args.timeout, &mut |object, state| {
-            progress.update(object, state)
-        })
-        .await?;
+        report.not_ready = wait_ready(resources, &staying, rules, args.timeout, &mut show).await?;
     }
+    let not_ready = &report.not_ready;
     let failed = report.failure.is_some() || !not_ready.is_empty();
     let summary = if json_output {
         let report_json = json!({
@@ -125,11 +129,12 @@ async fn run_async(args: &ApplyArgs) -> anyhow::Result<ExitCode> {
             "rolled_back": report.rolled_back,
             "failure": report.failure.as_ref().map(|(o, m)| json!({"object": o, "message": redactor.redact(m)})),
             "not_ready": not_ready,
+            "stopped_at_phase": report.stopped_at_phase.map(phase_name),
             "success": !failed,
         });
         format!("{}\n", serde_json::to_string_pretty(&report_json)?)
     } else {
-        text_summary(&report, &not_ready, changing)
+        text_summary(&report, changing)
     };
     let summary = redactor.redact(&summary);
     if failed && !json_output {
@@ -144,7 +149,7 @@ async fn run_async(args: &ApplyArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn text_summary(report: &ApplyReport, not_ready: &[NotReady], changing: bool) -> String {
+fn text_summary(report: &ApplyReport, changing: bool) -> String {
     let mut text = String::new();
     if !changing {
         text.push_str("no changes to apply\n");
@@ -176,9 +181,13 @@ fn text_summary(report: &ApplyReport, not_ready: &[NotReady], changing: bool) ->
     let count = |op: Operation| report.applied.iter().filter(|(_, o)| *o == op).count();
     if changing {
         text.push_str(&format!(
-            "applied: {} created, {} updated; {} pruned\n",
+            "applied: {} created, {} updated{}; {} pruned\n",
             count(Operation::Create),
             count(Operation::Update),
+            match count(Operation::Replace) {
+                0 => String::new(),
+                n => format!(", {n} replaced"),
+            },
             report.pruned.len()
         ));
     }
@@ -187,8 +196,18 @@ fn text_summary(report: &ApplyReport, not_ready: &[NotReady], changing: bool) ->
             "kept (left the manifest; prune it with --prune-namespaces, or without --no-prune): {object}\n"
         ));
     }
-    for failure in not_ready {
+    for failure in &report.not_ready {
         text.push_str(&format!("error: {} is not ready: {}\n", failure.object, failure.reason));
+    }
+    if let Some(phase) = report.stopped_at_phase {
+        text.push_str(&format!(
+            "phase {} did not become ready, so later phases were not applied ({}):\n",
+            phase_name(phase),
+            report.not_applied.len()
+        ));
+        for object in &report.not_applied {
+            text.push_str(&format!("  {object}\n"));
+        }
     }
     text
 }

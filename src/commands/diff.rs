@@ -7,6 +7,9 @@ use serde_json::json;
 
 use super::{EXIT_CHANGES, EXIT_ERROR, deploy};
 use crate::cli::{DiffArgs, ReportFormat};
+use crate::cluster::apply::phase_of;
+use crate::cluster::plan::Operation;
+use crate::manifest::phase::phase_name;
 use crate::ui;
 use crate::ui::diff::{change_diff, operation_word, summary_table};
 
@@ -33,6 +36,7 @@ pub fn run(args: &DiffArgs) -> anyhow::Result<ExitCode> {
                     json!({
                         "operation": operation_word(c.operation),
                         "object": c.object,
+                        "phase": (c.operation != Operation::Prune).then(|| phase_name(phase_of(c))),
                         "pending": c.pending,
                         "diff": change_diff(c, redactor, false),
                     })

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 
 use crate::cli::InputArgs;
-use crate::manifest::Manifest;
+use crate::manifest::{Manifest, checksum};
 use crate::project::{DEFAULT_TEMPLATES, PROJECT_FILE, Project, Selection};
 use crate::source::{self, ClusterFacts, SourceContext, SourceKind, SourceSpec};
 use crate::template::TemplateContext;
@@ -85,6 +85,7 @@ impl Inputs {
         } else if selection.sources.is_empty() {
             selection.sources = vec![SourceSpec::new(SourceKind::Templates(PathBuf::from(DEFAULT_TEMPLATES)))];
         }
+        selection.config_checksums_off |= args.no_config_checksums;
         if args.namespace.is_some() {
             selection.namespace = args.namespace.clone();
         }
@@ -213,11 +214,16 @@ impl Inputs {
         for warning in &rendered.warnings {
             ui::warn(warning);
         }
-        let manifest = Manifest::from_documents_shaped(
+        let mut manifest = Manifest::from_documents_shaped(
             rendered.documents,
             self.selection.namespace.as_deref(),
             &self.selection.shaping,
         )?;
+        if !self.selection.config_checksums_off {
+            for note in checksum::annotate(&mut manifest.objects, self.secrets.checksum_key()) {
+                ui::note(&note);
+            }
+        }
         for (object, path) in manifest.secret_placements(&|text| redactor.contains_secret(text)) {
             ui::warn(&format!(
                 "a vault value lands in {} at {path}; outside a Secret's data or stringData it is stored and shown in plain text",

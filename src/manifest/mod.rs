@@ -3,11 +3,14 @@
 //! [`Manifest::from_documents`] takes the template stage's documents, drops the empty ones, unpacks
 //! `List`s, checks that every object has `apiVersion`, `kind` and `metadata.name` and that no two
 //! objects share kind, namespace and name, gives namespaced objects without a namespace the default
-//! one, and orders them: Namespaces and CRDs first, then a fixed kind order, template order within a
-//! kind. Every problem is reported at once, each with the template and document it came from.
+//! one, and orders them: Namespaces and CRDs first, then phase by phase ([`phase`]) in a fixed kind
+//! order, template order within a kind. Every problem is reported at once, each with the template and
+//! document it came from.
 
+pub mod checksum;
 mod kinds;
 pub mod patch;
+pub mod phase;
 
 pub use kinds::rank as kind_rank;
 pub use patch::{Patch, PatchOperation, PatchTarget, Shaping};
@@ -198,6 +201,14 @@ impl Manifest {
             }
         }
         problems.extend(shaping.apply(&mut objects));
+        for object in &objects {
+            if let Err(message) = phase::phase_of(&object.value) {
+                problems.push(Problem {
+                    source: object.source.clone(),
+                    message: format!("{}: {message}", object.reference()),
+                });
+            }
+        }
         let mut seen: HashMap<ObjectRef, Source> = HashMap::new();
         for object in &objects {
             if let Some(first) = seen.insert(object.reference(), object.source.clone()) {
@@ -210,7 +221,13 @@ impl Manifest {
         if !problems.is_empty() {
             return Err(ManifestError::Invalid(problems));
         }
-        objects.sort_by_key(|o| kinds::rank(o.kind()));
+        // Namespaces and CRDs before every phase, then phase by phase, each in kind order: the order
+        // apply takes them in, so the diff and a piped `kubectl apply` see it too.
+        objects.sort_by_key(|o| {
+            let first = matches!(o.kind(), "Namespace" | "CustomResourceDefinition");
+            let phase = if first { i32::MIN } else { phase::phase(&o.value) };
+            (phase, kinds::rank(o.kind()))
+        });
         Ok(Manifest { objects })
     }
 

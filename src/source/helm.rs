@@ -7,9 +7,12 @@
 //! first (a string that is one expression keeps the value's type) and hands them to helm on stdin, so
 //! a secret never touches the disk. What helm prints on failure is masked like every other message.
 //!
-//! Hooks: `pre-install`/`pre-upgrade` objects are kept (and applied with the rest, in kind order);
-//! other hooks (`post-*`, `*-delete`, `*-rollback`, `test`) have no meaning outside `helm install`
-//! and are left out with a warning that names them.
+//! Hooks become phases: `pre-install`/`pre-upgrade` objects go to phase `pre` and
+//! `post-install`/`post-upgrade` ones to `post` (unless they name a `kdeploy.dev/phase` themselves), so
+//! apply awaits a migration hook before the release's workloads, as helm does. A hook deleted
+//! `before-hook-creation` is replaced when its change is immutable (a Job's new template), which is what
+//! that policy is for. Other hooks (`*-delete`, `*-rollback`, `test`) have no meaning outside
+//! `helm install` and are left out with a warning that names them.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -17,6 +20,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde_json::Value as Json;
 use sha2::{Digest, Sha256};
+
+use crate::manifest::phase::{PHASE_ANNOTATION, REPLACE_ANNOTATION};
 
 use super::{Rendered, SourceContext, SourceError, Tool, find_on_path, hex, plain, run_tool};
 use crate::template::{RenderedDocument, TemplateSet, TemplateSource};
@@ -252,19 +257,58 @@ pub fn render(
             document.template = PathBuf::from(format!("helm {release}: {template}"));
         }
         match hooks(&document) {
-            Some(hooks) if !hooks.iter().any(|h| h == "pre-install" || h == "pre-upgrade") => {
-                left_out.push(format!("{} ({})", describe(&document.value), hooks.join(",")));
-            }
-            _ => rendered.documents.push(document),
+            None => rendered.documents.push(document),
+            Some(hooks) => match hook_phase(&hooks) {
+                Some(phase) => {
+                    hook_to_phase(&mut document.value, phase);
+                    rendered.documents.push(document);
+                }
+                None => left_out.push(format!("{} ({})", describe(&document.value), hooks.join(","))),
+            },
         }
     }
     if !left_out.is_empty() {
         rendered.warnings.push(format!(
-            "helm {release}: hooks other than pre-install/pre-upgrade only run under `helm install`; left out: {}",
+            "helm {release}: hooks other than pre-/post-install and -upgrade only run under `helm install`; left out: {}",
             left_out.join(", ")
         ));
     }
     Ok(rendered)
+}
+
+/// The phase of an install or upgrade hook; none for other hooks.
+fn hook_phase(hooks: &[String]) -> Option<&'static str> {
+    let has = |names: [&str; 2]| hooks.iter().any(|h| names.contains(&h.as_str()));
+    if has(["pre-install", "pre-upgrade"]) {
+        Some("pre")
+    } else if has(["post-install", "post-upgrade"]) {
+        Some("post")
+    } else {
+        None
+    }
+}
+
+/// Puts a hook in its phase (unless it names one), and lets a hook that helm re-creates every time be
+/// replaced when its change is immutable.
+fn hook_to_phase(object: &mut Json, phase: &str) {
+    let Some(annotations) = object
+        .pointer_mut("/metadata/annotations")
+        .and_then(Json::as_object_mut)
+    else {
+        return;
+    };
+    annotations
+        .entry(PHASE_ANNOTATION)
+        .or_insert_with(|| Json::String(phase.to_owned()));
+    let recreated = annotations
+        .get("helm.sh/hook-delete-policy")
+        .and_then(Json::as_str)
+        .is_some_and(|p| p.split(',').any(|p| p.trim() == "before-hook-creation"));
+    if recreated {
+        annotations
+            .entry(REPLACE_ANNOTATION)
+            .or_insert_with(|| Json::String("true".to_owned()));
+    }
 }
 
 /// The `helm.sh/hook` annotation's hooks, if the object is a hook.
@@ -369,6 +413,26 @@ mod tests {
     use super::*;
     use crate::template::TemplateContext;
     use serde_json::json;
+
+    #[test]
+    fn install_and_upgrade_hooks_become_phases() {
+        let hooks = |text: &str| text.split(',').map(str::to_owned).collect::<Vec<_>>();
+        assert_eq!(hook_phase(&hooks("pre-install,pre-upgrade")), Some("pre"));
+        assert_eq!(hook_phase(&hooks("post-upgrade")), Some("post"));
+        assert_eq!(hook_phase(&hooks("test")), None);
+        assert_eq!(hook_phase(&hooks("pre-delete")), None);
+        let mut job = json!({"metadata": {"annotations": {"helm.sh/hook": "pre-upgrade",
+            "helm.sh/hook-delete-policy": "hook-succeeded,before-hook-creation"}}});
+        hook_to_phase(&mut job, "pre");
+        let annotations = &job["metadata"]["annotations"];
+        assert_eq!(annotations[PHASE_ANNOTATION], "pre");
+        assert_eq!(annotations[REPLACE_ANNOTATION], "true");
+        // A phase the chart names itself is kept; no delete policy, no replacing.
+        let mut own = json!({"metadata": {"annotations": {"helm.sh/hook": "post-install", PHASE_ANNOTATION: "5"}}});
+        hook_to_phase(&mut own, "post");
+        assert_eq!(own["metadata"]["annotations"][PHASE_ANNOTATION], "5");
+        assert!(own["metadata"]["annotations"].get(REPLACE_ANNOTATION).is_none());
+    }
 
     #[test]
     fn values_keep_their_types_and_strings_stay_strings() {

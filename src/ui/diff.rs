@@ -8,7 +8,9 @@
 use serde_json::{Map, Value as Json};
 use similar::{ChangeTag, TextDiff};
 
+use crate::cluster::apply::phase_of;
 use crate::cluster::plan::{Change, Operation, Plan};
+use crate::manifest::phase;
 use crate::vault::redact::{MASK, Redactor};
 use crate::yaml::emit::to_yaml;
 
@@ -123,6 +125,9 @@ pub fn change_diff(change: &Change, redactor: &Redactor, color: bool) -> String 
             operation_word(change.operation)
         ),
     ));
+    if change.operation == Operation::Replace {
+        out.push_str("# the server refuses this change in place (an immutable field): apply deletes the object and creates it again\n");
+    }
     if let Some(reason) = &change.pending {
         out.push_str(&format!("# not checked by the server yet: {reason}\n"));
     }
@@ -165,25 +170,42 @@ pub fn operation_word(operation: Operation) -> &'static str {
         Operation::Update => "update",
         Operation::Unchanged => "unchanged",
         Operation::Prune => "prune",
+        Operation::Replace => "replace",
     }
 }
 
-/// A table of every object and what happens to it, then the counts.
+/// A table of every object and what happens to it (and in which phase, when there are several), then
+/// the counts.
 pub fn summary_table(plan: &Plan) -> String {
-    let rows: Vec<[String; 4]> = plan
+    let phased = plan
+        .changes
+        .iter()
+        .any(|c| c.operation != Operation::Prune && phase_of(c) != phase::MAIN);
+    let rows: Vec<Vec<String>> = plan
         .changes
         .iter()
         .map(|c| {
-            [
-                operation_word(c.operation).to_owned(),
+            let mut row = vec![operation_word(c.operation).to_owned()];
+            if phased {
+                row.push(match c.operation {
+                    Operation::Prune => "-".to_owned(),
+                    _ => phase::phase_name(phase_of(c)),
+                });
+            }
+            row.extend([
                 c.object.kind.clone(),
                 c.object.namespace.clone().unwrap_or_else(|| "-".to_owned()),
                 c.object.name.clone(),
-            ]
+            ]);
+            row
         })
         .collect();
-    let header = ["OPERATION", "KIND", "NAMESPACE", "NAME"].map(str::to_owned);
-    let widths: Vec<usize> = (0..4)
+    let mut header = vec!["OPERATION".to_owned()];
+    if phased {
+        header.push("PHASE".to_owned());
+    }
+    header.extend(["KIND", "NAMESPACE", "NAME"].map(str::to_owned));
+    let widths: Vec<usize> = (0..header.len())
         .map(|i| {
             rows.iter()
                 .chain(std::iter::once(&header))
@@ -205,6 +227,12 @@ pub fn summary_table(plan: &Plan) -> String {
         plan.count(Operation::Unchanged),
         plan.count(Operation::Prune)
     ));
+    if plan.count(Operation::Replace) > 0 {
+        out.insert_str(
+            out.len() - 1,
+            &format!(", {} to replace (delete and re-create)", plan.count(Operation::Replace)),
+        );
+    }
     out
 }
 

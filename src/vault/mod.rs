@@ -345,6 +345,9 @@ pub struct Secrets {
     pub warnings: Vec<String>,
     /// Which file each key path (`db.password`) came from; later files win.
     pub origins: std::collections::BTreeMap<String, PathBuf>,
+    /// A key for digests of secret content (config checksums), derived from the first file's data key:
+    /// stable until that file is rotated, and known only to those who can open the vault.
+    checksum_key: Option<Zeroizing<[u8; 32]>>,
 }
 
 impl std::fmt::Debug for Secrets {
@@ -357,6 +360,11 @@ impl Secrets {
     /// Every decrypted string value (numbers and booleans too, as text), for masking.
     pub fn plaintexts(&self) -> impl Iterator<Item = &str> {
         self.plaintexts.iter().map(|s| s.as_str())
+    }
+
+    /// The key for config checksums of Secrets; none without a vault.
+    pub fn checksum_key(&self) -> Option<&[u8]> {
+        self.checksum_key.as_ref().map(|k| k.as_slice())
     }
 
     /// Loads and merges (deeply, later files win) the vault files.
@@ -375,7 +383,10 @@ impl Secrets {
             if let Some(warning) = check_recipients(&file, &configured)? {
                 secrets.warnings.push(warning);
             }
-            let (_, tree) = file.open(identities)?;
+            let (data_key, tree) = file.open(identities)?;
+            if secrets.checksum_key.is_none() {
+                secrets.checksum_key = Some(derive_checksum_key(&data_key));
+            }
             for key in tree.leaf_paths() {
                 secrets.origins.insert(key, path.clone());
             }
@@ -385,6 +396,14 @@ impl Secrets {
         }
         Ok(secrets)
     }
+}
+
+/// HMAC-SHA256 of a fixed label under the data key: a key for nothing but checksums.
+fn derive_checksum_key(data_key: &DataKey) -> Zeroizing<[u8; 32]> {
+    use hmac::{Hmac, Mac};
+    let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(data_key.as_bytes()).expect("HMAC takes any key length");
+    mac.update(b"kdeploy.dev/config-checksum v1");
+    Zeroizing::new(mac.finalize().into_bytes().into())
 }
 
 /// Every non-empty string (and number, as text) in `json`: what must be masked.
