@@ -79,6 +79,60 @@ fn two_targets_example_layers_values_per_target() {
 }
 
 #[test]
+fn phases_example_renders_in_apply_order_with_config_checksums() {
+    let dir = repo_root().join("examples/phases");
+    let docs = render_in(&dir, &[]);
+    let names: Vec<String> = docs
+        .iter()
+        .map(|d| {
+            format!(
+                "{}/{}",
+                d["kind"].as_str().unwrap(),
+                d["metadata"]["name"].as_str().unwrap()
+            )
+        })
+        .collect();
+    // The Namespace, then phase pre, main (in kind order), post.
+    assert_eq!(
+        names,
+        [
+            "Namespace/phases-demo",
+            "Job/migrate",
+            "ConfigMap/web-settings",
+            "Deployment/web",
+            "Job/smoke-test"
+        ]
+    );
+    let checksum = |docs: &[Value]| {
+        let web = docs.iter().find(|d| d["kind"] == "Deployment").unwrap();
+        web["spec"]["template"]["metadata"]["annotations"]["checksum.kdeploy.dev/configmap-web-settings"].clone()
+    };
+    let before = checksum(&docs);
+    assert!(before.as_str().is_some_and(|c| c.len() == 32), "{before}");
+    // The same config gives the same checksum; another log level another one; other values none.
+    assert_eq!(checksum(&render_in(&dir, &[])), before);
+    assert_eq!(checksum(&render_in(&dir, &["-v", "replicas=3"])), before);
+    assert_ne!(checksum(&render_in(&dir, &["-v", "log_level=debug"])), before);
+    assert!(checksum(&render_in(&dir, &["--no-config-checksums"])).is_null());
+}
+
+#[test]
+fn a_phase_that_is_not_one_is_refused_with_its_place() {
+    let dir = project(&[(
+        "manifests/job.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n  annotations:\n    kdeploy.dev/phase: early\n",
+    )]);
+    let out = run(kdeploy().current_dir(dir.path()).arg("render"));
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stdout.is_empty());
+    assert!(
+        out.stderr.contains("manifests/job.yaml") && out.stderr.contains("early") && out.stderr.contains("not a phase"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
 fn values_command_shows_where_each_value_came_from() {
     let dir = repo_root().join("examples/two-targets");
     let out = run(kdeploy()
