@@ -335,6 +335,19 @@ pub enum ReportFormat {
     Json,
 }
 
+/// How `diff` reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum DiffFormat {
+    /// Diffs and a summary table (coloured on a terminal; NO_COLOR turns colour off)
+    #[default]
+    Text,
+    /// One JSON document, for programs (its schema is in the README)
+    Json,
+    /// A table and collapsed diffs for a pull-request comment, cut to fit one; also appended to
+    /// $GITHUB_STEP_SUMMARY when that is set
+    Markdown,
+}
+
 #[derive(Debug, Args)]
 pub struct DiffArgs {
     #[command(flatten)]
@@ -344,8 +357,8 @@ pub struct DiffArgs {
     pub cluster: ClusterArgs,
 
     /// Output format
-    #[arg(short = 'o', long, value_enum, default_value_t = ReportFormat::Text)]
-    pub output: ReportFormat,
+    #[arg(short = 'o', long, value_enum, default_value_t = DiffFormat::Text)]
+    pub output: DiffFormat,
 }
 
 #[derive(Debug, Args)]
@@ -375,6 +388,15 @@ pub struct ApplyArgs {
     /// Do not wait for objects to become ready
     #[arg(long)]
     pub no_wait: bool,
+
+    /// How long to wait while another apply of the same project holds the deploy lock (e.g. 0s, 10m)
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
+    pub lock_timeout: std::time::Duration,
+
+    /// Do not take the deploy lock (a Lease next to the ApplySet parent) that keeps two applies of one
+    /// project apart
+    #[arg(long)]
+    pub no_lock: bool,
 
     /// How long to wait for objects to become ready (e.g. 90s, 5m)
     #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]

@@ -7,90 +7,24 @@ mod support;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-use support::{Cluster, Run, TestNamespace, VaultHome, cluster, kdeploy, run, run_with_stdin, wait_until};
+use support::{
+    DeleteOnDrop, Run, TestProject as Project, VaultHome, crd, run, run_with_stdin, unique_group, wait_until,
+};
 
-struct Project {
-    cluster: &'static Cluster,
-    ns: TestNamespace,
-    dir: tempfile::TempDir,
+/// The project helpers these tests share.
+trait Deploys {
+    fn apply(&self, extra: &[&str]) -> Run;
+    fn diff(&self, extra: &[&str]) -> Run;
 }
 
-impl Project {
-    fn new(prefix: &str, kdeploy_yaml: &str) -> Project {
-        let cluster = cluster();
-        let project = Project {
-            cluster,
-            ns: cluster.namespace(prefix),
-            dir: tempfile::tempdir().unwrap(),
-        };
-        project.write("kdeploy.yaml", &format!("name: {prefix}\n{kdeploy_yaml}"));
-        project
-    }
-
-    fn write(&self, name: &str, text: &str) {
-        let path = self.dir.path().join(name);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, text).unwrap();
-    }
-
-    fn command(&self, command: &str, extra: &[&str]) -> Command {
-        let mut c = kdeploy();
-        c.current_dir(self.dir.path())
-            .arg(command)
-            .arg("--kubeconfig")
-            .arg(&self.cluster.kubeconfig)
-            .args(["-n", &self.ns.name])
-            .args(extra);
-        c
-    }
-
+impl Deploys for Project {
     fn apply(&self, extra: &[&str]) -> Run {
-        run(self.command("apply", &["--yes", "--timeout", "60s"]).args(extra))
+        run(self.command(&["apply", "--yes", "--timeout", "60s"]).args(extra))
     }
 
     fn diff(&self, extra: &[&str]) -> Run {
-        run(&mut self.command("diff", extra))
+        run(self.command(&["diff"]).args(extra))
     }
-
-    fn get(&self, kind: &str, name: &str) -> Option<Value> {
-        let out = run(self
-            .cluster
-            .kubectl()
-            .args(["get", kind, name, "-n", &self.ns.name, "-o", "json"]));
-        (out.code == 0).then(|| serde_json::from_str(&out.stdout).unwrap())
-    }
-
-    fn set_status(&self, kind: &str, name: &str, status: &str) {
-        self.cluster.kubectl_ok(&[
-            "patch",
-            kind,
-            name,
-            "-n",
-            &self.ns.name,
-            "--subresource=status",
-            "--type=merge",
-            "-p",
-            &format!("{{\"status\": {status}}}"),
-        ]);
-    }
-}
-
-/// A namespaced CRD `KIND` in `GROUP` with a status subresource and free-form spec and status.
-fn crd(group: &str, kind: &str) -> String {
-    let plural = format!("{}s", kind.to_lowercase());
-    format!(
-        "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata:\n  name: {plural}.{group}\nspec:\n  group: {group}\n  scope: Namespaced\n  names: {{kind: {kind}, plural: {plural}, singular: {}}}\n  versions:\n    - name: v1\n      served: true\n      storage: true\n      subresources: {{status: {{}}}}\n      schema:\n        openAPIV3Schema:\n          type: object\n          properties:\n            spec: {{type: object, x-kubernetes-preserve-unknown-fields: true}}\n            status: {{type: object, x-kubernetes-preserve-unknown-fields: true}}\n",
-        kind.to_lowercase()
-    )
-}
-
-fn unique_group(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!("{prefix}{nanos:x}.kdeploy.test")
 }
 
 /// Starts `command` in the background; the thread's result is its run.
@@ -100,15 +34,6 @@ fn spawn(mut command: Command) -> std::thread::JoinHandle<(Run, Instant)> {
         let out = run(&mut command);
         (out, Instant::now())
     })
-}
-
-/// Deletes the named CRDs when the test ends, passed or not.
-struct DeleteOnDrop(&'static Cluster, Vec<String>);
-
-impl Drop for DeleteOnDrop {
-    fn drop(&mut self) {
-        let _ = run(self.0.kubectl().args(["delete", "crd", "--wait=false"]).args(&self.1));
-    }
 }
 
 const CONDITION_READY: &str =
@@ -130,7 +55,7 @@ fn custom_resources_are_awaited_until_ready_and_a_stalled_one_fails_by_name() {
     );
     // Resources by their full names: other tests' CRDs may have the same kinds.
     let (widgets, gadgets) = (format!("widgets.{group}"), format!("gadgets.{group}"));
-    let _cleanup = DeleteOnDrop(p.cluster, vec![widgets.clone(), gadgets.clone()]);
+    let _cleanup = DeleteOnDrop(p.cluster, "crd", vec![widgets.clone(), gadgets.clone()]);
     p.write(
         "manifests/objects.yaml",
         &format!(
@@ -141,7 +66,7 @@ fn custom_resources_are_awaited_until_ready_and_a_stalled_one_fails_by_name() {
 
     // The Widget has no Ready condition until the test writes one, seconds after it exists.
     let started = Instant::now();
-    let apply = spawn(p.command("apply", &["--yes", "--timeout", "60s"]));
+    let apply = spawn(p.command(&["apply", "--yes", "--timeout", "60s"]));
     let created = wait_until(Duration::from_secs(30), || {
         p.get(&widgets, "w").is_some() || apply.is_finished()
     });
@@ -176,7 +101,7 @@ fn custom_resources_are_awaited_until_ready_and_a_stalled_one_fails_by_name() {
             gadget(2)
         ),
     );
-    let apply = spawn(p.command("apply", &["--yes", "--timeout", "60s"]));
+    let apply = spawn(p.command(&["apply", "--yes", "--timeout", "60s"]));
     assert!(wait_until(Duration::from_secs(30), || {
         p.get(&gadgets, "g").is_some_and(|g| g["metadata"]["generation"] == 2)
     }));

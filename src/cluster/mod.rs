@@ -7,6 +7,7 @@ pub mod apply;
 pub mod applyset;
 pub mod client;
 pub mod health;
+pub mod lock;
 pub mod plan;
 pub mod resources;
 pub mod wait;

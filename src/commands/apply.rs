@@ -9,6 +9,7 @@ use serde_json::json;
 use super::{EXIT_ERROR, deploy};
 use crate::cli::{ApplyArgs, ReportFormat};
 use crate::cluster::apply::{ApplyOptions, ApplyReport, apply};
+use crate::cluster::lock::{DeployLock, Locking, acquire};
 use crate::cluster::plan::Operation;
 use crate::cluster::wait::wait_ready;
 use crate::manifest::phase::phase_name;
@@ -21,7 +22,25 @@ pub fn run(args: &ApplyArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn run_async(args: &ApplyArgs) -> anyhow::Result<ExitCode> {
-    let prepared = deploy::prepare(&args.input, &args.cluster).await?;
+    // A dry run changes nothing, so it needs no lock.
+    let lock_timeout = (!args.no_lock && !args.dry_run).then_some(args.lock_timeout);
+    let mut prepared = deploy::prepare(&args.input, &args.cluster, lock_timeout).await?;
+    let lock = std::sync::Mutex::new(prepared.lock.take());
+    let result = apply_prepared(args, &prepared, &lock).await;
+    let held = lock.lock().map(|mut held| held.take()).unwrap_or_default();
+    if let Some(held) = held {
+        held.release().await;
+    }
+    result
+}
+
+/// The apply proper, under the lock (`lock` receives it when it can only be taken once the
+/// namespaces exist).
+async fn apply_prepared(
+    args: &ApplyArgs,
+    prepared: &deploy::Prepared,
+    lock: &std::sync::Mutex<Option<DeployLock>>,
+) -> anyhow::Result<ExitCode> {
     let plan = &prepared.plan;
     let redactor = &prepared.rendered.redactor;
     if !plan.failures.is_empty() {
@@ -78,6 +97,19 @@ async fn run_async(args: &ApplyArgs) -> anyhow::Result<ExitCode> {
             options,
             async || {
                 let Some(applyset) = applyset else { return Ok(()) };
+                if let Some(timeout) = prepared.lock_later {
+                    let client = resources.client();
+                    let waiting = &mut |message: &str| ui::note(message);
+                    match acquire(client, &applyset.namespace, &applyset.name, timeout, waiting).await? {
+                        Locking::Held(held) => *lock.lock().map_err(|_| "the lock's holder panicked")? = Some(*held),
+                        Locking::NamespaceMissing => {
+                            return Err(format!(
+                                "namespace {} does not exist for the deploy lock",
+                                applyset.namespace
+                            ));
+                        }
+                    }
+                }
                 // Record every kind and namespace the set may span before any member is applied, so a
                 // failure part-way still leaves each member findable for pruning later.
                 let (mut kinds, mut namespaces) = applyset

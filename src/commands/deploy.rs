@@ -11,6 +11,7 @@ use super::{Inputs, RenderedInputs};
 use crate::cli::{ClusterArgs, InputArgs};
 use crate::cluster::applyset::{ApplySet, group_kind, owner};
 use crate::cluster::client::{ConnectOptions, cluster_facts, connect};
+use crate::cluster::lock::{self, DeployLock, Locking};
 use crate::cluster::plan::{Operation, Plan, PlanOptions, plan};
 use crate::cluster::resources::Resources;
 use crate::ui;
@@ -25,6 +26,10 @@ pub struct Prepared {
     /// Why nothing is pruned this time, when nothing is.
     pub prune_off: Option<String>,
     pub plan: Plan,
+    /// The deploy lock, when one was asked for and taken.
+    pub lock: Option<DeployLock>,
+    /// The deploy lock was asked for, but its namespace does not exist yet: take it once it does.
+    pub lock_later: Option<std::time::Duration>,
 }
 
 /// Which ApplySet the objects belong to, and whether pruning is safe: only a named project, or an
@@ -78,7 +83,13 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-pub async fn prepare(input: &InputArgs, cluster_args: &ClusterArgs) -> anyhow::Result<Prepared> {
+/// Renders, connects and plans. With `lock_timeout`, the project's deploy lock is taken (waiting up to
+/// that long) before the plan is made, so the plan is not made against another apply's half-way state.
+pub async fn prepare(
+    input: &InputArgs,
+    cluster_args: &ClusterArgs,
+    lock_timeout: Option<std::time::Duration>,
+) -> anyhow::Result<Prepared> {
     let inputs = Inputs::gather(input)?;
     ui::note(&inputs.project_line());
     let selection = &inputs.selection;
@@ -115,6 +126,18 @@ pub async fn prepare(input: &InputArgs, cluster_args: &ClusterArgs) -> anyhow::R
     if let Some(why) = &prune_off {
         ui::note(&format!("not pruning: {why}"));
     }
+    let (mut lock, mut lock_later) = (None, None);
+    if let (Some(timeout), Some(set)) = (lock_timeout, &applyset) {
+        match lock::acquire(cluster.client.clone(), &set.namespace, &set.name, timeout, &mut |m| {
+            ui::note(m)
+        })
+        .await
+        .map_err(anyhow::Error::msg)?
+        {
+            Locking::Held(held) => lock = Some(*held),
+            Locking::NamespaceMissing => lock_later = Some(timeout),
+        }
+    }
     let objects: Vec<Json> = rendered
         .manifest
         .objects
@@ -146,6 +169,8 @@ pub async fn prepare(input: &InputArgs, cluster_args: &ClusterArgs) -> anyhow::R
         applyset,
         prune_off,
         plan,
+        lock,
+        lock_later,
     })
 }
 

@@ -6,29 +6,49 @@ use std::process::ExitCode;
 use serde_json::json;
 
 use super::{EXIT_CHANGES, EXIT_ERROR, deploy};
-use crate::cli::{DiffArgs, ReportFormat};
+use crate::cli::{DiffArgs, DiffFormat};
 use crate::cluster::apply::phase_of;
 use crate::cluster::plan::Operation;
 use crate::manifest::phase::phase_name;
 use crate::ui;
 use crate::ui::diff::{change_diff, operation_word, summary_table};
+use crate::ui::markdown::{COMMENT_LIMIT, markdown_report};
 
 pub fn run(args: &DiffArgs) -> anyhow::Result<ExitCode> {
-    let prepared = deploy::runtime()?.block_on(deploy::prepare(&args.input, &args.cluster))?;
+    let prepared = deploy::runtime()?.block_on(deploy::prepare(&args.input, &args.cluster, None))?;
     let plan = &prepared.plan;
     let redactor = &prepared.rendered.redactor;
+    let headline = format!(
+        "context {}{}",
+        prepared.context,
+        prepared.applyset.as_ref().map_or_else(String::new, |set| format!(
+            ", ApplySet Secret/{} in {}",
+            set.name, set.namespace
+        ))
+    );
     if !plan.failures.is_empty() {
-        eprint!("error: {}", redactor.redact(&deploy::failures_text(plan)));
+        let failures = redactor.redact(&deploy::failures_text(plan));
+        eprint!("error: {failures}");
+        if args.output == DiffFormat::Markdown {
+            let report = format!("### kdeploy diff failed: {headline}\n\n```\n{failures}```\n");
+            super::write_stdout(&report)?;
+            append_step_summary(&report)?;
+        }
         return Ok(ExitCode::from(EXIT_ERROR));
     }
     let text = match args.output {
-        ReportFormat::Text => {
+        DiffFormat::Markdown => {
+            let report = markdown_report(plan, redactor, &headline, COMMENT_LIMIT);
+            append_step_summary(&report)?;
+            report
+        }
+        DiffFormat::Text => {
             let color = ui::stdout_color();
             let mut text: String = plan.changes.iter().map(|c| change_diff(c, redactor, color)).collect();
             text.push_str(&summary_table(plan));
             text
         }
-        ReportFormat::Json => {
+        DiffFormat::Json => {
             let changes: Vec<_> = plan
                 .changes
                 .iter()
@@ -57,4 +77,24 @@ pub fn run(args: &DiffArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Appends the report to GitHub Actions' job summary, when the job has one.
+fn append_step_summary(report: &str) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use std::io::Write;
+    let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|p| !p.is_empty()) else {
+        return Ok(());
+    };
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(&path)
+        .with_context(|| {
+            format!(
+                "cannot open $GITHUB_STEP_SUMMARY ({})",
+                std::path::Path::new(&path).display()
+            )
+        })?;
+    writeln!(file, "{report}").with_context(|| "cannot write $GITHUB_STEP_SUMMARY".to_owned())
 }

@@ -2,6 +2,7 @@
 //! progress.
 
 pub mod diff;
+pub mod markdown;
 pub mod progress;
 
 use std::io::{BufRead, IsTerminal, Write};

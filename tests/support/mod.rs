@@ -211,6 +211,94 @@ impl Drop for TestNamespace {
     }
 }
 
+/// A namespaced CRD `KIND` in `GROUP` with a status subresource and free-form spec and status.
+pub fn crd(group: &str, kind: &str) -> String {
+    let plural = format!("{}s", kind.to_lowercase());
+    format!(
+        "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata:\n  name: {plural}.{group}\nspec:\n  group: {group}\n  scope: Namespaced\n  names: {{kind: {kind}, plural: {plural}, singular: {}}}\n  versions:\n    - name: v1\n      served: true\n      storage: true\n      subresources: {{status: {{}}}}\n      schema:\n        openAPIV3Schema:\n          type: object\n          properties:\n            spec: {{type: object, x-kubernetes-preserve-unknown-fields: true}}\n            status: {{type: object, x-kubernetes-preserve-unknown-fields: true}}\n",
+        kind.to_lowercase()
+    )
+}
+
+pub fn unique_group(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("{prefix}{nanos:x}.kdeploy.test")
+}
+
+/// Deletes the named objects of a cluster-scoped `kind` when the test ends, passed or not.
+pub struct DeleteOnDrop(pub &'static Cluster, pub &'static str, pub Vec<String>);
+
+impl Drop for DeleteOnDrop {
+    fn drop(&mut self) {
+        let _ = run(self.0.kubectl().args(["delete", self.1, "--wait=false"]).args(&self.2));
+    }
+}
+
+/// A named kdeploy project in a temporary folder, deployed into a namespace of its own.
+pub struct TestProject {
+    pub cluster: &'static Cluster,
+    pub ns: TestNamespace,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestProject {
+    /// `kdeploy.yaml` is `name: PREFIX` and `kdeploy_yaml`; the namespace is PREFIX-<random>.
+    pub fn new(prefix: &str, kdeploy_yaml: &str) -> TestProject {
+        let cluster = cluster();
+        let project = TestProject {
+            cluster,
+            ns: cluster.namespace(prefix),
+            dir: tempfile::tempdir().unwrap(),
+        };
+        project.write("kdeploy.yaml", &format!("name: {prefix}\n{kdeploy_yaml}"));
+        project
+    }
+
+    pub fn write(&self, name: &str, text: &str) {
+        let path = self.dir.path().join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+
+    /// kdeploy with `args`, in the project, against the test cluster and namespace.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = kdeploy();
+        c.current_dir(self.dir.path())
+            .args(args)
+            .arg("--kubeconfig")
+            .arg(&self.cluster.kubeconfig)
+            .args(["-n", &self.ns.name]);
+        c
+    }
+
+    /// The object as JSON, if it exists (`resource` as kubectl takes it: `job`, `widgets.example.com`).
+    pub fn get(&self, resource: &str, name: &str) -> Option<serde_json::Value> {
+        let out = run(self
+            .cluster
+            .kubectl()
+            .args(["get", resource, name, "-n", &self.ns.name, "-o", "json"]));
+        (out.code == 0).then(|| serde_json::from_str(&out.stdout).unwrap())
+    }
+
+    /// Merges `status` (JSON) into the object's status subresource, as its controller would.
+    pub fn set_status(&self, resource: &str, name: &str, status: &str) {
+        self.cluster.kubectl_ok(&[
+            "patch",
+            resource,
+            name,
+            "-n",
+            &self.ns.name,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            &format!("{{\"status\": {status}}}"),
+        ]);
+    }
+}
+
 /// Polls `check` until it returns true or `timeout` passes; returns whether it did.
 pub fn wait_until(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
