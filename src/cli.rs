@@ -40,6 +40,9 @@ pub enum Command {
     /// transit and AWS KMS keys
     #[command(subcommand)]
     Vault(VaultCommand),
+    /// kdeploy as an Argo CD config management plugin (run by argocd-cmp-server; see deploy/argocd)
+    #[command(subcommand)]
+    Argocd(ArgocdCommand),
     /// Print shell completions
     Completions {
         /// The shell to complete for
@@ -131,6 +134,18 @@ pub struct IdentityArgs {
     /// and ~/.config/sops/age/keys.txt)
     #[arg(long, value_name = "FILE", global = true)]
     pub identity: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ArgocdCommand {
+    /// Render the Application's project to stdout, from Argo CD's environment: the target from the
+    /// `target` parameter or ARGOCD_ENV_KDEPLOY_TARGET, data values from the `values` parameter, the
+    /// namespace from ARGOCD_APP_NAMESPACE when the project sets none, KUBE_VERSION and
+    /// KUBE_API_VERSIONS for Helm charts
+    Generate,
+    /// Print the parameters the plugin takes (Argo CD's dynamic parameter announcement), with the
+    /// project's targets
+    Parameters,
 }
 
 #[derive(Debug, Subcommand)]

@@ -6,6 +6,9 @@
 #
 #   scripts/tools/build.sh sops [more names]   build (or reuse) and print the folder holding them
 #
+# A tool's folder may also hold GOTOOLCHAIN (the Go version it needs, taken from the module proxy as go
+# does), ldflags (extra linker flags, e.g. its version) and post-build (a script run in the output folder
+# with the module folder as $1, for what a release image would add). All of them are part of the hash.
 # Each tool is cached by a hash of its go.mod and go.sum and the Go version, in
 # ${KDEPLOY_TOOLS_CACHE:-${XDG_CACHE_HOME:-~/.cache}/kdeploy/tools}/<name>-<hash>/, and linked into one
 # folder, whose path is printed on stdout.
@@ -27,14 +30,20 @@ mkdir -p "$links"
 for name in "$@"; do
   module=$here/go/$name
   [ -f "$module/go.mod" ] || { echo "tools/build.sh: no tool named $name" >&2; exit 1; }
-  key=$( { go env GOVERSION GOOS GOARCH; cat "$module/go.mod" "$module/go.sum"; } | sha256sum | cut -c1-12)
+  toolchain=$(cat "$module/GOTOOLCHAIN" 2>/dev/null || go env GOTOOLCHAIN)
+  key=$( { GOTOOLCHAIN=$toolchain go env GOVERSION GOOS GOARCH
+           cat "$module/go.mod" "$module/go.sum" "$module"/ldflags "$module"/post-build 2>/dev/null; } | sha256sum | cut -c1-12)
   out=$cache/$name-$key
   if [ ! -f "$out/.complete" ]; then
     echo "tools/build.sh: building $name" >&2
     rm -rf "$out"
     mkdir -p "$out"
     packages=$(awk '$1 == "tool" {print $2}' "$module/go.mod")
-    (cd "$module" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$out/" $packages)
+    ldflags="-s -w $(cat "$module/ldflags" 2>/dev/null || true)"
+    (cd "$module" && GOTOOLCHAIN=$toolchain CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$out/" $packages)
+    if [ -x "$module/post-build" ]; then
+      (cd "$out" && GOTOOLCHAIN=$toolchain "$module/post-build" "$module")
+    fi
     # Generic command names (cmd/server) get the tool's name in front: toxiproxy-server.
     for binary in "$out"/server "$out"/cli; do
       [ -f "$binary" ] && mv "$binary" "$out/$name-$(basename "$binary")"

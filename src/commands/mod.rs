@@ -2,6 +2,7 @@
 //! the process should exit.
 
 mod apply;
+mod argocd;
 mod deploy;
 mod diff;
 mod docs;
@@ -34,6 +35,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Sources(args) => sources::run(&args),
         Command::Vendor(args) => vendor::run(&args),
         Command::Vault(command) => vault::run(&command),
+        Command::Argocd(command) => argocd::run(&command),
         Command::Completions { shell } => docs::completions(shell),
         Command::Man => docs::man(),
     }
