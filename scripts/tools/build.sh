@@ -32,7 +32,9 @@ for name in "$@"; do
   [ -f "$module/go.mod" ] || { echo "tools/build.sh: no tool named $name" >&2; exit 1; }
   toolchain=$(cat "$module/GOTOOLCHAIN" 2>/dev/null || go env GOTOOLCHAIN)
   key=$( { GOTOOLCHAIN=$toolchain go env GOVERSION GOOS GOARCH
-           cat "$module/go.mod" "$module/go.sum" "$module"/ldflags "$module"/post-build 2>/dev/null; } | sha256sum | cut -c1-12)
+           cat "$module/go.mod" "$module/go.sum"
+           for extra in ldflags post-build; do [ ! -f "$module/$extra" ] || cat "$module/$extra"; done; } |
+         sha256sum | cut -c1-12)
   out=$cache/$name-$key
   if [ ! -f "$out/.complete" ]; then
     echo "tools/build.sh: building $name" >&2
