@@ -22,6 +22,7 @@ const CANARY: &str = "gitops-canary-3e9a71";
 
 /// Argo CD's processes, stopped (and their logs kept for reading) when dropped.
 struct ArgoCd {
+    cluster: &'static Cluster,
     children: Vec<Child>,
     logs: PathBuf,
     namespace: String,
@@ -34,8 +35,18 @@ impl Drop for ArgoCd {
             let _ = child.kill();
             let _ = child.wait();
         }
+        // Argo CD's CRDs go too, and before the next test binary starts: the real-world test installs
+        // Argo CD v3.5.1's, which must not meet this version's fields owned by kubectl.
+        let _ = run(self
+            .cluster
+            .kubectl()
+            .args(["delete", "crd", "--wait=true", "--timeout=60s"])
+            .args(ARGOCD_CRDS));
     }
 }
+
+/// The CRDs the test installs.
+const ARGOCD_CRDS: [&str; 2] = ["applications.argoproj.io", "appprojects.argoproj.io"];
 
 impl ArgoCd {
     /// Starts Argo CD against `cluster`, its own objects in a fresh namespace; the plugin's sidecar
@@ -57,9 +68,11 @@ impl ArgoCd {
         let namespace = format!("argocd-{}", support::unique_group("").split('.').next().unwrap());
         cluster.kubectl_ok(&["create", "namespace", &namespace]);
         let crds = tools.join("argocd-crds");
+        // Forced: a real-world test run earlier on this cluster may have installed another version's.
         cluster.kubectl_ok(&[
             "apply",
             "--server-side",
+            "--force-conflicts",
             "-f",
             crds.join("application-crd.yaml").to_str().unwrap(),
             "-f",
@@ -188,6 +201,7 @@ impl ArgoCd {
             ]),
         ));
         ArgoCd {
+            cluster,
             children,
             logs,
             namespace,

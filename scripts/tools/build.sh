@@ -38,6 +38,7 @@ for name in "$@"; do
   out=$cache/$name-$key
   if [ ! -f "$out/.complete" ]; then
     echo "tools/build.sh: building $name" >&2
+    started=$(date +%s)
     rm -rf "$out"
     mkdir -p "$out"
     packages=$(awk '$1 == "tool" {print $2}' "$module/go.mod")
@@ -51,6 +52,7 @@ for name in "$@"; do
       [ -f "$binary" ] && mv "$binary" "$out/$name-$(basename "$binary")"
     done
     touch "$out/.complete"
+    echo "tools/build.sh: built $name in $(( $(date +%s) - started ))s" >&2
   fi
   for binary in "$out"/*; do
     ln -sfn "$binary" "$links/$(basename "$binary")"

@@ -14,8 +14,8 @@ use kube::Api;
 use kube::api::{DeleteParams, PostParams, Preconditions};
 use tokio::sync::Notify;
 
+use super::ClusterError;
 use super::client::with_retries;
-use super::describe_api_error;
 
 /// How long a lease lasts without renewal.
 pub const LEASE_SECONDS: i32 = 15;
@@ -97,23 +97,26 @@ pub async fn acquire(
     name: &str,
     timeout: Duration,
     waiting: &mut dyn FnMut(&str),
-) -> Result<Locking, String> {
+) -> Result<Locking, ClusterError> {
     let api: Api<Lease> = Api::namespaced(client, namespace);
     let holder = holder_identity();
     let deadline = Instant::now() + timeout;
     let mut told = false;
-    let fail = |error: &kube::Error| {
-        format!(
-            "cannot take the deploy lock (Lease {name} in namespace {namespace}): {}; it keeps two applies of one project apart \
-             (grant get/create/update/delete on leases.coordination.k8s.io there, or pass --no-lock)",
-            describe_api_error(error)
+    // A server that cannot be reached is said as such by the caller (`ClusterError::naming_server`).
+    let fail = |error: kube::Error| {
+        ClusterError::api(
+            format!(
+                "cannot take the deploy lock, which keeps two applies of one project apart (Lease {name} in namespace \
+                 {namespace}; grant get/create/update/delete on leases.coordination.k8s.io there, or pass --no-lock)"
+            ),
+            error,
         )
     };
     loop {
         let current = match with_retries(|| api.get_opt(name)).await {
             Ok(current) => current,
             Err(kube::Error::Api(status)) if status.code == 404 => return Ok(Locking::NamespaceMissing),
-            Err(error) => return Err(fail(&error)),
+            Err(error) => return Err(fail(error)),
         };
         let taken = match &current {
             None => {
@@ -137,11 +140,11 @@ pub async fn acquire(
             }
             Some(lease) => {
                 if Instant::now() >= deadline {
-                    return Err(format!(
+                    return Err(ClusterError::Config(format!(
                         "another apply of this project is running: the deploy lock (Lease {name} in namespace {namespace}) is held by {}. \
                          Wait for it, or raise --lock-timeout; a lock left by a process that died expires {LEASE_SECONDS}s after its last renewal",
                         describe_holder(lease)
-                    ));
+                    )));
                 }
                 if !told {
                     waiting(&format!(
@@ -160,7 +163,7 @@ pub async fn acquire(
             // Another apply got there first (AlreadyExists, or a newer resourceVersion): look again.
             Err(kube::Error::Api(status)) if status.code == 409 => continue,
             Err(kube::Error::Api(status)) if status.code == 404 => return Ok(Locking::NamespaceMissing),
-            Err(error) => return Err(fail(&error)),
+            Err(error) => return Err(fail(error)),
         }
     }
 }

@@ -100,7 +100,8 @@ async fn apply_prepared(
                 if let Some(timeout) = prepared.lock_later {
                     let client = resources.client();
                     let waiting = &mut |message: &str| ui::note(message);
-                    match acquire(client, &applyset.namespace, &applyset.name, timeout, waiting).await? {
+                    let locking = acquire(client, &applyset.namespace, &applyset.name, timeout, waiting).await;
+                    match locking.map_err(|e| e.to_string())? {
                         Locking::Held(held) => *lock.lock().map_err(|_| "the lock's holder panicked")? = Some(*held),
                         Locking::NamespaceMissing => {
                             return Err(format!(

@@ -132,7 +132,7 @@ pub async fn prepare(
             ui::note(m)
         })
         .await
-        .map_err(anyhow::Error::msg)?
+        .map_err(|e| e.naming_server(&cluster.server, &cluster.context))?
         {
             Locking::Held(held) => lock = Some(*held),
             Locking::NamespaceMissing => lock_later = Some(timeout),
