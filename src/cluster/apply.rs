@@ -340,22 +340,11 @@ const REPLACE_TIMEOUT: Duration = Duration::from_secs(120);
 /// Deletes the object to be replaced, dependents first (foreground), and waits until it is gone, so
 /// that the new one never runs beside the old one's pods.
 async fn delete_and_wait_gone(resources: &Resources, change: &Change) -> Result<(), String> {
+    delete(resources, change, PropagationPolicy::Foreground)
+        .await
+        .map_err(|error| format!("deleting it to replace it failed: {error}"))?;
     let resolved = change.resolved.as_ref().ok_or("unknown resource")?;
     let api = resources.api(resolved, change.object.namespace.as_deref());
-    let params = DeleteParams {
-        propagation_policy: Some(PropagationPolicy::Foreground),
-        ..Default::default()
-    };
-    match with_retries(|| api.delete(&change.object.name, &params)).await {
-        Ok(_) => {}
-        Err(kube::Error::Api(status)) if status.code == 404 => return Ok(()),
-        Err(error) => {
-            return Err(format!(
-                "deleting it to replace it failed: {}",
-                describe_api_error(&error)
-            ));
-        }
-    }
     let deadline = Instant::now() + REPLACE_TIMEOUT;
     loop {
         match with_retries(|| api.get_opt(&change.object.name)).await {
@@ -404,10 +393,15 @@ async fn send(resources: &Resources, change: &Change, force: bool, dry_run: bool
 }
 
 async fn prune_one(resources: &Resources, change: &Change) -> Result<(), String> {
+    delete(resources, change, PropagationPolicy::Background).await
+}
+
+/// Deletes the change's object; one already gone counts as deleted.
+async fn delete(resources: &Resources, change: &Change, propagation: PropagationPolicy) -> Result<(), String> {
     let resolved = change.resolved.as_ref().ok_or("unknown resource")?;
     let api = resources.api(resolved, change.object.namespace.as_deref());
     let params = DeleteParams {
-        propagation_policy: Some(PropagationPolicy::Background),
+        propagation_policy: Some(propagation),
         ..Default::default()
     };
     match with_retries(|| api.delete(&change.object.name, &params)).await {
