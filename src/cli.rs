@@ -339,6 +339,12 @@ pub struct ClusterArgs {
     /// Take ownership of fields another field manager owns, instead of failing on the conflict
     #[arg(long)]
     pub force_conflicts: bool,
+
+    /// Dry-run every object with the server, also those the last apply proves unchanged (its recorded
+    /// digest matches and kdeploy still owns every field it set); use it to hear what a newly added
+    /// admission policy or webhook says about objects that did not change
+    #[arg(long)]
+    pub full_dry_run: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]

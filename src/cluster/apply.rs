@@ -77,7 +77,7 @@ pub async fn apply(
     let mut report = ApplyReport::default();
     let (first, rest): (Vec<&Change>, Vec<&Change>) = changes
         .iter()
-        .filter(|c| !matches!(c.operation, Operation::Prune | Operation::Unchanged))
+        .filter(|c| c.restamp || !matches!(c.operation, Operation::Prune | Operation::Unchanged))
         .partition(|c| is_first_phase(c));
     let prunes: Vec<&Change> = changes.iter().filter(|c| c.operation == Operation::Prune).collect();
     let fail = |report: &mut ApplyReport, object: ObjectRef, message: String, remaining: &[&Change]| {
@@ -90,7 +90,9 @@ pub async fn apply(
             fail(&mut report, change.object.clone(), message, &remaining);
             return report;
         }
-        report.applied.push((change.object.clone(), change.operation));
+        if change.operation != Operation::Unchanged {
+            report.applied.push((change.object.clone(), change.operation));
+        }
     }
     let crds: Vec<&String> = first
         .iter()
@@ -227,6 +229,8 @@ async fn apply_by_kind(
         let results = apply_group(resources, group, options).await;
         for (change, result) in group.iter().zip(results) {
             match result {
+                // A re-sent unchanged object (to record its digest) is not news.
+                Some(Ok(())) if change.operation == Operation::Unchanged => {}
                 Some(Ok(())) => report.applied.push((change.object.clone(), change.operation)),
                 Some(Err(message)) if report.failure.is_none() => {
                     report.failure = Some((change.object.clone(), message))

@@ -251,7 +251,9 @@ impl ApplySet {
     }
 
     /// The live members: objects of the recorded group-kinds, in the recorded namespaces, with this
-    /// set's label, that kdeploy applied. One LIST per group-kind and namespace, `concurrency` at a time.
+    /// set's label, that kdeploy applied. One LIST per group-kind across all namespaces when the set spans
+    /// several (what lies outside the recorded ones is left out), or per namespace when the caller may
+    /// not list across namespaces; `concurrency` at a time.
     pub async fn members(&self, resources: &Arc<Resources>, concurrency: usize) -> Result<Vec<Member>, ClusterError> {
         let Some((kinds, mut namespaces)) = self.recorded(resources).await? else {
             return Ok(Vec::new());
@@ -263,29 +265,52 @@ impl ApplySet {
             let Some(resolved) = resources.resolve_group_kind(&group, &kind).await? else {
                 continue;
             };
-            if resolved.namespaced {
-                scopes.extend(namespaces.iter().map(|n| (gk, resolved.clone(), Some(n.clone()))));
-            } else {
-                scopes.push((gk, resolved, None));
-            }
+            scopes.push((gk, resolved));
         }
         let selector = ListParams::default().labels(&format!("{PART_OF_LABEL}={}", self.id));
-        let lists = futures::stream::iter(scopes.into_iter().map(|(gk, resolved, namespace)| {
+        let list = |gk: &String, resolved: Resolved, namespace: Option<String>| {
             let selector = &selector;
+            let gk = gk.clone();
             async move {
                 let api = resources.api(&resolved, namespace.as_deref());
-                let list = with_retries(|| api.list(selector))
+                with_retries(|| api.list(selector))
                     .await
+                    .map(|list| (resolved, list.items))
                     .map_err(|e| ClusterError::Api {
                         context: format!("listing {gk} in the ApplySet"),
                         source: e,
-                    })?;
-                Ok::<_, ClusterError>((gk, resolved, list.items))
+                    })
             }
+        };
+        let namespaces = &namespaces;
+        let lists = futures::stream::iter(scopes.into_iter().map(|(gk, resolved)| async move {
+            if !resolved.namespaced {
+                return Ok(vec![(gk, list(gk, resolved, None).await?)]);
+            }
+            if namespaces.len() > 1 {
+                match list(gk, resolved.clone(), None).await {
+                    Ok((resolved, mut items)) => {
+                        items.retain(|item| item.metadata.namespace.as_ref().is_some_and(|n| namespaces.contains(n)));
+                        return Ok(vec![(gk, (resolved, items))]);
+                    }
+                    Err(ClusterError::Api {
+                        source: kube::Error::Api(status),
+                        ..
+                    }) if status.code == 403 => {}
+                    Err(error) => return Err(error),
+                }
+            }
+            let per_namespace = namespaces.iter().map(|n| list(gk, resolved.clone(), Some(n.clone())));
+            let lists = futures::future::try_join_all(per_namespace).await?;
+            Ok::<_, ClusterError>(lists.into_iter().map(|l| (gk, l)).collect())
         }))
         .buffered(concurrency.max(1))
         .try_collect::<Vec<_>>()
         .await?;
+        let lists = lists
+            .into_iter()
+            .flatten()
+            .map(|(gk, (resolved, items))| (gk, resolved, items));
         let mut members = Vec::new();
         for (gk, resolved, items) in lists {
             let (group, kind) = split_group_kind(gk);

@@ -10,6 +10,7 @@ pub mod health;
 pub mod lock;
 pub mod plan;
 pub mod resources;
+pub mod unchanged;
 pub mod wait;
 
 /// The field manager kdeploy applies as (kubectl uses `kubectl`).

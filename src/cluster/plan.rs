@@ -13,6 +13,7 @@ use tokio::sync::{Semaphore, watch};
 use super::applyset::{ApplySet, part_of};
 use super::client::with_retries;
 use super::resources::{Resolved, Resources};
+use super::unchanged::{self, DIGEST_ANNOTATION};
 use super::{ClusterError, FIELD_MANAGER, describe_api_error};
 use crate::manifest::ObjectRef;
 use crate::manifest::phase::{REPLACE_ANNOTATION, replaces_on_immutable};
@@ -49,6 +50,13 @@ pub struct Change {
     /// The ApplySet the live object belongs to, when that is not this apply's set: another project's
     /// object, which is never changed without --force-conflicts.
     pub claimed_by: Option<String>,
+    /// Unchanged, proven so by the last apply's digest and kdeploy's managed fields (see
+    /// [`super::unchanged`]) rather than by a dry run.
+    pub proven: bool,
+    /// Unchanged, but the live object does not carry the digest of what is applied now (it was applied
+    /// before kdeploy recorded digests, or only the digest differs): apply sends it again, which changes
+    /// no field but the digest, so that the next plan can skip its dry run.
+    pub restamp: bool,
 }
 
 /// The plan, and the objects the server refused in the dry run.
@@ -73,6 +81,8 @@ impl Plan {
 pub struct PlanOptions {
     pub concurrency: usize,
     pub force_conflicts: bool,
+    /// Dry-run every object, even one the last apply proves unchanged (`--full-dry-run`).
+    pub full_dry_run: bool,
 }
 
 /// Fields the server owns or computes, which say nothing about what the manifest changes.
@@ -94,6 +104,7 @@ pub fn normalize(object: &Json) -> Json {
             }
             if let Some(annotations) = metadata.get_mut("annotations").and_then(Json::as_object_mut) {
                 annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+                annotations.remove(DIGEST_ANNOTATION);
                 annotations.remove("deployment.kubernetes.io/revision");
                 if annotations.is_empty() {
                     metadata.remove("annotations");
@@ -215,6 +226,8 @@ pub async fn plan(
                     manifest: None,
                     resolved: Some(member.resolved),
                     claimed_by: None,
+                    proven: false,
+                    restamp: false,
                 });
             }
         }
@@ -248,6 +261,11 @@ async fn plan_one(resources: &Resources, mut object: Json, context: Context<'_>)
         mut known_live,
         options,
     } = context;
+    // What is applied carries its digest, so that the next plan can prove it unchanged without a dry run.
+    // Only members of an ApplySet are listed, so only they can be proven.
+    if applyset_id.is_some() {
+        unchanged::stamp(&mut object);
+    }
     let api_version = object["apiVersion"].as_str().unwrap_or_default().to_owned();
     let kind = object["kind"].as_str().unwrap_or_default().to_owned();
     let group = api_version.rsplit_once('/').map_or("", |(g, _)| g).to_owned();
@@ -267,20 +285,25 @@ async fn plan_one(resources: &Resources, mut object: Json, context: Context<'_>)
         manifest: Some(object),
         resolved: None,
         claimed_by: None,
+        proven: false,
+        restamp: false,
     };
-    let Some(resolved) = resources.resolve(&api_version, &kind).await? else {
+    let not_served = |object: Json| {
         let namespace = object["metadata"]["namespace"].as_str().map(str::to_owned);
         if new_kinds.contains(&(group.clone(), kind.clone())) {
-            return Ok(Ok(pending_change(
+            return Ok(pending_change(
                 namespace,
                 object,
                 "its CustomResourceDefinition is created by this apply".into(),
-            )));
+            ));
         }
-        return Ok(Err((
+        Err((
             reference(namespace),
             format!("the server does not serve {kind} in {api_version} (is the CRD installed?)"),
-        )));
+        ))
+    };
+    let Some(resolved) = resources.resolve(&api_version, &kind).await? else {
+        return Ok(not_served(object));
     };
     let namespace = if resolved.namespaced {
         let namespace = object["metadata"]["namespace"]
@@ -298,6 +321,31 @@ async fn plan_one(resources: &Resources, mut object: Json, context: Context<'_>)
         }
         None
     };
+    // The live object: ApplySet members are listed (for pruning) before any dry run, and a member
+    // the last apply proves unchanged needs none.
+    let known_live = match known_live.wait_for(Option::is_some).await {
+        Ok(known) => known.clone().unwrap_or_default(),
+        Err(_) => Arc::default(), // the listing was dropped: fetch instead
+    };
+    let listed = known_live.get(&reference(namespace.clone()));
+    if !options.full_dry_run
+        && let Some(live) = listed
+        && unchanged::proven_unchanged(&object, live)
+    {
+        let live = normalize(live);
+        return Ok(Ok(Change {
+            object: reference(namespace),
+            operation: Operation::Unchanged,
+            live: Some(live.clone()),
+            desired: Some(live),
+            pending: None,
+            manifest: Some(object),
+            resolved: Some(resolved),
+            claimed_by: None,
+            proven: true,
+            restamp: false,
+        }));
+    }
     let api = resources.api(&resolved, namespace.as_deref());
     let mut params = PatchParams::apply(FIELD_MANAGER).dry_run();
     params.force = options.force_conflicts;
@@ -312,6 +360,18 @@ async fn plan_one(resources: &Resources, mut object: Json, context: Context<'_>)
                 namespace,
                 object,
                 "its namespace is created by this apply".into(),
+            )));
+        }
+        // Discovery kept from an earlier run may name a kind whose CRD is gone since.
+        Err(kube::Error::Api(status))
+            if status.code == 404 && status.details.as_ref().is_none_or(|d| d.name.is_empty()) =>
+        {
+            if resources.recheck(&api_version, &kind).await?.is_none() {
+                return Ok(not_served(object));
+            }
+            return Ok(Err((
+                reference(namespace),
+                describe_api_error(&kube::Error::Api(status)),
             )));
         }
         Err(kube::Error::Api(status)) if status.code == 422 && is_immutable_refusal(&status.message) => {
@@ -339,14 +399,10 @@ async fn plan_one(resources: &Resources, mut object: Json, context: Context<'_>)
         }
         Err(error) => return Ok(Err((reference(namespace), describe_api_error(&error)))),
     };
-    // The live object: ApplySet members were listed already. For any other object, the dry run tells
-    // whether it exists (a dry-run create has no resourceVersion), so only objects that do are fetched:
-    // a first apply costs one dry run per object, not a GET as well.
-    let known_live = match known_live.wait_for(Option::is_some).await {
-        Ok(known) => known.clone().unwrap_or_default(),
-        Err(_) => Arc::default(), // the listing was dropped: fetch instead
-    };
-    let live = match known_live.get(&reference(namespace.clone())) {
+    // For an object outside the ApplySet, the dry run tells whether it exists (a dry-run create has no
+    // resourceVersion), so only objects that do are fetched: a first apply costs one dry run per object,
+    // not a GET as well.
+    let live = match listed {
         Some(live) => Some(live.clone()),
         None if resource_version(&desired).is_none() => None,
         None => match with_retries(|| api.get_opt(&name)).await {
@@ -359,9 +415,11 @@ async fn plan_one(resources: &Resources, mut object: Json, context: Context<'_>)
         .and_then(part_of)
         .filter(|owner| Some(*owner) != applyset_id)
         .map(str::to_owned);
+    let mut restamp = false;
     let (operation, live, desired) = match live {
         None => (Operation::Create, None, normalize(&object)),
         Some(live) => {
+            restamp = applyset_id.is_some() && unchanged::recorded(&live) != unchanged::recorded(&object);
             let (live, desired) = (normalize(&live), normalize(&desired));
             let operation = if live == desired {
                 Operation::Unchanged
@@ -379,7 +437,9 @@ async fn plan_one(resources: &Resources, mut object: Json, context: Context<'_>)
         pending: None,
         manifest: Some(object),
         resolved: Some(resolved),
+        restamp: restamp && operation == Operation::Unchanged && claimed_by.is_none(),
         claimed_by,
+        proven: false,
     }))
 }
 
@@ -443,6 +503,8 @@ impl Replacement<'_> {
             manifest: Some(self.object),
             resolved: Some(self.resolved),
             claimed_by,
+            proven: false,
+            restamp: false,
         })
     }
 }

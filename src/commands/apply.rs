@@ -90,7 +90,14 @@ async fn apply_prepared(
     let mut report = ApplyReport::default();
     let mut progress = Progress::new();
     let mut show = |object: &_, state: &_| progress.update(object, state);
-    if changing {
+    // Unchanged objects without the digest of what is applied are sent again, once, to record it.
+    let restamps = plan.changes.iter().filter(|c| c.restamp).count();
+    if restamps > 0 {
+        ui::note(&format!(
+            "recording the applied digest on {restamps} unchanged object(s), so that later plans need no dry run for them"
+        ));
+    }
+    if changing || restamps > 0 {
         report = apply(
             resources,
             &plan.changes,

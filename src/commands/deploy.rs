@@ -150,10 +150,11 @@ pub async fn prepare(
             value
         })
         .collect();
-    let resources = Arc::new(Resources::new(cluster.client.clone()));
+    let resources = Arc::new(Resources::new(cluster.client.clone()).with_disk_cache(&cluster.server));
     let plan_options = PlanOptions {
         concurrency: cluster_args.concurrency,
         force_conflicts: cluster_args.force_conflicts,
+        full_dry_run: cluster_args.full_dry_run,
     };
     let mut plan = plan(&resources, objects, &namespace, applyset.as_ref(), plan_options)
         .await

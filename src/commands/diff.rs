@@ -8,7 +8,7 @@ use serde_json::json;
 use super::{EXIT_CHANGES, EXIT_ERROR, deploy};
 use crate::cli::{DiffArgs, DiffFormat};
 use crate::cluster::apply::phase_of;
-use crate::cluster::plan::Operation;
+use crate::cluster::plan::{Change, Operation};
 use crate::manifest::phase::phase_name;
 use crate::ui;
 use crate::ui::diff::{change_diff, operation_word, summary_table};
@@ -58,6 +58,7 @@ pub fn run(args: &DiffArgs) -> anyhow::Result<ExitCode> {
                         "object": c.object,
                         "phase": (c.operation != Operation::Prune).then(|| phase_name(phase_of(c))),
                         "pending": c.pending,
+                        "checked_by": checked_by(c),
                         "diff": change_diff(c, redactor, false),
                     })
                 })
@@ -97,4 +98,16 @@ fn append_step_summary(report: &str) -> anyhow::Result<()> {
             )
         })?;
     writeln!(file, "{report}").with_context(|| "cannot write $GITHUB_STEP_SUMMARY".to_owned())
+}
+
+/// How the change was found: the server's dry run, or (for an unchanged object) the proof the last apply
+/// left ([`crate::cluster::unchanged`]); none for a prune or an object the server could not check yet.
+fn checked_by(change: &Change) -> Option<&'static str> {
+    if change.proven {
+        Some("last-apply")
+    } else if change.operation == Operation::Prune || change.pending.is_some() {
+        None
+    } else {
+        Some("dry-run")
+    }
 }

@@ -118,6 +118,8 @@ mod tests {
             manifest: Some(json!({"metadata": {"name": name}})),
             resolved: None,
             claimed_by: None,
+            proven: false,
+            restamp: false,
         }
     }
 
