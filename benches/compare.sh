@@ -293,13 +293,6 @@ version() { "$@" 2> /dev/null | head -1; }
 } > "$repo/benches/results/compare.md"
 
 # Replace the generated section of BENCHMARKS.md.
-python3 - "$repo/BENCHMARKS.md" "$repo/benches/results/compare.md" << 'PY'
-import sys
-path, section = sys.argv[1], open(sys.argv[2]).read()
-text = open(path).read()
-begin, end = "<!-- compare:begin -->", "<!-- compare:end -->"
-block = f"{begin}\n{section}\n{end}"
-text = text[: text.index(begin)] + block + text[text.index(end) + len(end) :] if begin in text else text.rstrip() + "\n\n## Side by side (`benches/compare.sh`)\n\n" + block + "\n"
-open(path, "w").write(text)
-PY
+python3 "$repo/benches/replace_section.py" "$repo/BENCHMARKS.md" compare "$repo/benches/results/compare.md" \
+  'Side by side (`benches/compare.sh`)'
 cat "$repo/benches/results/compare.md"

@@ -3,7 +3,9 @@
 //! `benches/compare.sh` times it next to `kdeploy diff`, in the namespace kdeploy diffs, so the dry runs
 //! meet the same existing objects (a dry-run update costs the server more than a dry-run create).
 //!
-//! Usage: dry-run-floor FILE NAMESPACE   (FILE: a YAML stream of objects; KUBECONFIG selects the cluster)
+//! Usage: dry-run-floor FILE NAMESPACE [CONCURRENCY]
+//!   FILE: a YAML stream of objects (an object's own namespace wins over NAMESPACE); KUBECONFIG selects
+//!   the cluster; CONCURRENCY defaults to 8.
 
 use std::sync::Arc;
 
@@ -26,9 +28,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .filter(|d| !d.root.is_null())
         .map(|d| d.root.to_json())
         .collect::<Result<_, _>>()?;
-    let cluster = connect(&ConnectOptions::default()).await?;
+    let concurrency: usize = args.next().map_or(Ok(8), |c| c.parse())?;
+    let options = ConnectOptions {
+        concurrency,
+        ..ConnectOptions::default()
+    };
+    let cluster = connect(&options).await?;
     let resources = Arc::new(Resources::new(cluster.client));
-    let semaphore = Arc::new(Semaphore::new(8));
+    let semaphore = Arc::new(Semaphore::new(concurrency));
     let mut tasks = tokio::task::JoinSet::new();
     for object in objects {
         let (resources, semaphore, namespace) = (resources.clone(), semaphore.clone(), namespace.clone());
@@ -40,6 +47,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .await?
                 .ok_or("unknown kind")?;
             let mut object = object;
+            let namespace = object["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or(&namespace)
+                .to_owned();
             if resolved.namespaced {
                 object["metadata"]["namespace"] = serde_json::Value::String(namespace.clone());
             }
