@@ -62,6 +62,11 @@ fn operation(changes: &BTreeMap<String, (String, String)>, object: &str) -> (Str
 }
 
 const APP: &str = r#"apiVersion: v1
+kind: Secret
+metadata: {name: pin}
+stringData: {pin: "1234"}
+---
+apiVersion: v1
 kind: ConfigMap
 metadata: {name: settings, labels: {tier: web}}
 data: {mode: "{{ values.mode | default(value='fast') }}", level: "3"}
@@ -114,7 +119,7 @@ fn an_unchanged_object_needs_no_dry_run_until_another_manager_changes_it() {
     // Right after the apply, every object is proven unchanged without a dry run.
     let (code, changes, _) = diff_agreeing(&p, &[]);
     assert_eq!(code, 0);
-    assert_eq!(changes.len(), 4);
+    assert_eq!(changes.len(), 5);
     for (object, (operation, checked)) in &changes {
         assert_eq!(
             (operation.as_str(), checked.as_str()),
@@ -245,6 +250,44 @@ fn an_unchanged_object_needs_no_dry_run_until_another_manager_changes_it() {
         operation(&changes, "Service/web"),
         ("unchanged".into(), "last-apply".into())
     );
+
+    // Digests are keyed with a key only readers of the ApplySet parent Secret have: a Secret's digest
+    // does not invite guessing its short value.
+    let parent = p.get("secret", "kdeploy-shortcut").unwrap();
+    let key = parent["data"]["kdeploy.dev-digest-key"].as_str().unwrap();
+    assert_eq!(key.len(), 44, "32 bytes, base64");
+    let pin = p.get("secret", "pin").unwrap();
+    let digest = pin["metadata"]["annotations"]["kdeploy.dev/applied-digest"]
+        .as_str()
+        .unwrap();
+    assert!(digest.starts_with("hmac-sha256:"), "{digest}");
+    // A lost key proves nothing: every object is dry-run, and the next apply records digests under a
+    // new key.
+    kubectl(&[
+        "patch",
+        "secret",
+        "kdeploy-shortcut",
+        "--type=json",
+        "-p",
+        r#"[{"op": "remove", "path": "/data"}]"#,
+    ]);
+    let (code, changes, _) = diff_agreeing(&p, &[]);
+    assert_eq!(code, 0);
+    assert!(changes.values().all(|(_, checked)| checked == "dry-run"), "{changes:?}");
+    let out = run(&mut p.command(&["apply", "--yes", "--no-wait"])).ok();
+    assert!(
+        out.stderr
+            .contains("recording the applied digest on 5 unchanged object"),
+        "{}",
+        out.stderr
+    );
+    let (_, changes, _) = diff(&p, &[]);
+    assert!(
+        changes.values().all(|(_, checked)| checked == "last-apply"),
+        "{changes:?}"
+    );
+    let new_key = p.get("secret", "kdeploy-shortcut").unwrap()["data"]["kdeploy.dev-digest-key"].clone();
+    assert!(new_key.is_string() && new_key != key);
 
     // `render` output (for kubectl) carries no digest.
     let out = run(support::kdeploy().current_dir(p.dir.path()).arg("render")).ok();

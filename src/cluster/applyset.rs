@@ -33,6 +33,9 @@ const PARENT_FIELD_MANAGER: &str = "kdeploy-applyset";
 /// The project a parent belongs to.
 pub const PROJECT_ANNOTATION: &str = "kdeploy.dev/project";
 
+/// The parent's data key holding the key of the members' applied digests.
+const DIGEST_KEY_FIELD: &str = "kdeploy.dev-digest-key";
+
 /// An ApplySet whose parent is a Secret.
 #[derive(Debug, Clone)]
 pub struct ApplySet {
@@ -42,6 +45,26 @@ pub struct ApplySet {
     /// The project this set belongs to, recorded in the parent; none for a set named only by
     /// `--applyset`.
     pub project: Option<String>,
+    /// The key the members' applied digests are keyed with ([`super::unchanged`]): read from the parent,
+    /// or made for a parent that has none yet (and written with it).
+    digest_key: Arc<std::sync::OnceLock<DigestKey>>,
+}
+
+/// 32 random bytes, kept in the parent Secret's data: a digest says nothing about an object to whoever
+/// cannot read that Secret (a Secret's digest would otherwise invite guessing a short value).
+#[derive(Clone)]
+pub struct DigestKey(Vec<u8>);
+
+impl std::fmt::Debug for DigestKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DigestKey(<redacted>)")
+    }
+}
+
+impl DigestKey {
+    pub fn bytes(&self) -> &[u8] {
+        &self.0
+    }
 }
 
 /// Who owns an ApplySet that is not ours, as far as the cluster tells.
@@ -103,7 +126,18 @@ impl ApplySet {
             namespace: namespace.to_owned(),
             id: applyset_id(name, namespace),
             project: project.map(str::to_owned),
+            digest_key: Arc::default(),
         }
+    }
+
+    /// The key of the members' applied digests: the parent's (once [`ApplySet::recorded`] has read it),
+    /// else a new one, which the next [`ApplySet::write_parent`] records.
+    pub fn digest_key(&self) -> &DigestKey {
+        self.digest_key.get_or_init(|| {
+            let mut key = vec![0u8; 32];
+            getrandom::fill(&mut key).expect("the operating system's random source");
+            DigestKey(key)
+        })
     }
 
     /// The parent, as failures name it.
@@ -148,6 +182,11 @@ impl ApplySet {
             )
         })?;
         let Some(parent) = parent else { return Ok(None) };
+        if let Some(key) = parent.data.as_ref().and_then(|d| d.get(DIGEST_KEY_FIELD))
+            && key.0.len() == 32
+        {
+            let _ = self.digest_key.set(DigestKey(key.0.clone()));
+        }
         let annotations = parent.metadata.annotations.unwrap_or_default();
         let labels = parent.metadata.labels.unwrap_or_default();
         if labels.get(ID_LABEL) != Some(&self.id) {
@@ -205,6 +244,10 @@ impl ApplySet {
         });
         if let Some(project) = &self.project {
             parent["metadata"]["annotations"][PROJECT_ANNOTATION] = Json::String(project.clone());
+        }
+        if let Some(key) = self.digest_key.get() {
+            let encoded = base64::engine::general_purpose::STANDARD.encode(key.bytes());
+            parent["data"] = json!({ DIGEST_KEY_FIELD: encoded });
         }
         parent
     }

@@ -10,7 +10,7 @@ use kube::api::{Patch, PatchParams};
 use serde_json::Value as Json;
 use tokio::sync::{Semaphore, watch};
 
-use super::applyset::{ApplySet, part_of};
+use super::applyset::{ApplySet, DigestKey, part_of};
 use super::client::with_retries;
 use super::resources::{Resolved, Resources};
 use super::unchanged::{self, DIGEST_ANNOTATION};
@@ -171,11 +171,14 @@ pub async fn plan(
             None => Ok(Vec::new()),
         };
         // On failure the plan fails below; the dry runs still finish, fetching what they need.
-        let known: KnownLive = members
-            .iter()
-            .flatten()
-            .map(|m| (m.object.clone(), m.live.clone()))
-            .collect();
+        let known = KnownLive {
+            live: members
+                .iter()
+                .flatten()
+                .map(|m| (m.object.clone(), m.live.clone()))
+                .collect(),
+            digest_key: applyset.map(|set| set.digest_key().clone()),
+        };
         publish_known_live.send_replace(Some(Arc::new(known)));
         members
     };
@@ -237,8 +240,14 @@ pub async fn plan(
 
 type Planned = Result<Change, (ObjectRef, String)>;
 
-/// Live objects by reference.
-type KnownLive = HashMap<ObjectRef, Json>;
+/// What the ApplySet listing tells every object's planning.
+#[derive(Default)]
+struct KnownLive {
+    /// Live members by reference.
+    live: HashMap<ObjectRef, Json>,
+    /// The ApplySet's key for applied digests; none without an ApplySet.
+    digest_key: Option<DigestKey>,
+}
 
 /// What every object's planning shares.
 struct Context<'a> {
@@ -261,10 +270,15 @@ async fn plan_one(resources: &Resources, mut object: Json, context: Context<'_>)
         mut known_live,
         options,
     } = context;
+    // The listing (for pruning) comes first: it gives the live members and the ApplySet's digest key.
+    let known_live = match known_live.wait_for(Option::is_some).await {
+        Ok(known) => known.clone().unwrap_or_default(),
+        Err(_) => Arc::default(), // the listing was dropped: fetch instead
+    };
     // What is applied carries its digest, so that the next plan can prove it unchanged without a dry run.
     // Only members of an ApplySet are listed, so only they can be proven.
-    if applyset_id.is_some() {
-        unchanged::stamp(&mut object);
+    if let Some(key) = &known_live.digest_key {
+        unchanged::stamp(&mut object, key.bytes());
     }
     let api_version = object["apiVersion"].as_str().unwrap_or_default().to_owned();
     let kind = object["kind"].as_str().unwrap_or_default().to_owned();
@@ -321,13 +335,8 @@ async fn plan_one(resources: &Resources, mut object: Json, context: Context<'_>)
         }
         None
     };
-    // The live object: ApplySet members are listed (for pruning) before any dry run, and a member
-    // the last apply proves unchanged needs none.
-    let known_live = match known_live.wait_for(Option::is_some).await {
-        Ok(known) => known.clone().unwrap_or_default(),
-        Err(_) => Arc::default(), // the listing was dropped: fetch instead
-    };
-    let listed = known_live.get(&reference(namespace.clone()));
+    // A member the last apply proves unchanged needs no dry run.
+    let listed = known_live.live.get(&reference(namespace.clone()));
     if !options.full_dry_run
         && let Some(live) = listed
         && unchanged::proven_unchanged(&object, live)

@@ -198,10 +198,7 @@ impl Resources {
 
     /// Looks `find` up in the catalogue, fetching it when there is none yet or when it misses and was not
     /// fetched in this run. `None` when the server has no aggregated discovery (use the fallback).
-    async fn look_up<T>(
-        &self,
-        find: impl Fn(&Catalogue) -> Option<T>,
-    ) -> Result<Option<Option<T>>, ClusterError> {
+    async fn look_up<T>(&self, find: impl Fn(&Catalogue) -> Option<T>) -> Result<Option<Option<T>>, ClusterError> {
         let mut state = self.catalogue.lock().await;
         if state.unsupported {
             return Ok(None);

@@ -10,17 +10,18 @@
 //! What the shortcut gives up is the server's fresh look at an unchanged object: an admission policy
 //! added since the last apply is not asked about it. `--full-dry-run` asks anyway.
 
+use hmac::{Hmac, Mac};
 use serde_json::Value as Json;
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 
 use super::FIELD_MANAGER;
 
 /// The digest of the object as kdeploy last applied it (its namespace and this annotation left out).
 pub const DIGEST_ANNOTATION: &str = "kdeploy.dev/applied-digest";
 
-/// Sets the object's digest annotation to the digest of the rest of it.
-pub fn stamp(object: &mut Json) {
-    let value = digest(object);
+/// Sets the object's digest annotation to the digest of the rest of it, keyed with `key`.
+pub fn stamp(object: &mut Json, key: &[u8]) {
+    let value = digest(object, key);
     let Some(metadata) = object.get_mut("metadata").and_then(Json::as_object_mut) else {
         return;
     };
@@ -37,14 +38,16 @@ pub fn recorded(object: &Json) -> Option<&str> {
     object["metadata"]["annotations"][DIGEST_ANNOTATION].as_str()
 }
 
-/// `sha256:` and 32 hex digits of the object in a canonical form (keys sorted), without its namespace
-/// (which the object is found by) and without the digest annotation itself.
-pub fn digest(object: &Json) -> String {
-    let mut hasher = Sha256::new();
+/// `hmac-sha256:` and 32 hex digits: the HMAC under `key` (the ApplySet's, kept in its parent Secret)
+/// of the object in a canonical form (keys sorted), without its namespace (which the object is found
+/// by) and without the digest annotation itself. Keyed, it tells nothing about a Secret's value to
+/// whoever may read the object's annotations but not that key.
+pub fn digest(object: &Json, key: &[u8]) -> String {
     let mut buffer = Vec::with_capacity(1024);
     write_canonical(object, &[], &mut buffer);
-    hasher.update(&buffer);
-    format!("sha256:{}", crate::source::hex(&hasher.finalize()[..16]))
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(&buffer);
+    format!("hmac-sha256:{}", crate::source::hex(&mac.finalize().into_bytes()[..16]))
 }
 
 /// Writes `value` as JSON with sorted keys, leaving out what [`digest`] excludes. `path` is the keys
@@ -195,11 +198,13 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    const KEY: &[u8] = b"the ApplySet's key";
+
     fn service() -> Json {
         let mut object = json!({"apiVersion": "v1", "kind": "Service",
             "metadata": {"name": "web", "namespace": "shop", "labels": {"applyset.kubernetes.io/part-of": "id"}},
             "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]}});
-        stamp(&mut object);
+        stamp(&mut object, KEY);
         object
     }
 
@@ -224,11 +229,15 @@ mod tests {
         let a = json!({"metadata": {"name": "x", "namespace": "one"}, "data": {"a": "1", "b": "2"}});
         let b = json!({"data": {"b": "2", "a": "1"}, "metadata": {"namespace": "two", "name": "x",
             "annotations": {DIGEST_ANNOTATION: "sha256:old"}}});
-        assert_eq!(digest(&a), digest(&b));
+        assert_eq!(digest(&a, KEY), digest(&b, KEY));
+        assert_ne!(digest(&a, KEY), digest(&a, b"another key"));
         let c = json!({"metadata": {"name": "x"}, "data": {"a": "1", "b": "3"}});
-        assert_ne!(digest(&a), digest(&c));
+        assert_ne!(digest(&a, KEY), digest(&c, KEY));
         // A value that moves between keys is a different object.
-        assert_ne!(digest(&json!({"a": "b", "c": ""})), digest(&json!({"a": "", "c": "b"})));
+        assert_ne!(
+            digest(&json!({"a": "b", "c": ""}), KEY),
+            digest(&json!({"a": "", "c": "b"}), KEY)
+        );
     }
 
     #[test]
@@ -253,7 +262,7 @@ mod tests {
         // A different manifest than the one last applied.
         let mut changed = manifest.clone();
         changed["spec"]["selector"]["app"] = json!("other");
-        stamp(&mut changed);
+        stamp(&mut changed, KEY);
         assert!(!proven_unchanged(&changed, &live(&manifest, service_fields())));
         // No entry of kdeploy's, or an entry of another apiVersion.
         let mut other = live(&manifest, service_fields());
@@ -272,14 +281,14 @@ mod tests {
     fn list_elements_are_matched_by_key_and_ambiguity_proves_nothing() {
         let mut manifest = service();
         manifest["spec"]["ports"] = json!([{"port": 80}, {"port": 80, "protocol": "UDP"}]);
-        stamp(&mut manifest);
+        stamp(&mut manifest, KEY);
         let mut fields = service_fields();
         fields["f:spec"]["f:ports"] = json!({"k:{\"port\":80,\"protocol\":\"TCP\"}": {".": {}, "f:port": {}},
             "k:{\"port\":80,\"protocol\":\"UDP\"}": {".": {}, "f:port": {}, "f:protocol": {}}});
         // `{port: 80}` fits both entries: not provable.
         assert!(!proven_unchanged(&manifest, &live(&manifest, fields.clone())));
         manifest["spec"]["ports"] = json!([{"port": 80, "protocol": "TCP"}, {"port": 80, "protocol": "UDP"}]);
-        stamp(&mut manifest);
+        stamp(&mut manifest, KEY);
         fields["f:spec"]["f:ports"]["k:{\"port\":80,\"protocol\":\"TCP\"}"]["f:protocol"] = json!({});
         assert!(proven_unchanged(&manifest, &live(&manifest, fields)));
         // Scalars in a set.
