@@ -164,19 +164,8 @@ pub async fn apply(
             }
         }
     }
-    for change in prunes {
-        let is_namespace = change.object.kind == "Namespace" && change.object.group.is_empty();
-        if !options.prune || (is_namespace && !options.prune_namespaces) {
-            report.kept.push(change.object.clone());
-            continue;
-        }
-        match prune_one(resources, change).await {
-            Ok(()) => report.pruned.push(change.object.clone()),
-            Err(message) => {
-                report.failure = Some((change.object.clone(), message));
-                return report;
-            }
-        }
+    if !prune_all(resources, &prunes, options, &mut report).await {
+        return report;
     }
     if options.wait_last
         && let Some(last) = last_phase
@@ -185,6 +174,51 @@ pub async fn apply(
         wait_for(resources, &waiting, options, progress, &mut report).await;
     }
     report
+}
+
+/// Prunes in the reverse of apply order (Namespaces and CRDs, which take their contents with them, last),
+/// the objects of one kind together, `concurrency` at a time. False (with the report saying why) when the
+/// server refused one: what was under way finishes, and nothing of a later kind is started.
+async fn prune_all(
+    resources: &Resources,
+    prunes: &[&Change],
+    options: ApplyOptions<'_>,
+    report: &mut ApplyReport,
+) -> bool {
+    let mut pruning = Vec::new();
+    for change in prunes.iter().copied() {
+        let is_namespace = change.object.kind == "Namespace" && change.object.group.is_empty();
+        if !options.prune || (is_namespace && !options.prune_namespaces) {
+            report.kept.push(change.object.clone());
+        } else {
+            pruning.push(change);
+        }
+    }
+    use futures::StreamExt;
+    pruning.sort_by_key(|c| std::cmp::Reverse(kind_rank(&c.object.kind)));
+    let mut done = 0;
+    for group in pruning.chunk_by(|a, b| kind_rank(&a.object.kind) == kind_rank(&b.object.kind)) {
+        done += group.len();
+        let results: Vec<(&Change, Result<(), String>)> = futures::stream::iter(group.iter().copied())
+            .map(|change| async move { (change, prune_one(resources, change).await) })
+            .buffer_unordered(options.concurrency.max(1))
+            .collect()
+            .await;
+        for (change, result) in results {
+            match result {
+                Ok(()) => report.pruned.push(change.object.clone()),
+                Err(message) if report.failure.is_none() => report.failure = Some((change.object.clone(), message)),
+                Err(_) => report.not_applied.push(change.object.clone()),
+            }
+        }
+        if report.failure.is_some() {
+            report
+                .not_applied
+                .extend(pruning[done..].iter().map(|c| c.object.clone()));
+            return false;
+        }
+    }
+    true
 }
 
 /// Waits for `changes`; false (with the report saying why) when one is not ready.
