@@ -223,7 +223,8 @@ impl Manifest {
         }
         // Namespaces and CRDs before every phase, then phase by phase, each in kind order: the order
         // apply takes them in, so the diff and a piped `kubectl apply` see it too.
-        objects.sort_by_key(|o| {
+        // The key reads annotations: computed once per object, not once per comparison.
+        objects.sort_by_cached_key(|o| {
             let first = matches!(o.kind(), "Namespace" | "CustomResourceDefinition");
             let phase = if first { i32::MIN } else { phase::phase(&o.value) };
             (phase, kinds::rank(o.kind()))
@@ -262,23 +263,45 @@ impl Manifest {
                     found.push((object.reference(), path.to_owned()));
                 }
             };
-            walk_strings(&object.value, "", &mut visit);
+            walk_strings(&object.value, &mut String::new(), &mut visit);
         }
         found
     }
 }
 
-fn walk_strings(value: &Json, path: &str, visit: &mut dyn FnMut(&str, &Json)) {
+/// Visits every scalar with its dotted path. The path is one buffer, grown and cut back on the way: a
+/// walk of thousands of objects allocates no string per node.
+fn walk_strings(value: &Json, path: &mut String, visit: &mut dyn FnMut(&str, &Json)) {
+    let depth = path.len();
     match value {
-        Json::Object(map) => map
-            .iter()
-            .for_each(|(k, v)| walk_strings(v, &crate::yaml::join_path(path, k), visit)),
-        Json::Array(items) => items
-            .iter()
-            .enumerate()
-            .for_each(|(i, v)| walk_strings(v, &format!("{path}[{i}]"), visit)),
+        Json::Object(map) => {
+            for (key, value) in map {
+                push_key(path, key);
+                walk_strings(value, path, visit);
+                path.truncate(depth);
+            }
+        }
+        Json::Array(items) => {
+            for (i, value) in items.iter().enumerate() {
+                push_index(path, i);
+                walk_strings(value, path, visit);
+                path.truncate(depth);
+            }
+        }
         other => visit(path, other),
     }
+}
+
+fn push_key(path: &mut String, key: &str) {
+    if !path.is_empty() {
+        path.push('.');
+    }
+    path.push_str(key);
+}
+
+fn push_index(path: &mut String, index: usize) {
+    use std::fmt::Write as _;
+    let _ = write!(path, "[{index}]");
 }
 
 /// Adds the objects of one document (a `List` holds several), or problems.
@@ -317,7 +340,12 @@ fn unpack(value: Json, source: &Source, objects: &mut Vec<Object>, problems: &mu
     if let Err(message) = check_object(&map) {
         return problem(message);
     }
-    if let Some(path) = map.iter().find_map(|(k, v)| find_beyond_int64(v, k)) {
+    let mut path = String::new();
+    if map.iter().any(|(k, v)| {
+        path.clear();
+        path.push_str(k);
+        find_beyond_int64(v, &mut path)
+    }) {
         return problem(format!(
             "the integer at {path} is beyond the int64 range Kubernetes stores; quote it to keep it as a string"
         ));
@@ -423,17 +451,25 @@ fn is_api_version(text: &str) -> bool {
 }
 
 /// The path of the first integer above `i64::MAX`, which the API server would turn into a float.
-fn find_beyond_int64(value: &Json, path: &str) -> Option<String> {
+fn find_beyond_int64(value: &Json, path: &mut String) -> bool {
+    let depth = path.len();
     match value {
-        Json::Number(n) if n.is_u64() && n.as_i64().is_none() => Some(path.to_owned()),
-        Json::Array(items) => items
-            .iter()
-            .enumerate()
-            .find_map(|(i, v)| find_beyond_int64(v, &format!("{path}[{i}]"))),
-        Json::Object(map) => map
-            .iter()
-            .find_map(|(k, v)| find_beyond_int64(v, &crate::yaml::join_path(path, k))),
-        _ => None,
+        Json::Number(n) => n.is_u64() && n.as_i64().is_none(),
+        Json::Array(items) => items.iter().enumerate().any(|(i, v)| {
+            push_index(path, i);
+            find_beyond_int64(v, path) || {
+                path.truncate(depth);
+                false
+            }
+        }),
+        Json::Object(map) => map.iter().any(|(k, v)| {
+            push_key(path, k);
+            find_beyond_int64(v, path) || {
+                path.truncate(depth);
+                false
+            }
+        }),
+        _ => false,
     }
 }
 
@@ -547,14 +583,38 @@ mod tests {
     }
 
     #[test]
+    fn secret_placements_name_the_path_of_each_place() {
+        let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+            "spec": {"containers": [{"name": "a", "env": [{"name": "X", "value": "open"}, {"name": "Y", "value": "s3cret"}]}]}});
+        let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s", "labels": {"k": "s3cret"}},
+            "stringData": {"k": "s3cret"}});
+        let manifest = Manifest::from_documents(vec![doc(pod, 1), doc(secret, 2)], None).unwrap();
+        let mut found: Vec<String> = manifest
+            .secret_placements(&|text| text == "s3cret")
+            .into_iter()
+            .map(|(object, path)| format!("{}/{} {path}", object.kind, object.name))
+            .collect();
+        found.sort();
+        assert_eq!(
+            found,
+            ["Pod/p spec.containers[0].env[1].value", "Secret/s metadata.labels.k"]
+        );
+    }
+
+    #[test]
     fn integers_beyond_int64_are_refused() {
-        let big =
-            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a", "annotations": {"n": u64::MAX}}});
+        let big = json!({"apiVersion": "example.com/v1", "kind": "Thing", "metadata": {"name": "a"}, "spec": {"n": u64::MAX}});
         let Err(ManifestError::Invalid(problems)) = Manifest::from_documents(vec![doc(big, 1)], None) else {
             panic!()
         };
+        assert!(problems[0].message.contains("at spec.n is"), "{}", problems[0].message);
+        let in_list = json!({"apiVersion": "example.com/v1", "kind": "Thing", "metadata": {"name": "a"},
+            "spec": {"ok": [1, 2], "list": [{"x": 1}, {"x": u64::MAX}]}});
+        let Err(ManifestError::Invalid(problems)) = Manifest::from_documents(vec![doc(in_list, 1)], None) else {
+            panic!()
+        };
         assert!(
-            problems[0].message.contains("metadata.annotations.n"),
+            problems[0].message.contains("at spec.list[1].x is"),
             "{}",
             problems[0].message
         );
