@@ -192,12 +192,17 @@ done > "$work/crds.yaml"
 k apply -f "$work/crds.yaml" > /dev/null
 k wait --for=condition=Established crd/widgets.bench.kdeploy.dev crd/gadgets.bench.kdeploy.dev > /dev/null
 
+allowlist=core/v1/ConfigMap,core/v1/Secret,core/v1/Service,core/v1/ServiceAccount
+allowlist=$allowlist,rbac.authorization.k8s.io/v1/Role,rbac.authorization.k8s.io/v1/RoleBinding
+allowlist=$allowlist,networking.k8s.io/v1/NetworkPolicy,policy/v1/PodDisruptionBudget
+allowlist=$allowlist,bench.kdeploy.dev/v1/Widget,bench.kdeploy.dev/v1/Gadget
 kinds300=configmap,service,deployment
 kinds5000=configmap,secret,service,serviceaccount,role,rolebinding,networkpolicy,poddisruptionbudget,widgets.bench.kdeploy.dev,gadgets.bench.kdeploy.dev
 
 # --- measuring ----------------------------------------------------------------------------------------
-results=$work/results.md
-: > "$results"
+# Each size's rows go to target/latency/SIZE.md, so a run of one size (SIZES=5000) joins an earlier
+# run of the other in the report, and what was measured survives a failure.
+mkdir -p "$repo/target/latency"
 # measure RUNS PREPARE COMMAND: runs COMMAND RUNS times (PREPARE before each, untimed); prints
 # "median min max peak_kib" (seconds).
 measure() {
@@ -234,6 +239,8 @@ empty() { # the objects of one tool's copy
 
 for size in $sizes; do
   p=$work/p$size
+  results=$repo/target/latency/$size.md
+  : > "$results"
   n=$runs; [ "$size" -lt 1000 ] || n=$big_runs
   kinds=$(eval echo "\$kinds$size")
   namespaces=1; [ "$size" -lt 1000 ] || namespaces=50
@@ -283,8 +290,15 @@ metadata: {name: $prefix-$i}
     row "diff (10% changed), $label" "$rtt" "kubectl diff --server-side" "$(measure "$n" "" "$kubectl diff --server-side -f $p/kc-changed.yaml")" "$ref"
     # Pruning a fifth of the objects (restored, untimed, before each run).
     r=$(measure "$n" "$kd_apply" "$kd_apply -v prune=true"); row "prune $pruned of $label" "$rtt" "kdeploy apply" "$r"; ref=$(cut -d' ' -f1 <<< "$r")
-    kc_prune="KUBECTL_APPLYSET=true $kubectl apply --server-side --prune --applyset=secret/bench-kc -n kc-0 -f"
-    row "prune $pruned of $label" "$rtt" "kubectl apply --server-side --prune (ApplySet)" \
+    # kubectl's ApplySet prune takes one namespace per invocation; across 50, only its label prune works.
+    if [ "$namespaces" -eq 1 ]; then
+      kc_prune="KUBECTL_APPLYSET=true $kubectl apply --server-side --prune --applyset=secret/bench-kc -n kc-0 -f"
+      how="ApplySet"
+    else
+      kc_prune="$kubectl apply --server-side --prune -l bench=kc --prune-allowlist=$allowlist -f"
+      how="label selector"
+    fi
+    row "prune $pruned of $label" "$rtt" "kubectl apply --server-side --prune ($how)" \
       "$(measure "$n" "$kc_prune $p/kc.yaml" "$kc_prune $p/kc-pruned.yaml")" "$ref"
     row "prune $pruned of $label" "$rtt" "helm upgrade" "$(measure "$n" "$hm_apply" "$tools/helm upgrade bench $p/chart-pruned -n hm-0")" "$ref"
     # Empty for the next distance.
@@ -293,16 +307,23 @@ metadata: {name: $prefix-$i}
     for prefix in kd kc hm; do sh -c "$(empty "$kinds" $prefix)" > /dev/null 2>&1; done
   done
   echo "latency.sh: $size objects done" >&2
+  {
+    echo "### $size objects (run on $(date -u +%Y-%m-%d), medians of $n run(s))"
+    echo
+    echo "| Workload | Round trip | Command | Median [s] | Min [s] | Max [s] | Peak [MiB] | kdeploy ÷ this |"
+    echo "|:---|---:|:---|---:|---:|---:|---:|---:|"
+    cat "$results"
+    echo
+  } > "$results.new"
+  mv "$results.new" "$results"
 done
 
 {
-  echo "Run on $(date -u +%Y-%m-%d) with \`RUNS=$runs BIG_RUNS=$big_runs benches/latency.sh\`: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, $(uname -sm)."
+  echo "Run with \`benches/latency.sh\` (\`RUNS\` runs at 300 objects, \`BIG_RUNS\` at 5,000): $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, $(uname -sm)."
   echo "kdeploy $("$kdeploy" --version | cut -d' ' -f2), kubectl and the control plane $("$kubectl" version --client -o json | jq -r .clientVersion.gitVersion), helm $("$tools/helm" version --short 2> /dev/null)."
   echo "Toxiproxy adds the latency each way; every client, kdeploy's too, goes through it."
   echo
-  echo "| Workload | Round trip | Command | Median [s] | Min [s] | Max [s] | Peak [MiB] | kdeploy ÷ this |"
-  echo "|:---|---:|:---|---:|---:|---:|---:|---:|"
-  cat "$results"
+  for size in 300 5000; do [ ! -f "$repo/target/latency/$size.md" ] || cat "$repo/target/latency/$size.md"; done
 } > "$repo/benches/results/latency.md"
 
 python3 "$repo/benches/replace_section.py" "$repo/BENCHMARKS.md" latency "$repo/benches/results/latency.md" \
