@@ -239,7 +239,7 @@ empty() { # the objects of one tool's copy
 
 for size in $sizes; do
   p=$work/p$size
-  results=$repo/target/latency/$size.md
+  results=$repo/target/latency/$size.md.partial
   : > "$results"
   n=$runs; [ "$size" -lt 1000 ] || n=$big_runs
   kinds=$(eval echo "\$kinds$size")
@@ -314,8 +314,8 @@ metadata: {name: $prefix-$i}
     echo "|:---|---:|:---|---:|---:|---:|---:|---:|"
     cat "$results"
     echo
-  } > "$results.new"
-  mv "$results.new" "$results"
+  } > "${results%.partial}"
+  rm "$results"
 done
 
 {
