@@ -6,6 +6,9 @@
 #
 #   benches/latency.sh                                  everything (about 40 minutes on 2 cores)
 #   SIZES=300 LATENCIES=10 RUNS=5 benches/latency.sh    one size, one distance
+#   BIG_PEERS=goal benches/latency.sh                   at 5,000 objects, only the peers the goal of
+#                                                       issue #14 compares with (kubectl diff and no-op
+#                                                       apply): helm and kubectl take minutes a command there
 #
 # Workloads, each at both sizes:
 #   300    objects in one namespace: 150 ConfigMaps, 100 Services, 50 Deployments
@@ -25,6 +28,7 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
 runs=${RUNS:-3}
 big_runs=${BIG_RUNS:-1}
+big_peers=${BIG_PEERS:-all}
 sizes=${SIZES:-300 5000}
 latencies=${LATENCIES:-0 10}
 
@@ -192,10 +196,14 @@ done > "$work/crds.yaml"
 k apply -f "$work/crds.yaml" > /dev/null
 k wait --for=condition=Established crd/widgets.bench.kdeploy.dev crd/gadgets.bench.kdeploy.dev > /dev/null
 
-allowlist=core/v1/ConfigMap,core/v1/Secret,core/v1/Service,core/v1/ServiceAccount
-allowlist=$allowlist,rbac.authorization.k8s.io/v1/Role,rbac.authorization.k8s.io/v1/RoleBinding
-allowlist=$allowlist,networking.k8s.io/v1/NetworkPolicy,policy/v1/PodDisruptionBudget
-allowlist=$allowlist,bench.kdeploy.dev/v1/Widget,bench.kdeploy.dev/v1/Gadget
+# kubectl takes one --prune-allowlist per kind.
+allowlist=""
+for gvk in core/v1/ConfigMap core/v1/Secret core/v1/Service core/v1/ServiceAccount rbac.authorization.k8s.io/v1/Role \
+  rbac.authorization.k8s.io/v1/RoleBinding networking.k8s.io/v1/NetworkPolicy policy/v1/PodDisruptionBudget \
+  bench.kdeploy.dev/v1/Widget bench.kdeploy.dev/v1/Gadget; do
+  allowlist="$allowlist,--prune-allowlist=$gvk"
+done
+allowlist=${allowlist#,}
 kinds300=configmap,service,deployment
 kinds5000=configmap,secret,service,serviceaccount,role,rolebinding,networkpolicy,poddisruptionbudget,widgets.bench.kdeploy.dev,gadgets.bench.kdeploy.dev
 
@@ -227,6 +235,8 @@ measure() {
 }
 # row WORKLOAD LATENCY LABEL RESULT [REFERENCE]: one table row; REFERENCE is kdeploy's median.
 row() {
+  # measure runs in a subshell: its failure shows here as an empty result.
+  [ -n "$4" ] || { echo "latency.sh: stopping: $3 failed" >&2; exit 1; }
   local ratio="1.00 (kdeploy)"
   read -r median min max peak <<< "$4"
   [ -z "${5:-}" ] || ratio=$(awk -v a="$5" -v b="$median" 'BEGIN { printf "%.3f", a / b }')
@@ -267,18 +277,24 @@ metadata: {name: $prefix-$i}
   kc_apply="$kubectl apply --server-side -f $p/kc.yaml"
   hm_apply="$tools/helm upgrade --install bench $p/chart-full -n hm-0"
   label="$objects objects"
+  all_peers=1
+  [ "$size" -lt 1000 ] || [ "$big_peers" = all ] || all_peers=0
   for latency in $latencies; do
     set_latency "$latency"
     rtt="$((2 * latency)) ms"
     # First apply, into empty namespaces.
     r=$(measure "$n" "$(empty "$kinds" kd)" "$kd_apply"); row "first apply, $label" "$rtt" "kdeploy apply" "$r"; ref=$(cut -d' ' -f1 <<< "$r")
-    row "first apply, $label" "$rtt" "kubectl apply --server-side" "$(measure "$n" "$(empty "$kinds" kc)" "$kc_apply")" "$ref"
-    row "first apply, $label" "$rtt" "helm upgrade --install" \
-      "$(measure "$n" "$tools/helm uninstall bench -n hm-0 --wait; $(empty "$kinds" hm)" "$hm_apply")" "$ref"
+    if [ "$all_peers" -eq 1 ]; then
+      row "first apply, $label" "$rtt" "kubectl apply --server-side" "$(measure "$n" "$(empty "$kinds" kc)" "$kc_apply")" "$ref"
+      row "first apply, $label" "$rtt" "helm upgrade --install" \
+        "$(measure "$n" "$tools/helm uninstall bench -n hm-0 --wait; $(empty "$kinds" hm)" "$hm_apply")" "$ref"
+    else
+      sh -c "$kc_apply" > /dev/null # kubectl's copy, for its no-op apply and diffs
+    fi
     # No-op apply.
     r=$(measure "$n" "" "$kd_apply"); row "no-op apply, $label" "$rtt" "kdeploy apply" "$r"; ref=$(cut -d' ' -f1 <<< "$r")
     row "no-op apply, $label" "$rtt" "kubectl apply --server-side" "$(measure "$n" "" "$kc_apply")" "$ref"
-    row "no-op apply, $label" "$rtt" "helm upgrade" "$(measure "$n" "" "$hm_apply")" "$ref"
+    [ "$all_peers" -eq 0 ] || row "no-op apply, $label" "$rtt" "helm upgrade" "$(measure "$n" "" "$hm_apply")" "$ref"
     # Diff, no change and 10% changed.
     r=$(measure "$n" "" "$kd diff -n kd-0 --applyset bench -v prefix=kd -v version=1"); row "diff (no change), $label" "$rtt" "kdeploy diff" "$r"; ref=$(cut -d' ' -f1 <<< "$r")
     row "diff (no change), $label" "$rtt" "kubectl diff --server-side" "$(measure "$n" "" "$kubectl diff --server-side -f $p/kc.yaml")" "$ref"
@@ -287,20 +303,22 @@ metadata: {name: $prefix-$i}
       row "diff (no change), $label" "$rtt" "floor: $objects dry runs at concurrency $c" "$(measure "$n" "" "$floor $p/kd.yaml kd-0 $c")" "$ref"
     done
     r=$(measure "$n" "" "$kd diff -n kd-0 --applyset bench -v prefix=kd -v version=2"); row "diff (10% changed), $label" "$rtt" "kdeploy diff" "$r"; ref=$(cut -d' ' -f1 <<< "$r")
-    row "diff (10% changed), $label" "$rtt" "kubectl diff --server-side" "$(measure "$n" "" "$kubectl diff --server-side -f $p/kc-changed.yaml")" "$ref"
+    [ "$all_peers" -eq 0 ] || row "diff (10% changed), $label" "$rtt" "kubectl diff --server-side" "$(measure "$n" "" "$kubectl diff --server-side -f $p/kc-changed.yaml")" "$ref"
     # Pruning a fifth of the objects (restored, untimed, before each run).
     r=$(measure "$n" "$kd_apply" "$kd_apply -v prune=true"); row "prune $pruned of $label" "$rtt" "kdeploy apply" "$r"; ref=$(cut -d' ' -f1 <<< "$r")
-    # kubectl's ApplySet prune takes one namespace per invocation; across 50, only its label prune works.
-    if [ "$namespaces" -eq 1 ]; then
-      kc_prune="KUBECTL_APPLYSET=true $kubectl apply --server-side --prune --applyset=secret/bench-kc -n kc-0 -f"
-      how="ApplySet"
-    else
-      kc_prune="$kubectl apply --server-side --prune -l bench=kc --prune-allowlist=$allowlist -f"
-      how="label selector"
+    if [ "$all_peers" -eq 1 ]; then
+      # kubectl's ApplySet prune takes one namespace per invocation; across 50, only its label prune works.
+      if [ "$namespaces" -eq 1 ]; then
+        kc_prune="KUBECTL_APPLYSET=true $kubectl apply --server-side --prune --applyset=secret/bench-kc -n kc-0 -f"
+        how="ApplySet"
+      else
+        kc_prune="$kubectl apply --server-side --prune -l bench=kc ${allowlist//,/ } -f"
+        how="label selector"
+      fi
+      row "prune $pruned of $label" "$rtt" "kubectl apply --server-side --prune ($how)" \
+        "$(measure "$n" "$kc_prune $p/kc.yaml" "$kc_prune $p/kc-pruned.yaml")" "$ref"
+      row "prune $pruned of $label" "$rtt" "helm upgrade" "$(measure "$n" "$hm_apply" "$tools/helm upgrade bench $p/chart-pruned -n hm-0")" "$ref"
     fi
-    row "prune $pruned of $label" "$rtt" "kubectl apply --server-side --prune ($how)" \
-      "$(measure "$n" "$kc_prune $p/kc.yaml" "$kc_prune $p/kc-pruned.yaml")" "$ref"
-    row "prune $pruned of $label" "$rtt" "helm upgrade" "$(measure "$n" "$hm_apply" "$tools/helm upgrade bench $p/chart-pruned -n hm-0")" "$ref"
     # Empty for the next distance.
     set_latency 0
     "$tools/helm" uninstall bench -n hm-0 --wait > /dev/null 2>&1 || true
