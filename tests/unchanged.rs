@@ -307,6 +307,19 @@ fn discovery_kept_on_disk_sees_crds_created_and_deleted_since() {
         command.env("KDEPLOY_CACHE_DIR", &cache_dir);
         run(&mut command)
     };
+    // An aggregated API whose backend never answers (as a broken metrics-server does) makes its group
+    // stale in discovery; that must not keep the rest from being kept.
+    let broken = unique_group("broken");
+    let apiservice = p.dir.path().join("apiservice.yaml");
+    std::fs::write(
+        &apiservice,
+        format!(
+            "apiVersion: apiregistration.k8s.io/v1\nkind: APIService\nmetadata: {{name: v1.{broken}}}\nspec: {{group: {broken}, version: v1, groupPriorityMinimum: 100, versionPriority: 100, insecureSkipTLSVerify: true, service: {{name: nowhere, namespace: default}}}}\n"
+        ),
+    )
+    .unwrap();
+    let _apiservice = DeleteOnDrop(p.cluster, "apiservice", vec![format!("v1.{broken}")]);
+    p.cluster.kubectl_ok(&["apply", "-f", apiservice.to_str().unwrap()]);
     // A first run keeps the server's discovery on disk.
     p.write(
         "manifests/cm.yaml",

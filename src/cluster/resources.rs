@@ -245,15 +245,9 @@ impl Resources {
             return Ok(None);
         }
         let catalogue = Catalogue::build(&core, &groups);
-        // An aggregated API server that did not answer makes its group stale: not worth keeping.
-        let stale = groups
-            .items
-            .iter()
-            .flat_map(|g| &g.versions)
-            .any(|v| v.freshness.as_deref() == Some("Stale"));
-        if !stale {
-            self.write_disk(core, groups);
-        }
+        // Kept even when an aggregated API server did not answer (its group is marked stale; a broken
+        // metrics-server is common): a kind missing from it, or a 404, makes the next run ask again.
+        self.write_disk(core, groups);
         Ok(Some(catalogue))
     }
 
