@@ -5,13 +5,15 @@
 //! source (templates rendered by [`template`], plain YAML, kustomize, Helm charts, pinned URLs) into
 //! YAML documents, [`manifest`] turns those into patched, validated, ordered Kubernetes objects, and
 //! [`cluster`] diffs and applies them.
-//! [`yaml`] is the data model they share and [`diagnostic`] the way they report errors.
+//! [`yaml`] is the data model they share, [`diagnostic`] the way they report errors, and [`parallel`]
+//! spreads the per-object work of large manifests over the cores.
 
 pub mod cli;
 pub mod cluster;
 pub mod commands;
 pub mod diagnostic;
 pub mod manifest;
+pub mod parallel;
 pub mod project;
 pub mod source;
 pub mod template;

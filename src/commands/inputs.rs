@@ -224,7 +224,12 @@ impl Inputs {
                 ui::note(&note);
             }
         }
-        for (object, path) in manifest.secret_placements(&|text| redactor.contains_secret(text)) {
+        let placements = if redactor.is_empty() {
+            Vec::new()
+        } else {
+            manifest.secret_placements(&|text| redactor.contains_secret(text))
+        };
+        for (object, path) in placements {
             ui::warn(&format!(
                 "a vault value lands in {} at {path}; outside a Secret's data or stringData it is stored and shown in plain text",
                 object

@@ -22,5 +22,9 @@ pub fn run(args: &RenderArgs) -> anyhow::Result<ExitCode> {
         OutputFormat::Json => rendered.manifest.to_json(),
     };
     super::write_stdout(&text)?;
+    // The process ends next: freeing every object tree one by one would only delay the exit (tens of
+    // milliseconds at 10,000 objects), so the memory goes back with the process instead.
+    std::mem::forget(rendered);
+    std::mem::forget(text);
     Ok(ExitCode::SUCCESS)
 }

@@ -313,7 +313,7 @@ fn parse_yaml_value(text: &str) -> anyhow::Result<Tree> {
     if documents.len() != 1 {
         bail!("the value must be one YAML document");
     }
-    let json = documents.remove(0).root.to_json().map_err(|e| anyhow!("{e}"))?;
+    let json = documents.remove(0).root.into_json().map_err(|e| anyhow!("{e}"))?;
     Tree::from_json(&json).map_err(|e| anyhow!("{e}"))
 }
 

@@ -26,53 +26,48 @@ type ConfigRef = (&'static str, String);
 /// Adds the checksum annotations to every workload's pod template; returns notes about Secrets that
 /// could not be covered.
 pub fn annotate(objects: &mut [Object], secret_key: Option<&[u8]>) -> Vec<String> {
-    let mut contents: HashMap<(Option<String>, &'static str, String), Vec<u8>> = HashMap::new();
-    for object in objects.iter() {
-        let kind = match (object.group(), object.kind()) {
-            ("", "ConfigMap") => "ConfigMap",
-            ("", "Secret") => "Secret",
-            _ => continue,
-        };
-        let key = (object.namespace().map(str::to_owned), kind, object.name().to_owned());
-        contents.insert(key, canonical_content(&object.value));
+    // What each workload uses, read on every core; most manifests stop here, with nothing used.
+    let uses = crate::parallel::map(objects, uses_of);
+    if uses.iter().all(BTreeSet::is_empty) {
+        return Vec::new();
     }
+    // Then the configs by name; only those a workload uses are read and digested.
+    let configs: HashMap<ConfigKey<'_>, &Json> = objects
+        .iter()
+        .filter_map(|object| {
+            let kind = match (object.group(), object.kind()) {
+                ("", "ConfigMap") => "ConfigMap",
+                ("", "Secret") => "Secret",
+                _ => return None,
+            };
+            Some(((object.namespace(), kind, object.name()), &object.value))
+        })
+        .collect();
+    let planned: Vec<Option<Planned>> = objects
+        .iter()
+        .zip(uses)
+        .map(|(object, uses)| (!uses.is_empty()).then(|| plan(object, uses, &configs, secret_key)))
+        .collect();
+    drop(configs);
     let mut notes = Vec::new();
-    if contents.is_empty() {
-        return notes;
-    }
-    for object in objects.iter_mut() {
-        let Some(pointer) = pod_template_pointer(object.group(), object.kind()) else {
+    for (object, planned) in objects.iter_mut().zip(planned) {
+        let Some(Planned {
+            annotations,
+            notes: found,
+        }) = planned
+        else {
             continue;
         };
-        if object.value["metadata"]["annotations"][OPT_OUT_ANNOTATION] == "false" {
-            continue;
-        }
-        let namespace = object.namespace().map(str::to_owned);
-        let workload = object.reference();
-        let Some(template) = object.value.pointer_mut(pointer) else {
-            continue;
-        };
-        let mut annotations = Vec::new();
-        for (kind, name) in references(&template["spec"]) {
-            let Some(content) = contents.get(&(namespace.clone(), kind, name.clone())) else {
-                continue; // not this manifest's: its content is unknown
-            };
-            let digest = match (kind, secret_key) {
-                ("Secret", Some(key)) => keyed_digest(key, content),
-                ("Secret", None) => {
-                    notes.push(format!(
-                        "{workload} uses Secret/{name}, whose changes do not roll its pods: the project has no vault \
-                         to key the Secret's checksum (kdeploy vault init makes one)"
-                    ));
-                    continue;
-                }
-                _ => crate::source::hex(&Sha256::digest(content)[..16]),
-            };
-            annotations.push((annotation_name(kind, &name), digest));
-        }
+        notes.extend(found);
         if annotations.is_empty() {
             continue;
         }
+        let Some(pointer) = pod_template_pointer(object.group(), object.kind()) else {
+            continue;
+        };
+        let Some(template) = object.value.pointer_mut(pointer) else {
+            continue;
+        };
         let metadata = template
             .as_object_mut()
             .map(|t| t.entry("metadata").or_insert_with(|| Json::Object(Map::new())));
@@ -89,6 +84,61 @@ pub fn annotate(objects: &mut [Object], secret_key: Option<&[u8]>) -> Vec<String
         }
     }
     notes
+}
+
+/// A config by (namespace, "ConfigMap" | "Secret", name).
+type ConfigKey<'a> = (Option<&'a str>, &'static str, &'a str);
+
+/// The annotations one workload gets, and what could not be covered.
+struct Planned {
+    annotations: Vec<(String, String)>,
+    notes: Vec<String>,
+}
+
+/// The configs a workload's pod template uses; none for other objects and for workloads that opt out.
+fn uses_of(object: &Object) -> BTreeSet<ConfigRef> {
+    let Some(pointer) = pod_template_pointer(object.group(), object.kind()) else {
+        return BTreeSet::new();
+    };
+    if object.value["metadata"]["annotations"][OPT_OUT_ANNOTATION] == "false" {
+        return BTreeSet::new();
+    }
+    object
+        .value
+        .pointer(pointer)
+        .map_or_else(BTreeSet::new, |template| references(&template["spec"]))
+}
+
+fn plan(
+    object: &Object,
+    uses: BTreeSet<ConfigRef>,
+    configs: &HashMap<ConfigKey<'_>, &Json>,
+    secret_key: Option<&[u8]>,
+) -> Planned {
+    let mut planned = Planned {
+        annotations: Vec::new(),
+        notes: Vec::new(),
+    };
+    for (kind, name) in uses {
+        let Some(config) = configs.get(&(object.namespace(), kind, name.as_str())) else {
+            continue; // not this manifest's: its content is unknown
+        };
+        let content = canonical_content(config);
+        let digest = match (kind, secret_key) {
+            ("Secret", Some(key)) => keyed_digest(key, &content),
+            ("Secret", None) => {
+                planned.notes.push(format!(
+                    "{} uses Secret/{name}, whose changes do not roll its pods: the project has no vault \
+                     to key the Secret's checksum (kdeploy vault init makes one)",
+                    object.reference()
+                ));
+                continue;
+            }
+            _ => crate::source::hex(&Sha256::digest(&content)[..16]),
+        };
+        planned.annotations.push((annotation_name(kind, &name), digest));
+    }
+    planned
 }
 
 /// Where a kind keeps its pod template, as a JSON pointer.

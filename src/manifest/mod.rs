@@ -15,14 +15,14 @@ pub mod phase;
 pub use kinds::rank as kind_rank;
 pub use patch::{Patch, PatchOperation, PatchTarget, Shaping};
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::PathBuf;
 
 use serde_json::{Map, Value as Json};
 
 use crate::template::RenderedDocument;
-use crate::yaml::emit::{EmitError, to_yaml_stream};
+use crate::yaml::emit::{EmitError, to_yaml};
 
 /// Where an object came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,6 +116,18 @@ fn set_namespace(object: &mut Json, namespace: &str) {
     }
 }
 
+/// A hash of what identifies an object in a cluster: group, kind, namespace and name.
+fn identity_hash(object: &Object) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    (object.group(), object.kind(), object.namespace(), object.name()).hash(&mut hasher);
+    hasher.finish()
+}
+
+fn same_identity(a: &Object, b: &Object) -> bool {
+    (a.group(), a.kind(), a.namespace(), a.name()) == (b.group(), b.kind(), b.namespace(), b.name())
+}
+
 fn group_of(api_version: &str) -> &str {
     api_version.rsplit_once('/').map_or("", |(group, _)| group)
 }
@@ -169,10 +181,8 @@ impl Manifest {
         default_namespace: Option<&str>,
         shaping: &Shaping,
     ) -> Result<Manifest, ManifestError> {
-        let mut problems = Vec::new();
-        let mut objects = Vec::new();
-        let mut source_namespaces: Vec<Option<String>> = Vec::new();
-        for document in documents {
+        // Each document is read, checked and placed on its own: on every core, in order.
+        let unpacked = crate::parallel::map_owned(documents, |document| {
             let source = Source {
                 template: document.template,
                 document: document.index,
@@ -180,15 +190,28 @@ impl Manifest {
                 rendered: document.rendered,
                 source: document.source,
             };
+            let mut objects = Vec::new();
+            let mut problems = Vec::new();
             unpack(document.value, &source, &mut objects, &mut problems);
-            source_namespaces.resize(objects.len(), document.namespace);
+            (objects, problems, document.namespace)
+        });
+        let mut problems = Vec::new();
+        let mut objects = Vec::new();
+        let mut source_namespaces: Vec<Option<String>> = Vec::new();
+        for (found, trouble, namespace) in unpacked {
+            source_namespaces.resize(objects.len() + found.len(), namespace);
+            objects.extend(found);
+            problems.extend(trouble);
         }
         let custom_cluster_scoped = cluster_scoped_custom_kinds(&objects);
-        for (object, source_namespace) in objects.iter_mut().zip(&source_namespaces) {
+        let mut placed: Vec<(&mut Object, Option<String>)> = objects.iter_mut().zip(source_namespaces).collect();
+        let misplaced = crate::parallel::map_mut(&mut placed, |(object, source_namespace)| {
             let cluster_scoped = kinds::is_builtin_cluster_scoped(object.group(), object.kind())
-                || custom_cluster_scoped.contains(&(object.group().to_owned(), object.kind().to_owned()));
+                || custom_cluster_scoped
+                    .iter()
+                    .any(|(group, kind)| group == object.group() && kind == object.kind());
             if cluster_scoped && object.namespace().is_some() {
-                problems.push(Problem {
+                return Some(Problem {
                     source: object.source.clone(),
                     message: format!("{} is cluster-scoped but sets metadata.namespace", object.reference()),
                 });
@@ -199,22 +222,62 @@ impl Manifest {
             {
                 set_namespace(&mut object.value, namespace);
             }
-        }
+            None
+        });
+        problems.extend(misplaced.into_iter().flatten());
         problems.extend(shaping.apply(&mut objects));
-        for object in &objects {
-            if let Err(message) = phase::phase_of(&object.value) {
+        // What ordering and the check for repeats need, read on every core: each object's phase and
+        // kind rank, and a hash of its identity (group, kind, namespace, name).
+        let keys = crate::parallel::map(&objects, |object| {
+            let first = matches!(object.kind(), "Namespace" | "CustomResourceDefinition");
+            let phase = phase::phase_of(&object.value);
+            let order = (
+                if first {
+                    i32::MIN
+                } else {
+                    *phase.as_ref().unwrap_or(&phase::MAIN)
+                },
+                kinds::rank(object.kind()),
+            );
+            (order, identity_hash(object), phase.err())
+        });
+        for (object, (_, _, bad_phase)) in objects.iter().zip(&keys) {
+            if let Some(message) = bad_phase {
                 problems.push(Problem {
                     source: object.source.clone(),
                     message: format!("{}: {message}", object.reference()),
                 });
             }
         }
-        let mut seen: HashMap<ObjectRef, Source> = HashMap::new();
-        for object in &objects {
-            if let Some(first) = seen.insert(object.reference(), object.source.clone()) {
+        // Objects are compared only where their hashes meet: a repeat, or (in theory) a collision,
+        // which falls back to comparing with every earlier object.
+        let mut first_with_hash: HashMap<u64, usize> = HashMap::with_capacity(objects.len());
+        for (index, (_, hash, _)) in keys.iter().enumerate() {
+            let object = &objects[index];
+            let first = match first_with_hash.entry(*hash) {
+                std::collections::hash_map::Entry::Vacant(vacant) => {
+                    vacant.insert(index);
+                    None
+                }
+                std::collections::hash_map::Entry::Occupied(occupied) => {
+                    let candidate = *occupied.get();
+                    if same_identity(&objects[candidate], object) {
+                        Some(candidate)
+                    } else {
+                        objects[..index]
+                            .iter()
+                            .position(|earlier| same_identity(earlier, object))
+                    }
+                }
+            };
+            if let Some(first) = first {
                 problems.push(Problem {
                     source: object.source.clone(),
-                    message: format!("{} is defined twice; first in {first}", object.reference()),
+                    message: format!(
+                        "{} is defined twice; first in {}",
+                        object.reference(),
+                        objects[first].source
+                    ),
                 });
             }
         }
@@ -222,19 +285,25 @@ impl Manifest {
             return Err(ManifestError::Invalid(problems));
         }
         // Namespaces and CRDs before every phase, then phase by phase, each in kind order: the order
-        // apply takes them in, so the diff and a piped `kubectl apply` see it too.
-        // The key reads annotations: computed once per object, not once per comparison.
-        objects.sort_by_cached_key(|o| {
-            let first = matches!(o.kind(), "Namespace" | "CustomResourceDefinition");
-            let phase = if first { i32::MIN } else { phase::phase(&o.value) };
-            (phase, kinds::rank(o.kind()))
-        });
+        // apply takes them in, so the diff and a piped `kubectl apply` see it too. Stable, so objects
+        // of one kind keep the order they were written in.
+        let mut ordered: Vec<((i32, usize), Object)> =
+            keys.into_iter().map(|(order, _, _)| order).zip(objects).collect();
+        ordered.sort_by_key(|(order, _)| *order);
+        let objects = ordered.into_iter().map(|(_, object)| object).collect();
         Ok(Manifest { objects })
     }
 
     /// A YAML stream, one document an object.
     pub fn to_yaml(&self) -> Result<String, ManifestError> {
-        Ok(to_yaml_stream(self.objects.iter().map(|o| &o.value))?)
+        // Each document is written on its own, on every core, and joined in order.
+        let documents = crate::parallel::map(&self.objects, |o| to_yaml(&o.value));
+        let mut text = String::with_capacity(documents.iter().flatten().map(|d| d.len() + 4).sum());
+        for document in documents {
+            text.push_str("---\n");
+            text.push_str(&document?);
+        }
+        Ok(text)
     }
 
     /// A `v1` `List` holding every object, as kubectl writes and reads it.
@@ -253,9 +322,9 @@ impl Manifest {
 impl Manifest {
     /// Where a string for which `is_secret` holds appears outside a Secret's `data` or `stringData`:
     /// (object, dotted path).
-    pub fn secret_placements(&self, is_secret: &dyn Fn(&str) -> bool) -> Vec<(ObjectRef, String)> {
-        let mut found = Vec::new();
-        for object in &self.objects {
+    pub fn secret_placements(&self, is_secret: &(dyn Fn(&str) -> bool + Sync)) -> Vec<(ObjectRef, String)> {
+        let per_object = crate::parallel::map(&self.objects, |object| {
+            let mut found = Vec::new();
             let in_secret = object.kind() == "Secret" && object.group().is_empty();
             let mut visit = |path: &str, value: &Json| {
                 let allowed = in_secret && (path.starts_with("data.") || path.starts_with("stringData."));
@@ -264,8 +333,9 @@ impl Manifest {
                 }
             };
             walk_strings(&object.value, &mut String::new(), &mut visit);
-        }
-        found
+            found
+        });
+        per_object.into_iter().flatten().collect()
     }
 }
 
@@ -485,7 +555,7 @@ fn describe(value: &Json) -> &'static str {
 }
 
 /// Kinds that CRDs in the manifest define as cluster-scoped: (group, kind).
-fn cluster_scoped_custom_kinds(objects: &[Object]) -> HashSet<(String, String)> {
+fn cluster_scoped_custom_kinds(objects: &[Object]) -> Vec<(String, String)> {
     objects
         .iter()
         .filter(|o| o.kind() == "CustomResourceDefinition" && o.group() == "apiextensions.k8s.io")
@@ -580,6 +650,44 @@ mod tests {
             messages[3].starts_with("4: ConfigMap/dup is defined twice; first in t.yaml (document 3"),
             "{messages:?}"
         );
+    }
+
+    #[test]
+    fn only_the_same_group_kind_namespace_and_name_is_a_repeat() {
+        let in_namespace = |ns: &str, name: &str| json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": ns}});
+        let distinct = vec![
+            doc(in_namespace("a", "x"), 1),
+            doc(in_namespace("b", "x"), 2),
+            doc(object("Secret", "x"), 3),
+            doc(
+                json!({"apiVersion": "other.example/v1", "kind": "ConfigMap", "metadata": {"name": "x", "namespace": "a"}}),
+                4,
+            ),
+        ];
+        assert_eq!(Manifest::from_documents(distinct, None).unwrap().objects.len(), 4);
+        // A large manifest, so the check runs on several threads: three copies give two problems,
+        // each naming the first.
+        let mut many: Vec<RenderedDocument> = (0..1000)
+            .map(|i| doc(in_namespace("a", &format!("c{i}")), i + 1))
+            .collect();
+        many.push(doc(in_namespace("a", "c500"), 1001));
+        many.push(doc(in_namespace("a", "c500"), 1002));
+        let Err(ManifestError::Invalid(problems)) = Manifest::from_documents(many, None) else {
+            panic!("repeats were not found")
+        };
+        let messages: Vec<String> = problems
+            .iter()
+            .map(|p| format!("{}: {}", p.source.document, p.message))
+            .collect();
+        assert_eq!(messages.len(), 2, "{messages:?}");
+        for (message, document) in messages.iter().zip([1001, 1002]) {
+            assert!(
+                message.starts_with(&format!(
+                    "{document}: ConfigMap/c500 (namespace a) is defined twice; first in t.yaml (document 501"
+                )),
+                "{message}"
+            );
+        }
     }
 
     #[test]

@@ -182,13 +182,22 @@ pub fn render_all(specs: &[SourceSpec], context: &SourceContext<'_>) -> Result<R
         if let Some(output) = outputs[first].as_mut() {
             output.warnings = rendered.warnings;
         }
+        // Documents come template by template: the owner is found once per template.
+        let mut owner_of_last: Option<(PathBuf, usize)> = None;
         for document in rendered.documents {
-            // The most specific root holding the template is its source.
-            let owner = template_roots
-                .iter()
-                .filter(|(_, root)| document.template.starts_with(root))
-                .max_by_key(|(_, root)| root.as_os_str().len())
-                .map_or(first, |(i, _)| *i);
+            let owner = match &owner_of_last {
+                Some((template, owner)) if *template == document.template => *owner,
+                _ => {
+                    // The most specific root holding the template is its source.
+                    let owner = template_roots
+                        .iter()
+                        .filter(|(_, root)| document.template.starts_with(root))
+                        .max_by_key(|(_, root)| root.as_os_str().len())
+                        .map_or(first, |(i, _)| *i);
+                    owner_of_last = Some((document.template.clone(), owner));
+                    owner
+                }
+            };
             if let Some(output) = outputs[owner].as_mut() {
                 output.documents.push(document);
             }

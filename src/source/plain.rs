@@ -74,7 +74,7 @@ pub fn parse(label: &Path, text: &str, rendered: bool) -> Result<Vec<RenderedDoc
         .into_iter()
         .enumerate()
         .map(|(i, document)| {
-            let value = document.root.to_json().map_err(|e| error(e.mark, &e.to_string()))?;
+            let value = document.root.into_json().map_err(|e| error(e.mark, &e.to_string()))?;
             Ok(RenderedDocument {
                 template: label.to_path_buf(),
                 index: i + 1,

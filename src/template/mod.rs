@@ -284,7 +284,7 @@ impl TemplateSet {
             .map(|(i, document)| {
                 let value = document
                     .root
-                    .to_json()
+                    .into_json()
                     .map_err(|e| output_error(&file.path, &text, e.mark, &e.to_string()))?;
                 Ok(RenderedDocument {
                     template: file.path.clone(),

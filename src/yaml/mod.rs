@@ -110,6 +110,22 @@ impl Node {
         })
     }
 
+    /// The tree as JSON, taking it: strings and keys move instead of being copied.
+    pub fn into_json(self) -> Result<Json, NonFiniteFloat> {
+        Ok(match self.value {
+            NodeValue::Scalar(Scalar::String(s)) => Json::String(s),
+            NodeValue::Scalar(scalar) => scalar_to_json(&scalar, self.mark)?,
+            NodeValue::Seq(items) => Json::Array(items.into_iter().map(Node::into_json).collect::<Result<_, _>>()?),
+            NodeValue::Map(map) => {
+                let mut object = serde_json::Map::with_capacity(map.len());
+                for (key, entry) in map {
+                    object.insert(key, entry.value.into_json()?);
+                }
+                Json::Object(object)
+            }
+        })
+    }
+
     pub fn is_null(&self) -> bool {
         matches!(self.value, NodeValue::Scalar(Scalar::Null))
     }

@@ -390,9 +390,10 @@ impl Builder<'_, '_> {
                 ..
             } => match pending_key.take() {
                 None => {
+                    let mark = node.mark;
                     *pending_key = Some(PendingKey {
-                        text: key_text(&node)?,
-                        mark: node.mark,
+                        text: key_text(node)?,
+                        mark,
                         is_merge: is_merge_key,
                     });
                 }
@@ -404,18 +405,29 @@ impl Builder<'_, '_> {
                     mark: key_mark,
                     ..
                 }) => {
+                    let entry = Entry { key_mark, value: node };
                     if let Some(position) = merged.iter().position(|k| *k == key) {
                         merged.remove(position);
-                    } else if let Some(previous) = entries.get(&key) {
-                        return Err(ParseError::new(
-                            format!(
-                                "duplicate key `{key}` (first defined at line {}, column {})",
-                                previous.key_mark.line, previous.key_mark.column
-                            ),
-                            key_mark,
-                        ));
+                        entries.insert(key, entry);
+                    } else {
+                        match entries.entry(key) {
+                            indexmap::map::Entry::Vacant(vacant) => {
+                                vacant.insert(entry);
+                            }
+                            indexmap::map::Entry::Occupied(previous) => {
+                                let first = previous.get().key_mark;
+                                return Err(ParseError::new(
+                                    format!(
+                                        "duplicate key `{}` (first defined at line {}, column {})",
+                                        previous.key(),
+                                        first.line,
+                                        first.column
+                                    ),
+                                    key_mark,
+                                ));
+                            }
+                        }
                     }
-                    entries.insert(key, Entry { key_mark, value: node });
                 }
             },
         }
@@ -477,9 +489,9 @@ fn merge_into(entries: &mut Mapping, merged: &mut Vec<String>, node: Node, mark:
     Ok(())
 }
 
-fn key_text(node: &Node) -> Result<String, ParseError> {
-    match &node.value {
-        NodeValue::Scalar(Scalar::String(s)) => Ok(s.clone()),
+fn key_text(node: Node) -> Result<String, ParseError> {
+    match node.value {
+        NodeValue::Scalar(Scalar::String(s)) => Ok(s),
         NodeValue::Scalar(Scalar::Null) => Err(ParseError::new(
             "a mapping key is empty or null; write the key, or quote it (\"null\") if you mean the word",
             node.mark,
@@ -558,7 +570,7 @@ mod tests {
 
     fn parse(text: &str) -> Result<Vec<serde_json::Value>, ParseError> {
         let docs = parse_stream(text, &mut |_| Ok(None))?;
-        Ok(docs.into_iter().map(|d| d.root.to_json().unwrap()).collect())
+        Ok(docs.into_iter().map(|d| d.root.into_json().unwrap()).collect())
     }
 
     #[test]
