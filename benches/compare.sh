@@ -26,14 +26,8 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
 runs=${RUNS:-10}
 
-need=()
-command -v hyperfine > /dev/null || need+=(hyperfine)
-command -v jq > /dev/null || need+=(jq)
-[ -x /usr/bin/time ] || need+=(time)
-if [ ${#need[@]} -gt 0 ]; then
-  sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
-  $sudo apt-get install -y -qq "${need[@]}" > /dev/null
-fi
+. "$repo/benches/need.sh"
+need hyperfine jq time
 cargo build --release --quiet
 cargo build --release --quiet --example yaml-floor --example dry-run-floor
 kdeploy=$repo/target/release/kdeploy

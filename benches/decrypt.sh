@@ -8,10 +8,8 @@
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 runs=${RUNS:-30}
-command -v hyperfine > /dev/null || {
-  sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
-  $sudo apt-get install -y -qq hyperfine > /dev/null
-}
+. "$repo/benches/need.sh"
+need hyperfine
 kdeploy=${KDEPLOY:-}
 if [ -z "$kdeploy" ]; then
   (cd "$repo" && cargo build --release --quiet)

@@ -32,14 +32,8 @@ big_peers=${BIG_PEERS:-all}
 sizes=${SIZES:-300 5000}
 latencies=${LATENCIES:-0 10}
 
-need=()
-command -v jq > /dev/null || need+=(jq)
-command -v curl > /dev/null || need+=(curl)
-[ -x /usr/bin/time ] || need+=(time)
-if [ ${#need[@]} -gt 0 ]; then
-  sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
-  $sudo apt-get install -y -qq "${need[@]}" > /dev/null
-fi
+. "$repo/benches/need.sh"
+need jq curl time
 cargo build --release --quiet
 cargo build --release --quiet --example dry-run-floor
 kdeploy=$repo/target/release/kdeploy

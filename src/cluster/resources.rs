@@ -183,13 +183,7 @@ impl Resources {
         {
             let mut state = self.catalogue.lock().await;
             if !state.fresh && !state.unsupported {
-                match self.fetch().await? {
-                    Some(catalogue) => {
-                        state.catalogue = Some(Arc::new(catalogue));
-                        state.fresh = true;
-                    }
-                    None => state.unsupported = true,
-                }
+                self.refresh(&mut state).await?;
             }
         }
         self.by_gvk.lock().await.clear();
@@ -212,18 +206,23 @@ impl Resources {
         if state.catalogue.is_some() && state.fresh {
             return Ok(Some(None));
         }
+        self.refresh(&mut state).await?;
+        if state.unsupported {
+            return Ok(None);
+        }
+        Ok(state.catalogue.as_deref().map(find))
+    }
+
+    /// Fetches the catalogue afresh into `state`, or marks aggregated discovery unsupported.
+    async fn refresh(&self, state: &mut CatalogueState) -> Result<(), ClusterError> {
         match self.fetch().await? {
             Some(catalogue) => {
-                let found = find(&catalogue);
                 state.catalogue = Some(Arc::new(catalogue));
                 state.fresh = true;
-                Ok(Some(found))
             }
-            None => {
-                state.unsupported = true;
-                Ok(None)
-            }
+            None => state.unsupported = true,
         }
+        Ok(())
     }
 
     /// Fetches aggregated discovery (both documents at once) and keeps it on disk; `None` when the

@@ -44,45 +44,53 @@ pub fn recorded(object: &Json) -> Option<&str> {
 /// whoever may read the object's annotations but not that key.
 pub fn digest(object: &Json, key: &[u8]) -> String {
     let mut buffer = Vec::with_capacity(1024);
-    write_canonical(object, &[], &mut buffer);
+    write_canonical(object, Place::Top, &mut buffer);
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
     mac.update(&buffer);
     format!("hmac-sha256:{}", crate::source::hex(&mac.finalize().into_bytes()[..16]))
 }
 
-/// Writes `value` as JSON with sorted keys, leaving out what [`digest`] excludes. `path` is the keys
-/// above `value`.
-fn write_canonical(value: &Json, path: &[&str], out: &mut Vec<u8>) {
+/// Where a map sits, as far as [`digest`]'s exclusions care.
+#[derive(Clone, Copy, PartialEq)]
+enum Place {
+    Top,
+    Metadata,
+    Annotations,
+    Elsewhere,
+}
+
+/// Writes `value` as compact JSON with sorted keys, leaving out what [`digest`] excludes. The form is
+/// recorded in clusters (as digests), so it must never change: see the test that pins it.
+fn write_canonical(value: &Json, place: Place, out: &mut Vec<u8>) {
     match value {
         Json::Object(map) => {
-            let mut keys: Vec<&String> = map
-                .keys()
-                .filter(|key| {
-                    let only_the_digest = || {
-                        map[key.as_str()]
-                            .as_object()
-                            .is_some_and(|a| a.keys().all(|k| k == DIGEST_ANNOTATION))
-                    };
-                    let excluded = match (path, key.as_str()) {
-                        (["metadata"], "namespace") | (["metadata", "annotations"], DIGEST_ANNOTATION) => true,
+            let mut entries: Vec<(&String, &Json)> = map
+                .iter()
+                .filter(|(key, value)| {
+                    !match (place, key.as_str()) {
+                        (Place::Metadata, "namespace") | (Place::Annotations, DIGEST_ANNOTATION) => true,
                         // Annotations that only held the digest are as none.
-                        (["metadata"], "annotations") => only_the_digest(),
+                        (Place::Metadata, "annotations") => value
+                            .as_object()
+                            .is_some_and(|a| a.keys().all(|k| k == DIGEST_ANNOTATION)),
                         _ => false,
-                    };
-                    !excluded
+                    }
                 })
                 .collect();
-            keys.sort();
+            entries.sort_unstable_by_key(|(key, _)| *key);
             out.push(b'{');
-            for (i, key) in keys.into_iter().enumerate() {
+            for (i, (key, value)) in entries.into_iter().enumerate() {
                 if i > 0 {
                     out.push(b',');
                 }
-                write_canonical(&Json::String(key.clone()), &[], out);
+                write_scalar(key, out);
                 out.push(b':');
-                let mut below = path.to_vec();
-                below.push(key);
-                write_canonical(&map[key], &below, out);
+                let below = match (place, key.as_str()) {
+                    (Place::Top, "metadata") => Place::Metadata,
+                    (Place::Metadata, "annotations") => Place::Annotations,
+                    _ => Place::Elsewhere,
+                };
+                write_canonical(value, below, out);
             }
             out.push(b'}');
         }
@@ -92,12 +100,18 @@ fn write_canonical(value: &Json, path: &[&str], out: &mut Vec<u8>) {
                 if i > 0 {
                     out.push(b',');
                 }
-                write_canonical(item, &[], out);
+                write_canonical(item, Place::Elsewhere, out);
             }
             out.push(b']');
         }
-        scalar => out.extend_from_slice(scalar.to_string().as_bytes()),
+        scalar => write_scalar(scalar, out),
     }
+}
+
+/// A string or scalar as compact JSON, straight into `out`.
+fn write_scalar(value: &(impl serde::Serialize + ?Sized), out: &mut Vec<u8>) {
+    // Writing a string or a JSON scalar into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, value);
 }
 
 /// Whether applying `manifest` (stamped) over `live` is provably a no-op: the same digest, the same
@@ -238,6 +252,27 @@ mod tests {
             digest(&json!({"a": "b", "c": ""}), KEY),
             digest(&json!({"a": "", "c": "b"}), KEY)
         );
+    }
+
+    #[test]
+    fn the_canonical_form_is_pinned_because_clusters_keep_its_digests() {
+        // Digests written by earlier versions sit in clusters; a change in this form would make every
+        // object look changed once (safe, but slow). This is the form as first released.
+        let object = json!({"metadata": {"name": "x", "namespace": "n", "annotations": {DIGEST_ANNOTATION: "d", "b": "é\"\n"}},
+            "kind": "K", "spec": {"z": [1, 2.5, true, null, {"y": "1", "x": -3}], "a": {}}, "data": {"metadata": {"namespace": "kept"}}});
+        let mut out = Vec::new();
+        write_canonical(&object, Place::Top, &mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"{"data":{"metadata":{"namespace":"kept"}},"kind":"K","metadata":{"annotations":{"b":"é\"\n"},"name":"x"},"spec":{"a":{},"z":[1,2.5,true,null,{"x":-3,"y":"1"}]}}"#
+        );
+        let mut only_digest = Vec::new();
+        write_canonical(
+            &json!({"metadata": {"name": "x", "annotations": {DIGEST_ANNOTATION: "d"}}}),
+            Place::Top,
+            &mut only_digest,
+        );
+        assert_eq!(String::from_utf8(only_digest).unwrap(), r#"{"metadata":{"name":"x"}}"#);
     }
 
     #[test]
