@@ -15,7 +15,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use futures::{StreamExt as _, TryStreamExt as _};
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
 use serde_json::{Value as Json, json};
 use sha2::{Digest, Sha256};
 
@@ -106,6 +106,39 @@ fn split_group_kind(gk: &str) -> (String, String) {
         Some((kind, group)) => (group.to_owned(), kind.to_owned()),
         None => (String::new(), gk.to_owned()),
     }
+}
+
+/// The items of one list that kdeploy applied, as members. Each keeps only kdeploy's own managedFields
+/// entries: planning reads no other manager's (the server reports conflicts), and at thousands of
+/// objects the other entries are a large share of what is held.
+fn members_of(gk: &str, resolved: &Resolved, items: Vec<DynamicObject>) -> Vec<Member> {
+    let (group, kind) = split_group_kind(gk);
+    items
+        .into_iter()
+        .filter_map(|item| {
+            let object = ObjectRef {
+                group: group.clone(),
+                kind: kind.clone(),
+                namespace: item.metadata.namespace.clone(),
+                name: item.metadata.name.clone().unwrap_or_default(),
+            };
+            let mut live = serde_json::to_value(item).unwrap_or(Json::Null);
+            // Items of a list response carry no apiVersion or kind.
+            live["apiVersion"] = Json::String(resolved.resource.api_version.clone());
+            live["kind"] = Json::String(resolved.resource.kind.clone());
+            if !applied_by_kdeploy(&live) {
+                return None;
+            }
+            if let Some(fields) = live["metadata"]["managedFields"].as_array_mut() {
+                fields.retain(|entry| entry["manager"] == FIELD_MANAGER);
+            }
+            Some(Member {
+                object,
+                live,
+                resolved: resolved.clone(),
+            })
+        })
+        .collect()
 }
 
 /// Whether kdeploy's field manager applied the object.
@@ -311,6 +344,7 @@ impl ApplySet {
             scopes.push((gk, resolved));
         }
         let selector = ListParams::default().labels(&format!("{PART_OF_LABEL}={}", self.id));
+        // Each list becomes members as it arrives, so only one list's response is held at a time.
         let list = |gk: &String, resolved: Resolved, namespace: Option<String>| {
             let selector = &selector;
             let gk = gk.clone();
@@ -318,7 +352,7 @@ impl ApplySet {
                 let api = resources.api(&resolved, namespace.as_deref());
                 with_retries(|| api.list(selector))
                     .await
-                    .map(|list| (resolved, list.items))
+                    .map(|list| (resolved.clone(), members_of(&gk, &resolved, list.items)))
                     .map_err(|e| ClusterError::Api {
                         context: format!("listing {gk} in the ApplySet"),
                         source: e,
@@ -333,7 +367,7 @@ impl ApplySet {
             if namespaces.len() > 1 {
                 match list(gk, resolved.clone(), None).await {
                     Ok((resolved, mut items)) => {
-                        items.retain(|item| item.metadata.namespace.as_ref().is_some_and(|n| namespaces.contains(n)));
+                        items.retain(|item| item.object.namespace.as_ref().is_some_and(|n| namespaces.contains(n)));
                         return Ok(vec![(gk, (resolved, items))]);
                     }
                     Err(ClusterError::Api {
@@ -350,34 +384,11 @@ impl ApplySet {
         .buffered(concurrency.max(1))
         .try_collect::<Vec<_>>()
         .await?;
-        let lists = lists
+        Ok(lists
             .into_iter()
             .flatten()
-            .map(|(gk, (resolved, items))| (gk, resolved, items));
-        let mut members = Vec::new();
-        for (gk, resolved, items) in lists {
-            let (group, kind) = split_group_kind(gk);
-            for item in items {
-                let mut live = serde_json::to_value(&item).unwrap_or(Json::Null);
-                // Items of a list response carry no apiVersion or kind.
-                live["apiVersion"] = Json::String(resolved.resource.api_version.clone());
-                live["kind"] = Json::String(resolved.resource.kind.clone());
-                if !applied_by_kdeploy(&live) {
-                    continue;
-                }
-                members.push(Member {
-                    object: ObjectRef {
-                        group: group.clone(),
-                        kind: kind.clone(),
-                        namespace: item.metadata.namespace.clone(),
-                        name: item.metadata.name.clone().unwrap_or_default(),
-                    },
-                    live,
-                    resolved: resolved.clone(),
-                });
-            }
-        }
-        Ok(members)
+            .flat_map(|(_, (_, members))| members)
+            .collect())
     }
 }
 
@@ -422,6 +433,56 @@ pub async fn owner(resources: &Resources, id: &str) -> Owner {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn members_are_kdeploys_objects_and_keep_only_kdeploys_field_entries() {
+        let resolved = Resolved {
+            resource: kube::discovery::ApiResource {
+                group: String::new(),
+                version: "v1".into(),
+                api_version: "v1".into(),
+                kind: "ConfigMap".into(),
+                plural: "configmaps".into(),
+            },
+            namespaced: true,
+        };
+        let item = |name: &str, managers: &[(&str, &str)]| -> DynamicObject {
+            let fields: Vec<Json> = managers
+                .iter()
+                .map(|(manager, operation)| json!({"manager": manager, "operation": operation, "fieldsV1": {"f:data": {}}}))
+                .collect();
+            serde_json::from_value(
+                json!({"metadata": {"name": name, "namespace": "a", "managedFields": fields}, "data": {"k": "v"}}),
+            )
+            .unwrap()
+        };
+        let items = vec![
+            item(
+                "ours",
+                &[
+                    ("kube-controller-manager", "Update"),
+                    (FIELD_MANAGER, "Apply"),
+                    ("kubectl-edit", "Update"),
+                ],
+            ),
+            item("copied", &[("kubectl", "Apply")]),
+            item("updated-only", &[(FIELD_MANAGER, "Update")]),
+        ];
+        let members = members_of("ConfigMap", &resolved, items);
+        assert_eq!(members.len(), 1, "only what kdeploy applied is a member");
+        let member = &members[0];
+        assert_eq!(member.object.to_string(), "ConfigMap/ours (namespace a)");
+        assert_eq!(member.live["apiVersion"], "v1");
+        assert_eq!(member.live["kind"], "ConfigMap");
+        assert_eq!(member.live["data"]["k"], "v");
+        let managers: Vec<&Json> = member.live["metadata"]["managedFields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| &f["manager"])
+            .collect();
+        assert_eq!(managers, [FIELD_MANAGER]);
+    }
 
     #[test]
     fn the_id_follows_kubectls_formula() {

@@ -10,7 +10,7 @@ use kube::api::{Patch, PatchParams};
 use serde_json::Value as Json;
 use tokio::sync::{Semaphore, watch};
 
-use super::applyset::{ApplySet, DigestKey, part_of};
+use super::applyset::{ApplySet, DigestKey, Member, part_of};
 use super::client::with_retries;
 use super::resources::{Resolved, Resources};
 use super::unchanged::{self, DIGEST_ANNOTATION};
@@ -36,10 +36,11 @@ pub enum Operation {
 pub struct Change {
     pub object: ObjectRef,
     pub operation: Operation,
-    /// The live object (server fields removed); none when it is to be created.
+    /// The live object (server fields removed); none when it is to be created, and when it is unchanged
+    /// (there is nothing to show, and at thousands of objects it would be most of what is held).
     pub live: Option<Json>,
     /// What the object will be (the dry run's result, server fields removed); for a create, the object as
-    /// rendered; none when it is to be pruned.
+    /// rendered; none when it is to be pruned or is unchanged.
     pub desired: Option<Json>,
     /// Why the server could not check it yet: it lives in a namespace, or is of a kind whose CRD, that this
     /// same apply creates.
@@ -166,21 +167,18 @@ pub async fn plan(
         });
     }
     let listing = async {
-        let members = match applyset {
+        let listed = match applyset {
             Some(applyset) => applyset.members(resources, options.concurrency).await,
             None => Ok(Vec::new()),
         };
         // On failure the plan fails below; the dry runs still finish, fetching what they need.
-        let known = KnownLive {
-            live: members
-                .iter()
-                .flatten()
-                .map(|m| (m.object.clone(), m.live.clone()))
-                .collect(),
-            digest_key: applyset.map(|set| set.digest_key().clone()),
+        let (members, failure) = match listed {
+            Ok(members) => (members, None),
+            Err(error) => (Vec::new(), Some(error)),
         };
-        publish_known_live.send_replace(Some(Arc::new(known)));
-        members
+        let known = Arc::new(KnownLive::new(members, applyset.map(|set| set.digest_key().clone())));
+        publish_known_live.send_replace(Some(known.clone()));
+        failure.map_or(Ok(known), Err)
     };
     let planning = async {
         let mut results = Vec::new();
@@ -200,8 +198,8 @@ pub async fn plan(
             None => None,
         }
     };
-    let (members, results, parent_refused) = tokio::join!(listing, planning, parent_check);
-    let (members, mut results) = (members?, results?);
+    let (known, results, parent_refused) = tokio::join!(listing, planning, parent_check);
+    let (known, mut results) = (known?, results?);
     results.sort_by_key(|(index, _)| *index);
     let mut plan = Plan::default();
     plan.failures.extend(parent_refused);
@@ -218,16 +216,16 @@ pub async fn plan(
             .map(|c| c.object.clone())
             .chain(plan.failures.iter().map(|f| f.0.clone()))
             .collect();
-        for member in members {
+        for member in &known.members {
             if !wanted.contains(&member.object) {
                 plan.changes.push(Change {
-                    object: member.object,
+                    object: member.object.clone(),
                     operation: Operation::Prune,
                     live: Some(normalize(&member.live)),
                     desired: None,
                     pending: None,
                     manifest: None,
-                    resolved: Some(member.resolved),
+                    resolved: Some(member.resolved.clone()),
                     claimed_by: None,
                     proven: false,
                     restamp: false,
@@ -243,10 +241,28 @@ type Planned = Result<Change, (ObjectRef, String)>;
 /// What the ApplySet listing tells every object's planning.
 #[derive(Default)]
 struct KnownLive {
-    /// Live members by reference.
-    live: HashMap<ObjectRef, Json>,
+    /// The live members, in the order listed (pruning keeps it).
+    members: Vec<Member>,
+    /// Where each member is in `members`.
+    by_reference: HashMap<ObjectRef, usize>,
     /// The ApplySet's key for applied digests; none without an ApplySet.
     digest_key: Option<DigestKey>,
+}
+
+impl KnownLive {
+    fn new(members: Vec<Member>, digest_key: Option<DigestKey>) -> Self {
+        let by_reference = members.iter().enumerate().map(|(i, m)| (m.object.clone(), i)).collect();
+        KnownLive {
+            members,
+            by_reference,
+            digest_key,
+        }
+    }
+
+    /// The live object listed for `reference`, if it is a member.
+    fn live(&self, reference: &ObjectRef) -> Option<&Json> {
+        self.by_reference.get(reference).map(|&i| &self.members[i].live)
+    }
 }
 
 /// What every object's planning shares.
@@ -336,17 +352,16 @@ async fn plan_one(resources: &Resources, mut object: Json, context: Context<'_>)
         None
     };
     // A member the last apply proves unchanged needs no dry run.
-    let listed = known_live.live.get(&reference(namespace.clone()));
+    let listed = known_live.live(&reference(namespace.clone()));
     if !options.full_dry_run
         && let Some(live) = listed
         && unchanged::proven_unchanged(&object, live)
     {
-        let live = normalize(live);
         return Ok(Ok(Change {
             object: reference(namespace),
             operation: Operation::Unchanged,
-            live: Some(live.clone()),
-            desired: Some(live),
+            live: None,
+            desired: None,
             pending: None,
             manifest: Some(object),
             resolved: Some(resolved),
@@ -426,23 +441,22 @@ async fn plan_one(resources: &Resources, mut object: Json, context: Context<'_>)
         .map(str::to_owned);
     let mut restamp = false;
     let (operation, live, desired) = match live {
-        None => (Operation::Create, None, normalize(&object)),
+        None => (Operation::Create, None, Some(normalize(&object))),
         Some(live) => {
             restamp = applyset_id.is_some() && unchanged::recorded(&live) != unchanged::recorded(&object);
             let (live, desired) = (normalize(&live), normalize(&desired));
-            let operation = if live == desired {
-                Operation::Unchanged
+            if live == desired {
+                (Operation::Unchanged, None, None)
             } else {
-                Operation::Update
-            };
-            (operation, Some(live), desired)
+                (Operation::Update, Some(live), Some(desired))
+            }
         }
     };
     Ok(Ok(Change {
         object: reference(namespace),
         operation,
         live,
-        desired: Some(desired),
+        desired,
         pending: None,
         manifest: Some(object),
         resolved: Some(resolved),
