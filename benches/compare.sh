@@ -14,6 +14,7 @@
 #               a values file of 200 keys: kdeploy templates, the same as a helm chart, and a static
 #               kustomize base. Every tool's output is decoded by kubectl and must be the same set of
 #               objects before anything is timed.
+#               The same templates at 50 instances each (10,000 objects): kdeploy and helm, both counted.
 #   floor       parsing and re-emitting that output with kdeploy's own YAML code (examples/yaml-floor)
 #   start-up    rendering the tiny bundled example
 #   vault       decrypting 1,000 values: kdeploy vs sops -d
@@ -52,8 +53,9 @@ bench() { # bench TITLE hyperfine-args...
 peak_kib() { /usr/bin/time -f %M sh -c "$1 > /dev/null 2>&1" 2>&1 | tail -1; }
 
 # --- the render workload, three ways -----------------------------------------------------------------
+# gen DIR INSTANCES: 50 templates, each rendering INSTANCES copies of its four objects.
 gen() {
-  local dir=$work/render
+  local dir=$1 instances=$2
   mkdir -p "$dir/kdeploy/templates" "$dir/helm/templates" "$dir/kustomize"
   {
     echo "global: {registry: registry.example.com, env: bench}"
@@ -67,10 +69,10 @@ gen() {
   printf 'templates: [templates]\nvalues: [values.yaml]\nnamespace: bench\n' > "$dir/kdeploy/kdeploy.yaml"
   printf 'apiVersion: v2\nname: bench\nversion: 0.1.0\n' > "$dir/helm/Chart.yaml"
   for a in $(seq 0 49); do
-    sed "s/APP/app$a/g" "$repo/benches/corpus/app.yaml" > "$dir/kdeploy/templates/app$a.yaml"
-    sed "s/APP/app$a/g" > "$dir/helm/templates/app$a.yaml" <<'T'
+    sed "s/APP/app$a/g; s/range(end=5)/range(end=$instances)/" "$repo/benches/corpus/app.yaml" > "$dir/kdeploy/templates/app$a.yaml"
+    sed "s/APP/app$a/g; s/INSTANCES/$instances/" > "$dir/helm/templates/app$a.yaml" <<'T'
 {{- $app := index .Values.apps "APP" }}
-{{- range $i := until 5 }}
+{{- range $i := until INSTANCES }}
 ---
 apiVersion: apps/v1
 kind: Deployment
@@ -130,7 +132,8 @@ decoded() {
     jq -S -s 'map(if .kind == "List" then .items[] else . end) | map(del(.metadata.labels["kdeploy-bench"])) | sort_by(.kind, .metadata.name)'
 }
 
-gen
+gen "$work/render" 5
+gen "$work/render10k" 50
 r=$work/render
 (cd "$r/kdeploy" && "$kdeploy" render) > "$r/kdeploy.yaml"
 "$tools/helm" template bench "$r/helm" > "$r/helm.yaml"
@@ -153,6 +156,17 @@ bench "Render 1,000 objects (50 templates, 200 values)" \
   -n "helm template" "$tools/helm template bench $r/helm" \
   -n "kustomize build (static base)" "$tools/kustomize build $r/kustomize" \
   -n "floor: parse + emit with kdeploy's YAML code" "$floor $r/kdeploy.yaml"
+r10k=$work/render10k
+(cd "$r10k/kdeploy" && "$kdeploy" render) > "$r10k/kdeploy.yaml"
+"$tools/helm" template bench "$r10k/helm" > "$r10k/helm.yaml"
+for out in kdeploy helm; do
+  n=$(grep -c '^kind:' "$r10k/$out.yaml")
+  [ "$n" -eq 10000 ] || { echo "compare.sh: $out rendered $n objects, expected 10000" >&2; exit 1; }
+done
+bench "Render 10,000 objects (the same 50 templates, 50 instances each)" \
+  -n "kdeploy render" "cd $r10k/kdeploy && $kdeploy render" \
+  -n "helm template" "$tools/helm template bench $r10k/helm" \
+  -n "floor: parse + emit with kdeploy's YAML code" "$floor $r10k/kdeploy.yaml"
 
 # --- start-up ------------------------------------------------------------------------------------------
 mkdir -p "$work/tiny/helm/templates" "$work/tiny/kustomize"

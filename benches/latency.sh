@@ -190,20 +190,13 @@ done > "$work/crds.yaml"
 k apply -f "$work/crds.yaml" > /dev/null
 k wait --for=condition=Established crd/widgets.bench.kdeploy.dev crd/gadgets.bench.kdeploy.dev > /dev/null
 
-# kubectl takes one --prune-allowlist per kind.
-allowlist=""
-for gvk in core/v1/ConfigMap core/v1/Secret core/v1/Service core/v1/ServiceAccount rbac.authorization.k8s.io/v1/Role \
-  rbac.authorization.k8s.io/v1/RoleBinding networking.k8s.io/v1/NetworkPolicy policy/v1/PodDisruptionBudget \
-  bench.kdeploy.dev/v1/Widget bench.kdeploy.dev/v1/Gadget; do
-  allowlist="$allowlist,--prune-allowlist=$gvk"
-done
-allowlist=${allowlist#,}
 kinds300=configmap,service,deployment
 kinds5000=configmap,secret,service,serviceaccount,role,rolebinding,networkpolicy,poddisruptionbudget,widgets.bench.kdeploy.dev,gadgets.bench.kdeploy.dev
 
 # --- measuring ----------------------------------------------------------------------------------------
-# Each size's rows go to target/latency/SIZE.md, so a run of one size (SIZES=5000) joins an earlier
-# run of the other in the report, and what was measured survives a failure.
+# Each size and distance's rows go to target/latency/SIZE-LATENCY.md (with the commit and date they were
+# measured at), so a run of one size or distance (SIZES=5000 LATENCIES=0) joins earlier runs of the
+# others in the report, and what was measured survives a failure.
 mkdir -p "$repo/target/latency"
 # measure RUNS PREPARE COMMAND: runs COMMAND RUNS times (PREPARE before each, untimed); prints
 # "median min max peak_kib" (seconds).
@@ -237,14 +230,29 @@ row() {
   echo "| $1 | $2 | $3 | $median | $min | $max | $((peak / 1024)) | $ratio |" >> "$results"
 }
 
+# per_namespace COMMAND FILE_PREFIX NAMESPACES: COMMAND once per namespace on that namespace's objects
+# (FILE_PREFIX-N.yaml, split by split_by_namespace), as one shell command.
+per_namespace() {
+  local i commands=""
+  for i in $(seq 0 $(($3 - 1))); do commands="$commands$1 -n kc-$i -f $2-$i.yaml && "; done
+  echo "${commands}true"
+}
+# split_by_namespace FILE: FILE's documents into FILE_PREFIX-N.yaml by their namespace (kc-N).
+split_by_namespace() {
+  awk -v prefix="${1%.yaml}" '
+    /^---$/ { if (doc != "") flush(); doc = ""; next }
+    { doc = doc $0 "\n"; if (match($0, /^  namespace: kc-[0-9]+$/)) ns = substr($0, 17) }
+    function flush() { printf "---\n%s", doc > (prefix "-" ns ".yaml"); ns = "" }
+    END { if (doc != "") flush() }' "$1"
+}
+
 empty() { # the objects of one tool's copy
   echo "$kubectl --kubeconfig $direct delete $1 -A -l bench=$2 --wait=true"
 }
 
+commit=$(git -C "$repo" rev-parse --short HEAD)$(git -C "$repo" diff --quiet HEAD -- src Cargo.toml Cargo.lock || echo "+changes")
 for size in $sizes; do
   p=$work/p$size
-  results=$repo/target/latency/$size.md.partial
-  : > "$results"
   n=$runs; [ "$size" -lt 1000 ] || n=$big_runs
   kinds=$(eval echo "\$kinds$size")
   namespaces=1; [ "$size" -lt 1000 ] || namespaces=50
@@ -258,6 +266,8 @@ metadata: {name: $prefix-$i}
   (cd "$p" && "$kdeploy" render -v prefix=kc -v version=2) > "$p/kc-changed.yaml"
   (cd "$p" && "$kdeploy" render -v prefix=kc -v version=1 -v prune=true) > "$p/kc-pruned.yaml"
   (cd "$p" && "$kdeploy" render -v prefix=kd -v version=1) > "$p/kd.yaml"
+  split_by_namespace "$p/kc.yaml"
+  split_by_namespace "$p/kc-pruned.yaml"
   objects=$(grep -c '^kind:' "$p/kd.yaml")
   pruned=$((objects - $(grep -c '^kind:' "$p/kc-pruned.yaml")))
   for chart in full pruned; do
@@ -274,6 +284,8 @@ metadata: {name: $prefix-$i}
   all_peers=1
   [ "$size" -lt 1000 ] || [ "$big_peers" = all ] || all_peers=0
   for latency in $latencies; do
+    results=$repo/target/latency/$size-$latency.md.partial
+    : > "$results"
     set_latency "$latency"
     rtt="$((2 * latency)) ms"
     # First apply, into empty namespaces.
@@ -301,33 +313,24 @@ metadata: {name: $prefix-$i}
     # Pruning a fifth of the objects (restored, untimed, before each run).
     r=$(measure "$n" "$kd_apply" "$kd_apply -v prune=true"); row "prune $pruned of $label" "$rtt" "kdeploy apply" "$r"; ref=$(cut -d' ' -f1 <<< "$r")
     if [ "$all_peers" -eq 1 ]; then
-      # kubectl's ApplySet prune takes one namespace per invocation; across 50, only its label prune works.
-      if [ "$namespaces" -eq 1 ]; then
-        kc_prune="KUBECTL_APPLYSET=true $kubectl apply --server-side --prune --applyset=secret/bench-kc -n kc-0 -f"
-        how="ApplySet"
-      else
-        kc_prune="$kubectl apply --server-side --prune -l bench=kc ${allowlist//,/ } -f"
-        how="label selector"
-      fi
+      # kubectl's ApplySet keeps its members in its parent's namespace, and its label prune refuses
+      # objects made by server-side apply: across 50 namespaces, kubectl prunes with one ApplySet per
+      # namespace, one invocation each, timed together.
+      kc_prune="KUBECTL_APPLYSET=true $kubectl apply --server-side --prune --applyset=secret/bench-kc"
+      how="ApplySet"
+      [ "$namespaces" -eq 1 ] || how="one ApplySet per namespace, $namespaces invocations"
       row "prune $pruned of $label" "$rtt" "kubectl apply --server-side --prune ($how)" \
-        "$(measure "$n" "$kc_prune $p/kc.yaml" "$kc_prune $p/kc-pruned.yaml")" "$ref"
+        "$(measure "$n" "$(per_namespace "$kc_prune" "$p/kc" $namespaces)" "$(per_namespace "$kc_prune" "$p/kc-pruned" $namespaces)")" "$ref"
       row "prune $pruned of $label" "$rtt" "helm upgrade" "$(measure "$n" "$hm_apply" "$tools/helm upgrade bench $p/chart-pruned -n hm-0")" "$ref"
     fi
     # Empty for the next distance.
     set_latency 0
     "$tools/helm" uninstall bench -n hm-0 --wait > /dev/null 2>&1 || true
     for prefix in kd kc hm; do sh -c "$(empty "$kinds" $prefix)" > /dev/null 2>&1; done
+    { echo "<!-- kdeploy $commit, $(date -u +%Y-%m-%d), medians of $n run(s)$([ "$all_peers" -eq 1 ] || echo ", BIG_PEERS=$big_peers") -->"; cat "$results"; } > "${results%.partial}"
+    rm "$results"
+    echo "latency.sh: $size objects at $rtt done" >&2
   done
-  echo "latency.sh: $size objects done" >&2
-  {
-    echo "### $size objects (run on $(date -u +%Y-%m-%d), medians of $n run(s))"
-    echo
-    echo "| Workload | Round trip | Command | Median [s] | Min [s] | Max [s] | Peak [MiB] | kdeploy ÷ this |"
-    echo "|:---|---:|:---|---:|---:|---:|---:|---:|"
-    cat "$results"
-    echo
-  } > "${results%.partial}"
-  rm "$results"
 done
 
 {
@@ -335,7 +338,20 @@ done
   echo "kdeploy $("$kdeploy" --version | cut -d' ' -f2), kubectl and the control plane $("$kubectl" version --client -o json | jq -r .clientVersion.gitVersion), helm $("$tools/helm" version --short 2> /dev/null)."
   echo "Toxiproxy adds the latency each way; every client, kdeploy's too, goes through it."
   echo
-  for size in 300 5000; do [ ! -f "$repo/target/latency/$size.md" ] || cat "$repo/target/latency/$size.md"; done
+  for size in 300 5000; do
+    parts=$(ls "$repo/target/latency/$size"-*.md 2> /dev/null | sort -t- -k2 -n) || true
+    [ -n "$parts" ] || continue
+    echo "### $size objects"
+    echo
+    for part in $parts; do
+      echo "- $((2 * $(basename "$part" .md | cut -d- -f2))) ms round trip: $(head -1 "$part" | sed 's/^<!-- //; s/ -->$//')"
+    done
+    echo
+    echo "| Workload | Round trip | Command | Median [s] | Min [s] | Max [s] | Peak [MiB] | kdeploy ÷ this |"
+    echo "|:---|---:|:---|---:|---:|---:|---:|---:|"
+    for part in $parts; do tail -n +2 "$part"; done
+    echo
+  done
 } > "$repo/benches/results/latency.md"
 
 python3 "$repo/benches/replace_section.py" "$repo/BENCHMARKS.md" latency "$repo/benches/results/latency.md" \
