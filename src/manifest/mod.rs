@@ -116,16 +116,20 @@ fn set_namespace(object: &mut Json, namespace: &str) {
     }
 }
 
-/// A hash of what identifies an object in a cluster: group, kind, namespace and name.
+/// What identifies an object in a cluster, borrowed: group, kind, namespace and name.
+fn identity(object: &Object) -> (&str, &str, Option<&str>, &str) {
+    (object.group(), object.kind(), object.namespace(), object.name())
+}
+
 fn identity_hash(object: &Object) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    (object.group(), object.kind(), object.namespace(), object.name()).hash(&mut hasher);
+    identity(object).hash(&mut hasher);
     hasher.finish()
 }
 
 fn same_identity(a: &Object, b: &Object) -> bool {
-    (a.group(), a.kind(), a.namespace(), a.name()) == (b.group(), b.kind(), b.namespace(), b.name())
+    identity(a) == identity(b)
 }
 
 fn group_of(api_version: &str) -> &str {
