@@ -111,7 +111,20 @@ pub async fn apply(
         fail(&mut report, object, message, &remaining);
         return report;
     }
-    resources.forget_missing().await;
+    // The kinds those CRDs define, at a version they serve, as discovery will name them.
+    let defined: Vec<(String, String)> = first
+        .iter()
+        .filter(|c| c.object.kind == "CustomResourceDefinition")
+        .filter_map(|c| {
+            let spec = &c.manifest.as_ref()?["spec"];
+            let version = spec["versions"].as_array()?.iter().find(|v| v["served"] == true)?["name"].as_str()?;
+            Some((
+                format!("{}/{version}", spec["group"].as_str()?),
+                spec["names"]["kind"].as_str()?.to_owned(),
+            ))
+        })
+        .collect();
+    resources.await_served(&defined).await;
     // Objects in a namespace, or of a kind, that this apply creates could not be checked before; now
     // they can. If the server refuses one, what this apply created for them is removed again.
     if let Some((object, message)) = check_pending(resources, &rest, options).await {

@@ -327,6 +327,28 @@ impl Resources {
     pub async fn forget_missing(&self) {
         self.catalogue.lock().await.fresh = false;
         self.by_gk.lock().await.retain(|_, v| v.is_some());
+        self.by_gvk.lock().await.retain(|_, v| v.is_some());
+    }
+
+    /// Waits, up to 30 s, until discovery serves every (apiVersion, kind): a CRD the server has just
+    /// reported Established can be missing from aggregated discovery for a moment, and a kind looked
+    /// up in that moment would be reported as not served.
+    pub async fn await_served(&self, kinds: &[(String, String)]) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            self.forget_missing().await;
+            let mut all_served = true;
+            for (api_version, kind) in kinds {
+                if !matches!(self.resolve(api_version, kind).await, Ok(Some(_))) {
+                    all_served = false;
+                    break;
+                }
+            }
+            if all_served || tokio::time::Instant::now() >= deadline {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
     }
 
     /// The dynamic API for an object of this resource in `namespace` (ignored when cluster-scoped).
