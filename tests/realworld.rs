@@ -237,3 +237,36 @@ fn knative_example_checksums_still_match_after_rendering() {
     }
     assert!(checked >= 10, "only {checked} checksummed ConfigMaps");
 }
+
+/// `render` writes objects with kdeploy's own emitter for structure and plain words, and serde-saphyr
+/// for every other scalar; on every document of the corpus that must be the very bytes serde-saphyr
+/// writes for the whole document, so the output kubectl reads is the one shared/NOTES.md measured.
+#[test]
+fn the_fast_emitter_writes_what_serde_saphyr_writes_for_every_corpus_document() {
+    use kdeploy::yaml::{emit, parse_stream};
+    let mut files = Vec::new();
+    manifest_files(&realworld(), &mut files);
+    let mut documents = 0;
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        // A file kdeploy refuses to read (a repeated key, say; the test above checks each refusal)
+        // never reaches the emitter.
+        let Ok(parsed) = parse_stream(&text, &mut |_| Ok(None)) else {
+            continue;
+        };
+        for document in parsed {
+            let value = document.root.to_json().unwrap();
+            let expected = emit::to_yaml(&value).unwrap();
+            let written = emit::json_to_yaml(&value).unwrap();
+            assert!(
+                written == expected,
+                "{} (document at line {}): the emitters differ\n{}",
+                file.display(),
+                document.mark.line,
+                similar::TextDiff::from_lines(&expected, &written).unified_diff()
+            );
+            documents += 1;
+        }
+    }
+    assert!(documents >= 500, "only {documents} documents read from the corpus");
+}

@@ -22,7 +22,7 @@ use std::path::PathBuf;
 use serde_json::{Map, Value as Json};
 
 use crate::template::RenderedDocument;
-use crate::yaml::emit::{EmitError, to_yaml};
+use crate::yaml::emit::{EmitError, json_to_yaml};
 
 /// Where an object came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -301,7 +301,7 @@ impl Manifest {
     /// A YAML stream, one document an object.
     pub fn to_yaml(&self) -> Result<String, ManifestError> {
         // Each document is written on its own, on every core, and joined in order.
-        let documents = crate::parallel::map(&self.objects, |o| to_yaml(&o.value));
+        let documents = crate::parallel::map(&self.objects, |o| json_to_yaml(&o.value));
         let mut text = String::with_capacity(documents.iter().flatten().map(|d| d.len() + 4).sum());
         for document in documents {
             text.push_str("---\n");

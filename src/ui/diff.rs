@@ -12,7 +12,7 @@ use crate::cluster::apply::phase_of;
 use crate::cluster::plan::{Change, Operation, Plan};
 use crate::manifest::phase;
 use crate::vault::redact::{MASK, Redactor};
-use crate::yaml::emit::to_yaml;
+use crate::yaml::emit::json_to_yaml;
 
 const RED: &str = "\x1b[31m";
 const GREEN: &str = "\x1b[32m";
@@ -91,7 +91,7 @@ fn mask_where_desired_holds_a_secret(live: &mut Json, desired: &Json, redactor: 
 }
 
 fn yaml_of(value: Option<&Json>) -> String {
-    value.map(|v| to_yaml(v).unwrap_or_default()).unwrap_or_default()
+    value.map(|v| json_to_yaml(v).unwrap_or_default()).unwrap_or_default()
 }
 
 /// The unified diff of one change, masked; empty for an unchanged object.
