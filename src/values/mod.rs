@@ -72,7 +72,7 @@ pub struct Values {
 impl Default for Values {
     fn default() -> Self {
         Values {
-            root: Node::new(NodeValue::Map(Mapping::new()), Mark::default()),
+            root: Node::new(NodeValue::Map(Mapping::default()), Mark::default()),
             origins: BTreeMap::new(),
         }
     }
@@ -87,7 +87,7 @@ impl Values {
         for (depth, segment) in path.iter().enumerate() {
             if !matches!(target.value, NodeValue::Map(_)) {
                 forget_below(&mut self.origins, &path[..depth].join("."));
-                target.value = NodeValue::Map(Mapping::new());
+                target.value = NodeValue::Map(Mapping::default());
             }
             let NodeValue::Map(map) = &mut target.value else {
                 unreachable!("made a map above")
@@ -96,7 +96,7 @@ impl Values {
                 .entry(segment.clone())
                 .or_insert_with(|| Entry {
                     key_mark: node.mark,
-                    value: Node::new(NodeValue::Map(Mapping::new()), node.mark),
+                    value: Node::new(NodeValue::Map(Mapping::default()), node.mark),
                 })
                 .value;
         }

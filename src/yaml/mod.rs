@@ -38,7 +38,11 @@ pub enum NodeValue {
 }
 
 /// A mapping keeps its keys in document order. Keys are strings, as Kubernetes objects need.
-pub type Mapping = IndexMap<String, Entry>;
+///
+/// Hashed with foldhash (hashbrown's own hasher) rather than SipHash: every key of every rendered
+/// document is hashed here, and SipHash was a visible part of a 10,000-object render. foldhash is
+/// seeded per process, so keys cannot be crafted in advance to collide.
+pub type Mapping = IndexMap<String, Entry, foldhash::fast::RandomState>;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Entry {

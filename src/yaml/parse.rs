@@ -262,7 +262,7 @@ impl Builder<'_, '_> {
                 check_collection_tag(tag.as_deref(), "map", mark)?;
                 self.check_depth(mark)?;
                 self.stack.push(Frame::Map {
-                    entries: Mapping::new(),
+                    entries: Mapping::default(),
                     mark,
                     anchor,
                     size: 1,
