@@ -69,22 +69,19 @@ pub fn parse(label: &Path, text: &str, rendered: bool) -> Result<Vec<RenderedDoc
     let error = |mark: yaml::Mark, message: &str| -> SourceError {
         diagnostic::SourceError::new(message, label, Some(text), mark.line, mark.column).into()
     };
-    let documents = yaml::parse_stream(text, &mut |_| Ok(None)).map_err(|e| error(e.mark, &e.message))?;
-    documents
+    let documents = yaml::json_documents(text).map_err(|e| error(e.mark, &e.message))?;
+    Ok(documents
         .into_iter()
         .enumerate()
-        .map(|(i, document)| {
-            let value = document.root.into_json().map_err(|e| error(e.mark, &e.to_string()))?;
-            Ok(RenderedDocument {
-                template: label.to_path_buf(),
-                index: i + 1,
-                line: document.mark.line,
-                rendered,
-                value,
-                ..RenderedDocument::default()
-            })
+        .map(|(i, document)| RenderedDocument {
+            template: label.to_path_buf(),
+            index: i + 1,
+            line: document.mark.line,
+            rendered,
+            value: document.root,
+            ..RenderedDocument::default()
         })
-        .collect()
+        .collect())
 }
 
 #[cfg(test)]

@@ -94,6 +94,28 @@ impl Rendered {
 
 /// Words that YAML 1.1 (kubectl) reads as booleans but that look like strings (`y`, `yes`, `on`, `off`,
 /// ...), written plainly in a template: almost always a mistake (`app: y`). Returns the meaning.
+/// What rendered text's scalars go through: placeholders become their values, and YAML 1.1-only
+/// booleans in the template's own text are warned about.
+fn scalar_hook<'w>(
+    path: &'w Path,
+    warnings: &'w mut Vec<String>,
+) -> impl FnMut(&yaml::ScalarEvent<'_>) -> Result<Option<yaml::Node>, String> + 'w {
+    move |event| {
+        if let Some(node) = placeholder::substitute(event)? {
+            return Ok(Some(node));
+        }
+        if let Some(meaning) = yaml_1_1_only_boolean(event) {
+            warnings.push(format!(
+                "{} (rendered line {}): `{}` is read as the boolean {meaning}, as kubectl reads YAML; quote it if you meant the string",
+                path.display(),
+                event.mark.line,
+                event.text
+            ));
+        }
+        Ok(None)
+    }
+}
+
 fn yaml_1_1_only_boolean(event: &yaml::ScalarEvent<'_>) -> Option<bool> {
     if event.style != yaml::ScalarStyle::Plain || event.is_key || event.tagged {
         return None;
@@ -263,39 +285,41 @@ impl TemplateSet {
             .render(&file.name, context)
             .map_err(|e| self.render_error(e, Some(context)))?;
         let mut warnings = Vec::new();
-        let parsed = yaml::parse_stream(&text, &mut |event| {
-            if let Some(node) = placeholder::substitute(event)? {
-                return Ok(Some(node));
+        let fast = yaml::parse_stream_json(&text, &mut scalar_hook(&file.path, &mut warnings));
+        let parsed = match fast {
+            Some(parsed) => parsed,
+            // The full path reads what the JSON path leaves to it, with the same hook: the warnings
+            // start again.
+            None => {
+                warnings.clear();
+                yaml::parse_stream(&text, &mut scalar_hook(&file.path, &mut warnings))
+                    .map_err(|e| output_error(&file.path, &text, e.mark, &e.message))?
+                    .into_iter()
+                    .map(|document| {
+                        let root = document
+                            .root
+                            .into_json()
+                            .map_err(|e| output_error(&file.path, &text, e.mark, &e.to_string()))?;
+                        Ok(yaml::JsonDocument {
+                            root,
+                            mark: document.mark,
+                        })
+                    })
+                    .collect::<Result<_, TemplateError>>()?
             }
-            if let Some(meaning) = yaml_1_1_only_boolean(event) {
-                warnings.push(format!(
-                    "{} (rendered line {}): `{}` is read as the boolean {meaning}, as kubectl reads YAML; quote it if you meant the string",
-                    file.path.display(),
-                    event.mark.line,
-                    event.text
-                ));
-            }
-            Ok(None)
-        })
-        .map_err(|e| output_error(&file.path, &text, e.mark, &e.message))?;
+        };
         let documents = parsed
             .into_iter()
             .enumerate()
-            .map(|(i, document)| {
-                let value = document
-                    .root
-                    .into_json()
-                    .map_err(|e| output_error(&file.path, &text, e.mark, &e.to_string()))?;
-                Ok(RenderedDocument {
-                    template: file.path.clone(),
-                    index: i + 1,
-                    line: document.mark.line,
-                    rendered: true,
-                    value,
-                    ..RenderedDocument::default()
-                })
+            .map(|(i, document)| RenderedDocument {
+                template: file.path.clone(),
+                index: i + 1,
+                line: document.mark.line,
+                rendered: true,
+                value: document.root,
+                ..RenderedDocument::default()
             })
-            .collect::<Result<_, TemplateError>>()?;
+            .collect();
         Ok(Rendered { documents, warnings })
     }
 

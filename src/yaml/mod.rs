@@ -10,11 +10,35 @@ mod parse;
 pub mod resolve;
 
 pub use parse::limits;
-pub use parse::{Document, ParseError, ScalarEvent, ScalarHook, ScalarStyle, parse_stream, parse_stream_in};
+pub use parse::{
+    Document, JsonDocument, ParseError, ScalarEvent, ScalarHook, ScalarStyle, parse_stream, parse_stream_in,
+    parse_stream_json,
+};
 pub use resolve::Schema;
 
 use indexmap::IndexMap;
 use serde_json::Value as Json;
+
+/// Every document of `text` as JSON, read with kubectl's rules: straight into JSON where the text
+/// allows it ([`parse_stream_json`]), through marked trees otherwise; an error says where.
+pub fn json_documents(text: &str) -> Result<Vec<JsonDocument>, ParseError> {
+    if let Some(documents) = parse_stream_json(text, &mut |_| Ok(None)) {
+        return Ok(documents);
+    }
+    parse_stream(text, &mut |_| Ok(None))?
+        .into_iter()
+        .map(|document| {
+            let root = document.root.into_json().map_err(|e| ParseError {
+                message: e.to_string(),
+                mark: e.mark,
+            })?;
+            Ok(JsonDocument {
+                root,
+                mark: document.mark,
+            })
+        })
+        .collect()
+}
 
 /// A position in YAML text; line and column count from 1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, PartialOrd, Ord, Hash)]

@@ -13,8 +13,10 @@ use std::collections::HashMap;
 
 use granit_parser::{Event, Parser, ScalarStyle as ParserStyle, Span, Tag};
 
+use serde_json::Value as Json;
+
 use super::resolve::Schema;
-use super::{Entry, Mapping, Mark, Node, NodeValue, Scalar, resolve};
+use super::{Entry, Mapping, Mark, Node, NodeValue, Scalar, resolve, scalar_to_json};
 
 /// How a scalar was written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,11 +105,7 @@ pub fn parse_stream_in(text: &str, schema: Schema, hook: &mut ScalarHook<'_>) ->
         document_mark: None,
         alias_nodes: 0,
     };
-    let options = granit_parser::options! {
-        flow_nesting_limit: limits::MAX_DEPTH + 1,
-        block_nesting_limit: limits::MAX_DEPTH + 1,
-    };
-    for event in Parser::new_from_str_with_options(text, options) {
+    for event in Parser::new_from_str_with_options(text, parser_options()) {
         let (event, span) = event.map_err(|e| {
             let marker = e.marker();
             let message = match e.kind() {
@@ -125,6 +123,24 @@ pub fn parse_stream_in(text: &str, schema: Schema, hook: &mut ScalarHook<'_>) ->
         builder.event(event, span)?;
     }
     Ok(builder.documents)
+}
+
+/// The parser's own nesting limits sit just past kdeploy's, so kdeploy's error is the one reported.
+fn parser_options() -> granit_parser::Options {
+    granit_parser::options! {
+        flow_nesting_limit: limits::MAX_DEPTH + 1,
+        block_nesting_limit: limits::MAX_DEPTH + 1,
+    }
+}
+
+fn style_of(style: ParserStyle) -> ScalarStyle {
+    match style {
+        ParserStyle::Plain => ScalarStyle::Plain,
+        ParserStyle::SingleQuoted => ScalarStyle::SingleQuoted,
+        ParserStyle::DoubleQuoted => ScalarStyle::DoubleQuoted,
+        ParserStyle::Literal => ScalarStyle::Literal,
+        ParserStyle::Folded => ScalarStyle::Folded,
+    }
 }
 
 fn mark_of(span: &Span) -> Mark {
@@ -317,13 +333,7 @@ impl Builder<'_, '_> {
     }
 
     fn scalar(&mut self, text: &str, style: ParserStyle, tag: Option<&Tag>, mark: Mark) -> Result<Node, ParseError> {
-        let style = match style {
-            ParserStyle::Plain => ScalarStyle::Plain,
-            ParserStyle::SingleQuoted => ScalarStyle::SingleQuoted,
-            ParserStyle::DoubleQuoted => ScalarStyle::DoubleQuoted,
-            ParserStyle::Literal => ScalarStyle::Literal,
-            ParserStyle::Folded => ScalarStyle::Folded,
-        };
+        let style = style_of(style);
         let event = ScalarEvent {
             text,
             style,
@@ -432,6 +442,192 @@ impl Builder<'_, '_> {
             },
         }
         Ok(())
+    }
+}
+
+/// One document read straight into JSON, and where its content starts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JsonDocument {
+    pub root: Json,
+    pub mark: Mark,
+}
+
+/// The common case of [`parse_stream`], straight into JSON without the marked tree in between (a
+/// tenth of a large render went into building that tree and converting it).
+///
+/// `None` when the text holds anything this path leaves to the full one: anchors, aliases, merge keys,
+/// tags, null keys or keys that are not scalars, a float JSON cannot carry, a repeated key, a limit
+/// reached, or any syntax error. The caller then reads the text with [`parse_stream`], which gives the
+/// same values (a test checks this on the real-world corpus) or the error with its position. So `hook`
+/// may be asked about the same scalars twice and must answer the same way.
+pub fn parse_stream_json(text: &str, hook: &mut ScalarHook<'_>) -> Option<Vec<JsonDocument>> {
+    if text.len() > limits::MAX_INPUT_BYTES {
+        return None;
+    }
+    let mut builder = JsonBuilder {
+        hook,
+        stack: Vec::new(),
+        documents: Vec::new(),
+        has_root: false,
+    };
+    for event in Parser::new_from_str_with_options(text, parser_options()) {
+        let (event, span) = event.ok()?;
+        builder.event(event, &span)?;
+    }
+    Some(builder.documents)
+}
+
+enum JsonFrame {
+    Seq {
+        items: Vec<Json>,
+        mark: Mark,
+    },
+    Map {
+        entries: serde_json::Map<String, Json>,
+        mark: Mark,
+        pending_key: Option<String>,
+    },
+}
+
+struct JsonBuilder<'h, 'a> {
+    hook: &'h mut ScalarHook<'a>,
+    stack: Vec<JsonFrame>,
+    documents: Vec<JsonDocument>,
+    /// Whether the current document has its root.
+    has_root: bool,
+}
+
+impl JsonBuilder<'_, '_> {
+    /// `None` hands the whole text to the full path.
+    fn event(&mut self, event: Event<'_>, span: &Span) -> Option<()> {
+        let mark = mark_of(span);
+        match event {
+            Event::DocumentStart(..) => {
+                self.has_root = false;
+                if self.documents.len() >= limits::MAX_DOCUMENTS {
+                    return None;
+                }
+            }
+            Event::DocumentEnd => {
+                if !self.has_root {
+                    self.documents.push(JsonDocument { root: Json::Null, mark });
+                }
+                self.has_root = false;
+            }
+            Event::Scalar(text, style, anchor, tag) => {
+                if anchor != 0 || tag.is_some() || text.len() > limits::MAX_SCALAR_BYTES {
+                    return None;
+                }
+                if self.is_key_position() {
+                    let key = self.key(&text, style, mark)?;
+                    let Some(JsonFrame::Map { pending_key, .. }) = self.stack.last_mut() else {
+                        return None;
+                    };
+                    *pending_key = Some(key);
+                } else {
+                    let value = self.value(&text, style, mark)?;
+                    self.add(value, mark)?;
+                }
+            }
+            Event::SequenceStart(_, anchor, ref tag) | Event::MappingStart(_, anchor, ref tag) => {
+                // A collection as a key is an error the full path words.
+                if anchor != 0 || tag.is_some() || self.stack.len() >= limits::MAX_DEPTH || self.is_key_position() {
+                    return None;
+                }
+                self.stack.push(if matches!(event, Event::SequenceStart(..)) {
+                    JsonFrame::Seq {
+                        items: Vec::new(),
+                        mark,
+                    }
+                } else {
+                    JsonFrame::Map {
+                        entries: serde_json::Map::new(),
+                        mark,
+                        pending_key: None,
+                    }
+                });
+            }
+            Event::SequenceEnd | Event::MappingEnd => {
+                let (value, mark) = match self.stack.pop()? {
+                    JsonFrame::Seq { items, mark } => (Json::Array(items), mark),
+                    JsonFrame::Map { entries, mark, .. } => (Json::Object(entries), mark),
+                };
+                self.add(value, mark)?;
+            }
+            Event::Alias(_) | Event::UnresolvedAlias(_) => return None,
+            _ => {}
+        }
+        Some(())
+    }
+
+    fn is_key_position(&self) -> bool {
+        matches!(self.stack.last(), Some(JsonFrame::Map { pending_key: None, .. }))
+    }
+
+    /// A key, as [`Builder::scalar`] and [`key_text`] make it; merge keys and null keys go to the full path.
+    fn key(&mut self, text: &str, style: ParserStyle, mark: Mark) -> Option<String> {
+        let style = style_of(style);
+        if style == ScalarStyle::Plain && text == MERGE_KEY {
+            return None;
+        }
+        let event = ScalarEvent {
+            text,
+            style,
+            is_key: true,
+            tagged: false,
+            mark,
+        };
+        if let Some(node) = (self.hook)(&event).ok()? {
+            return key_text(node).ok();
+        }
+        if style == ScalarStyle::Plain && resolve::plain_scalar(text) == Scalar::Null {
+            return None;
+        }
+        Some(text.to_owned())
+    }
+
+    /// A value, as [`Builder::scalar`] and [`Node::into_json`] make it.
+    fn value(&mut self, text: &str, style: ParserStyle, mark: Mark) -> Option<Json> {
+        let style = style_of(style);
+        let event = ScalarEvent {
+            text,
+            style,
+            is_key: false,
+            tagged: false,
+            mark,
+        };
+        if let Some(node) = (self.hook)(&event).ok()? {
+            return node.into_json().ok();
+        }
+        if style != ScalarStyle::Plain {
+            return Some(Json::String(text.to_owned()));
+        }
+        if resolve::is_oversized_integer(text) {
+            return None;
+        }
+        match resolve::plain_scalar(text) {
+            Scalar::String(s) => Some(Json::String(s)),
+            scalar => scalar_to_json(&scalar, mark).ok(),
+        }
+    }
+
+    fn add(&mut self, value: Json, mark: Mark) -> Option<()> {
+        match self.stack.last_mut() {
+            None => {
+                self.has_root = true;
+                self.documents.push(JsonDocument { root: value, mark });
+            }
+            Some(JsonFrame::Seq { items, .. }) => items.push(value),
+            Some(JsonFrame::Map {
+                entries, pending_key, ..
+            }) => match entries.entry(pending_key.take()?) {
+                serde_json::map::Entry::Vacant(vacant) => {
+                    vacant.insert(value);
+                }
+                serde_json::map::Entry::Occupied(_) => return None,
+            },
+        }
+        Some(())
     }
 }
 
@@ -571,6 +767,87 @@ mod tests {
     fn parse(text: &str) -> Result<Vec<serde_json::Value>, ParseError> {
         let docs = parse_stream(text, &mut |_| Ok(None))?;
         Ok(docs.into_iter().map(|d| d.root.into_json().unwrap()).collect())
+    }
+
+    /// The JSON path against the full one: the same documents and marks, or `None`.
+    fn json_path(text: &str) -> Option<Vec<JsonDocument>> {
+        let fast = parse_stream_json(text, &mut |_| Ok(None));
+        if let Some(fast) = &fast {
+            let full: Vec<JsonDocument> = parse_stream(text, &mut |_| Ok(None))
+                .unwrap_or_else(|e| panic!("the JSON path read what the full one refuses ({e}):\n{text}"))
+                .into_iter()
+                .map(|d| JsonDocument {
+                    root: d.root.into_json().unwrap(),
+                    mark: d.mark,
+                })
+                .collect();
+            assert_eq!(fast, &full, "the paths differ on:\n{text}");
+        }
+        fast
+    }
+
+    #[test]
+    fn the_json_path_reads_what_the_full_path_reads_and_leaves_the_rest_to_it() {
+        let common = [
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a, labels: {app: web}}\ndata:\n  k: v\n",
+            "a: 1\n---\n# only a comment\n---\nb: [1, 2.5, 'x', \"y\", null, ~, true, on, 0x1f, 0644, 1e3]\n",
+            "---\n---\n",
+            "",
+            "- a\n- {b: c}\n- [d, [e]]\n- k: |\n    block\n  f: >-\n    folded\n    text\n",
+            "on: yes\n'null': 1\n\"~\": 2\n12: twelve\ntrue: t\n",
+            "plain scalar at the root\n",
+            "deep: {a: {b: {c: {d: [[[[1]]]]}}}}\n",
+        ];
+        for text in common {
+            assert!(json_path(text).is_some(), "the JSON path should read:\n{text}");
+        }
+        let left_to_the_full_path = [
+            "base: &b {x: 1}\nd:\n  <<: *b\n",
+            "a: &a 1\nb: *a\n",
+            "t: !!str 12\n",
+            "a: 1\na: 2\n",
+            "~: null key\n",
+            ": empty key\n",
+            "? [a]\n: collection key\n",
+            "f: .inf\n",
+            "big: 123456789012345678901234567890\n",
+            "a: [unclosed\n",
+            "a: b: c\n",
+        ];
+        for text in left_to_the_full_path {
+            assert!(json_path(text).is_none(), "the full path should read:\n{text}");
+        }
+    }
+
+    #[test]
+    fn the_json_path_asks_the_hook_as_the_full_path_does() {
+        let text = "k: SUB\nSUB: v\nlist: [SUB, 'SUB']\n";
+        let asked = std::cell::RefCell::new(Vec::new());
+        let mut hook = |event: &ScalarEvent<'_>| {
+            asked
+                .borrow_mut()
+                .push((event.text.to_owned(), event.is_key, event.style));
+            Ok((event.text == "SUB" && !event.is_key)
+                .then(|| Node::from_json(&serde_json::json!({"n": 1}), event.mark)))
+        };
+        let fast = parse_stream_json(text, &mut hook).unwrap();
+        let fast_asked = asked.take();
+        let full = parse_stream(text, &mut hook).unwrap();
+        assert_eq!(fast_asked, asked.take());
+        assert_eq!(fast_asked.len(), 7, "every scalar, keys included: {fast_asked:?}");
+        assert_eq!(fast[0].root, full[0].root.clone().into_json().unwrap());
+        assert_eq!(
+            fast[0].root,
+            serde_json::json!({"k": {"n": 1}, "SUB": "v", "list": [{"n": 1}, {"n": 1}]})
+        );
+        let failing = parse_stream_json(text, &mut |event| {
+            if event.text == "SUB" {
+                Err("no".to_owned())
+            } else {
+                Ok(None)
+            }
+        });
+        assert!(failing.is_none(), "a hook's error is the full path's to report");
     }
 
     #[test]
