@@ -3,6 +3,7 @@
 //! the server owns removed (managedFields, resourceVersion, uid, status, ...). Objects in the ApplySet
 //! that left the manifest are planned for pruning.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
@@ -88,7 +89,11 @@ pub struct PlanOptions {
 
 /// Fields the server owns or computes, which say nothing about what the manifest changes.
 pub fn normalize(object: &Json) -> Json {
-    let mut object = object.clone();
+    normalized(object.clone())
+}
+
+/// [`normalize`], in place.
+fn normalized(mut object: Json) -> Json {
     if let Some(map) = object.as_object_mut() {
         map.remove("status");
         if let Some(metadata) = map.get_mut("metadata").and_then(Json::as_object_mut) {
@@ -426,16 +431,17 @@ async fn plan_one(resources: &Resources, mut object: Json, context: Context<'_>)
     // For an object outside the ApplySet, the dry run tells whether it exists (a dry-run create has no
     // resourceVersion), so only objects that do are fetched: a first apply costs one dry run per object,
     // not a GET as well.
-    let live = match listed {
-        Some(live) => Some(live.clone()),
+    // A listed member is borrowed from the listing: normalizing makes the one copy planning keeps.
+    let live: Option<Cow<'_, Json>> = match listed {
+        Some(live) => Some(Cow::Borrowed(live)),
         None if resource_version(&desired).is_none() => None,
         None => match with_retries(|| api.get_opt(&name)).await {
-            Ok(live) => live.map(|l| serde_json::to_value(l).unwrap_or(Json::Null)),
+            Ok(live) => live.map(|l| Cow::Owned(serde_json::to_value(l).unwrap_or(Json::Null))),
             Err(error) => return Ok(Err((reference(namespace), describe_api_error(&error)))),
         },
     };
     let claimed_by = live
-        .as_ref()
+        .as_deref()
         .and_then(part_of)
         .filter(|owner| Some(*owner) != applyset_id)
         .map(str::to_owned);
@@ -444,7 +450,7 @@ async fn plan_one(resources: &Resources, mut object: Json, context: Context<'_>)
         None => (Operation::Create, None, Some(normalize(&object))),
         Some(live) => {
             restamp = applyset_id.is_some() && unchanged::recorded(&live) != unchanged::recorded(&object);
-            let (live, desired) = (normalize(&live), normalize(&desired));
+            let (live, desired) = (normalized(live.into_owned()), normalized(desired));
             if live == desired {
                 (Operation::Unchanged, None, None)
             } else {
@@ -520,7 +526,7 @@ impl Replacement<'_> {
         Ok(Change {
             object: self.object_ref,
             operation: Operation::Replace,
-            live: Some(normalize(&live)),
+            live: Some(normalized(live)),
             desired: Some(normalize(&self.object)),
             pending: None,
             manifest: Some(self.object),
