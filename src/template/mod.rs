@@ -292,20 +292,8 @@ impl TemplateSet {
             // start again.
             None => {
                 warnings.clear();
-                yaml::parse_stream(&text, &mut scalar_hook(&file.path, &mut warnings))
+                yaml::parse_stream_to_json(&text, &mut scalar_hook(&file.path, &mut warnings))
                     .map_err(|e| output_error(&file.path, &text, e.mark, &e.message))?
-                    .into_iter()
-                    .map(|document| {
-                        let root = document
-                            .root
-                            .into_json()
-                            .map_err(|e| output_error(&file.path, &text, e.mark, &e.to_string()))?;
-                        Ok(yaml::JsonDocument {
-                            root,
-                            mark: document.mark,
-                        })
-                    })
-                    .collect::<Result<_, TemplateError>>()?
             }
         };
         let documents = parsed

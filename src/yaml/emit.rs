@@ -86,27 +86,21 @@ fn write_mapping(
 /// Items at `indent`, each starting with `- `.
 fn write_sequence(items: &[Json], indent: usize, out: &mut String) -> Result<(), EmitError> {
     for item in items {
+        push_indent(out, indent);
         match item {
             Json::Object(map) if !map.is_empty() => {
-                push_indent(out, indent);
                 out.push_str("- ");
                 write_mapping(map, indent + 2, true, out)?;
             }
-            Json::Array(_) => {
-                push_indent(out, indent);
-                write_delegated(&OneItem(item), indent, out)?;
-            }
-            _ => {
-                push_indent(out, indent);
-                match plain_scalar(item) {
-                    Some(text) => {
-                        out.push_str("- ");
-                        out.push_str(&text);
-                        out.push('\n');
-                    }
-                    None => write_delegated(&OneItem(item), indent, out)?,
+            Json::Array(_) => write_delegated(&OneItem(item), indent, out)?,
+            _ => match plain_scalar(item) {
+                Some(text) => {
+                    out.push_str("- ");
+                    out.push_str(&text);
+                    out.push('\n');
                 }
-            }
+                None => write_delegated(&OneItem(item), indent, out)?,
+            },
         }
     }
     Ok(())

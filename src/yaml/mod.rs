@@ -25,7 +25,13 @@ pub fn json_documents(text: &str) -> Result<Vec<JsonDocument>, ParseError> {
     if let Some(documents) = parse_stream_json(text, &mut |_| Ok(None)) {
         return Ok(documents);
     }
-    parse_stream(text, &mut |_| Ok(None))?
+    parse_stream_to_json(text, &mut |_| Ok(None))
+}
+
+/// Every document of `text` through the full path ([`parse_stream`]), then as JSON: what
+/// [`parse_stream_json`] leaves to it. A float JSON cannot carry is an error with its position.
+pub fn parse_stream_to_json(text: &str, hook: &mut ScalarHook<'_>) -> Result<Vec<JsonDocument>, ParseError> {
+    parse_stream(text, hook)?
         .into_iter()
         .map(|document| {
             let root = document.root.into_json().map_err(|e| ParseError {

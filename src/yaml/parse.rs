@@ -773,14 +773,8 @@ mod tests {
     fn json_path(text: &str) -> Option<Vec<JsonDocument>> {
         let fast = parse_stream_json(text, &mut |_| Ok(None));
         if let Some(fast) = &fast {
-            let full: Vec<JsonDocument> = parse_stream(text, &mut |_| Ok(None))
-                .unwrap_or_else(|e| panic!("the JSON path read what the full one refuses ({e}):\n{text}"))
-                .into_iter()
-                .map(|d| JsonDocument {
-                    root: d.root.into_json().unwrap(),
-                    mark: d.mark,
-                })
-                .collect();
+            let full = crate::yaml::parse_stream_to_json(text, &mut |_| Ok(None))
+                .unwrap_or_else(|e| panic!("the JSON path read what the full one refuses ({e}):\n{text}"));
             assert_eq!(fast, &full, "the paths differ on:\n{text}");
         }
         fast
