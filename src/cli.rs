@@ -326,6 +326,11 @@ pub struct ClusterArgs {
     #[arg(long, value_name = "N", default_value_t = 8)]
     pub concurrency: usize,
 
+    /// How many objects each LIST of the ApplySet's members returns at a time, as kubectl's
+    /// --chunk-size: one page per LIST is held while the members are read
+    #[arg(long, value_name = "N", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..))]
+    pub chunk_size: u32,
+
     /// How long one request may wait for the API server's answer before it is retried (e.g. 30s, 2m)
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
     pub request_timeout: std::time::Duration,

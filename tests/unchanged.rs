@@ -294,6 +294,55 @@ fn an_unchanged_object_needs_no_dry_run_until_another_manager_changes_it() {
     assert!(!out.stdout.contains("applied-digest"));
 }
 
+/// Members are listed in pages (`--chunk-size`): a member on any page is proven, and one that left the
+/// manifest is pruned, whichever page it arrives on.
+#[test]
+fn members_on_every_page_are_proven_and_pruned() {
+    let p = Project::new("paged", "");
+    p.write(
+        "manifests/many.yaml",
+        r#"{% for i in range(end=25) %}{% if not (values.leave is defined and i in values.leave) %}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: "item-{{ i }}"}
+data: {index: "{{ i }}"}
+{% endif %}{% endfor %}
+"#,
+    );
+    let chunked = ["--chunk-size", "4"];
+    run(&mut p.command(&[&["apply", "--yes", "--no-wait"][..], &chunked].concat())).ok();
+
+    // 25 members: seven pages of four. Every member is proven.
+    let (code, changes, _) = diff_agreeing(&p, &chunked);
+    assert_eq!(code, 0);
+    assert_eq!(changes.len(), 25);
+    assert!(
+        changes
+            .values()
+            .all(|c| c == &("unchanged".into(), "last-apply".into())),
+        "{changes:?}"
+    );
+
+    // Two members leave the manifest, one on the first page and one on the last (LISTs come back in
+    // name order: item-1 is among the first four, item-9 among the last).
+    let leave = ["--data-value-yaml", "leave=[1, 9]"];
+    let (code, changes, _) = diff(&p, &[&leave[..], &chunked].concat());
+    assert_eq!(code, 1);
+    let pruned: Vec<&String> = changes.iter().filter(|(_, c)| c.0 == "prune").map(|(o, _)| o).collect();
+    assert_eq!(pruned, ["ConfigMap/item-1", "ConfigMap/item-9"]);
+    assert_eq!(
+        changes
+            .values()
+            .filter(|c| *c == &("unchanged".into(), "last-apply".into()))
+            .count(),
+        23
+    );
+    run(&mut p.command(&[&["apply", "--yes", "--no-wait"][..], &leave, &chunked].concat())).ok();
+    assert!(p.get("configmap", "item-1").is_none() && p.get("configmap", "item-9").is_none());
+    assert!(p.get("configmap", "item-8").is_some() && p.get("configmap", "item-24").is_some());
+}
+
 #[test]
 fn discovery_kept_on_disk_sees_crds_created_and_deleted_since() {
     let cache = tempfile::tempdir().unwrap();

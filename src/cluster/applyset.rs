@@ -20,6 +20,7 @@ use serde_json::{Value as Json, json};
 use sha2::{Digest, Sha256};
 
 use super::client::with_retries;
+use super::plan::PlanOptions;
 use super::resources::{Resolved, Resources};
 use super::{ClusterError, FIELD_MANAGER, describe_api_error};
 use crate::manifest::ObjectRef;
@@ -88,9 +89,15 @@ impl std::fmt::Display for Owner {
 /// A live member of the set.
 pub struct Member {
     pub object: ObjectRef,
-    pub live: Json,
+    /// The live object; none when the listing's caller had all it needed from it as it arrived (the
+    /// planner, for a member it proved unchanged), so that its body is not held.
+    pub live: Option<Json>,
     pub resolved: Resolved,
 }
+
+/// Whether the caller of [`ApplySet::members`] is done with a member as it arrives: its body is then
+/// dropped at once rather than held until the listing ends.
+pub type Settled<'a> = dyn Fn(&ObjectRef, &Json) -> bool + Sync + 'a;
 
 /// `Kind` for the core group, `Kind.group` otherwise, as kubectl writes group-kinds.
 pub fn group_kind(group: &str, kind: &str) -> String {
@@ -108,10 +115,11 @@ fn split_group_kind(gk: &str) -> (String, String) {
     }
 }
 
-/// The items of one list that kdeploy applied, as members. Each keeps only kdeploy's own managedFields
+/// The items of one page that kdeploy applied, as members. Each keeps only kdeploy's own managedFields
 /// entries: planning reads no other manager's (the server reports conflicts), and at thousands of
-/// objects the other entries are a large share of what is held.
-fn members_of(gk: &str, resolved: &Resolved, items: Vec<DynamicObject>) -> Vec<Member> {
+/// objects the other entries are a large share of what is held. A member `settled` is done with keeps
+/// no body at all.
+fn members_of(gk: &str, resolved: &Resolved, items: Vec<DynamicObject>, settled: &Settled<'_>) -> Vec<Member> {
     let (group, kind) = split_group_kind(gk);
     items
         .into_iter()
@@ -132,6 +140,7 @@ fn members_of(gk: &str, resolved: &Resolved, items: Vec<DynamicObject>) -> Vec<M
             if let Some(fields) = live["metadata"]["managedFields"].as_array_mut() {
                 fields.retain(|entry| entry["manager"] == FIELD_MANAGER);
             }
+            let live = (!settled(&object, &live)).then_some(live);
             Some(Member {
                 object,
                 live,
@@ -326,17 +335,24 @@ impl ApplySet {
         Ok(())
     }
 
-    /// The live members: objects of the recorded group-kinds, in the recorded namespaces, with this
-    /// set's label, that kdeploy applied. One LIST per group-kind across all namespaces when the set spans
-    /// several (what lies outside the recorded ones is left out), or per namespace when the caller may
-    /// not list across namespaces; `concurrency` at a time.
-    pub async fn members(&self, resources: &Arc<Resources>, concurrency: usize) -> Result<Vec<Member>, ClusterError> {
-        let Some((kinds, mut namespaces)) = self.recorded(resources).await? else {
-            return Ok(Vec::new());
-        };
+    /// The live members: objects of the group-kinds and namespaces the parent records (`recorded`, from
+    /// [`ApplySet::recorded`]), with this set's label, that kdeploy applied. One LIST per group-kind
+    /// across all namespaces when the set spans several (what lies outside the recorded ones is left
+    /// out), or per namespace when the caller may not list across namespaces; `options.concurrency` at a
+    /// time. Each LIST is read in pages of `options.chunk_size` and each page becomes members as it arrives, so one page per LIST is
+    /// held at a time, and a member `settled` is done with keeps no body.
+    pub async fn members<'a>(
+        &self,
+        resources: &Arc<Resources>,
+        recorded: &'a (BTreeSet<String>, BTreeSet<String>),
+        options: PlanOptions,
+        settled: &Settled<'_>,
+    ) -> Result<Vec<Member>, ClusterError> {
+        let (kinds, namespaces) = recorded;
+        let mut namespaces = namespaces.clone();
         namespaces.insert(self.namespace.clone());
         let mut scopes = Vec::new();
-        for gk in &kinds {
+        for gk in kinds {
             let (group, kind) = split_group_kind(gk);
             let Some(resolved) = resources.resolve_group_kind(&group, &kind).await? else {
                 continue;
@@ -344,15 +360,12 @@ impl ApplySet {
             scopes.push((gk, resolved));
         }
         let selector = ListParams::default().labels(&format!("{PART_OF_LABEL}={}", self.id));
-        // Each list becomes members as it arrives, so only one list's response is held at a time.
-        let list = |gk: &String, resolved: Resolved, namespace: Option<String>| {
+        let list = |gk: &'a String, resolved: Resolved, namespace: Option<String>| {
             let selector = &selector;
-            let gk = gk.clone();
             async move {
                 let api = resources.api(&resolved, namespace.as_deref());
-                with_retries(|| api.list(selector))
+                list_pages(&api, selector, options.chunk_size, gk, &resolved, settled)
                     .await
-                    .map(|list| (resolved.clone(), members_of(&gk, &resolved, list.items)))
                     .map_err(|e| ClusterError::Api {
                         context: format!("listing {gk} in the ApplySet"),
                         source: e,
@@ -362,13 +375,13 @@ impl ApplySet {
         let namespaces = &namespaces;
         let lists = futures::stream::iter(scopes.into_iter().map(|(gk, resolved)| async move {
             if !resolved.namespaced {
-                return Ok(vec![(gk, list(gk, resolved, None).await?)]);
+                return Ok(vec![list(gk, resolved, None).await?]);
             }
             if namespaces.len() > 1 {
                 match list(gk, resolved.clone(), None).await {
-                    Ok((resolved, mut items)) => {
-                        items.retain(|item| item.object.namespace.as_ref().is_some_and(|n| namespaces.contains(n)));
-                        return Ok(vec![(gk, (resolved, items))]);
+                    Ok(mut members) => {
+                        members.retain(|m| m.object.namespace.as_ref().is_some_and(|n| namespaces.contains(n)));
+                        return Ok(vec![members]);
                     }
                     Err(ClusterError::Api {
                         source: kube::Error::Api(status),
@@ -378,17 +391,46 @@ impl ApplySet {
                 }
             }
             let per_namespace = namespaces.iter().map(|n| list(gk, resolved.clone(), Some(n.clone())));
-            let lists = futures::future::try_join_all(per_namespace).await?;
-            Ok::<_, ClusterError>(lists.into_iter().map(|l| (gk, l)).collect())
+            futures::future::try_join_all(per_namespace).await
         }))
-        .buffered(concurrency.max(1))
+        .buffered(options.concurrency.max(1))
         .try_collect::<Vec<_>>()
         .await?;
-        Ok(lists
-            .into_iter()
-            .flatten()
-            .flat_map(|(_, (_, members))| members)
-            .collect())
+        Ok(lists.into_iter().flatten().flatten().collect())
+    }
+}
+
+/// The members in one LIST, read a page at a time. A continue token the server no longer honours
+/// (410 Gone: the listing outlived etcd's compaction window) starts the LIST again, as kubectl does.
+async fn list_pages(
+    api: &Api<DynamicObject>,
+    selector: &ListParams,
+    page_size: u32,
+    gk: &str,
+    resolved: &Resolved,
+    settled: &Settled<'_>,
+) -> Result<Vec<Member>, kube::Error> {
+    const RESTARTS: u32 = 3;
+    let (mut members, mut token, mut restarts) = (Vec::new(), None::<String>, 0);
+    loop {
+        let mut params = selector.clone().limit(page_size);
+        if let Some(token) = &token {
+            params = params.continue_token(token);
+        }
+        let page = match with_retries(|| api.list(&params)).await {
+            Ok(page) => page,
+            Err(kube::Error::Api(status)) if status.code == 410 && token.is_some() && restarts < RESTARTS => {
+                restarts += 1;
+                (members, token) = (Vec::new(), None);
+                continue;
+            }
+            Err(error) => return Err(error),
+        };
+        token = page.metadata.continue_.filter(|t| !t.is_empty());
+        members.extend(members_of(gk, resolved, page.items, settled));
+        if token.is_none() {
+            return Ok(members);
+        }
     }
 }
 
@@ -468,20 +510,37 @@ mod tests {
             item("copied", &[("kubectl", "Apply")]),
             item("updated-only", &[(FIELD_MANAGER, "Update")]),
         ];
-        let members = members_of("ConfigMap", &resolved, items);
+        let members = members_of("ConfigMap", &resolved, items.clone(), &|_, _| false);
         assert_eq!(members.len(), 1, "only what kdeploy applied is a member");
         let member = &members[0];
         assert_eq!(member.object.to_string(), "ConfigMap/ours (namespace a)");
-        assert_eq!(member.live["apiVersion"], "v1");
-        assert_eq!(member.live["kind"], "ConfigMap");
-        assert_eq!(member.live["data"]["k"], "v");
-        let managers: Vec<&Json> = member.live["metadata"]["managedFields"]
+        let live = member.live.as_ref().expect("an unsettled member keeps its body");
+        assert_eq!(live["apiVersion"], "v1");
+        assert_eq!(live["kind"], "ConfigMap");
+        assert_eq!(live["data"]["k"], "v");
+        let managers: Vec<&Json> = live["metadata"]["managedFields"]
             .as_array()
             .unwrap()
             .iter()
             .map(|f| &f["manager"])
             .collect();
         assert_eq!(managers, [FIELD_MANAGER]);
+
+        // What the caller settles as it arrives stays a member (it is not pruned) but keeps no body; the
+        // caller sees it whole, with apiVersion and kind filled in.
+        let seen = std::sync::Mutex::new(Vec::new());
+        let settled = |object: &ObjectRef, live: &Json| {
+            seen.lock().unwrap().push((object.to_string(), live["kind"].clone()));
+            true
+        };
+        let members = members_of("ConfigMap", &resolved, items, &settled);
+        assert_eq!(members.len(), 1);
+        assert!(members[0].live.is_none(), "a settled member's body is dropped");
+        assert_eq!(
+            *seen.lock().unwrap(),
+            [("ConfigMap/ours (namespace a)".to_owned(), json!("ConfigMap"))],
+            "only members are offered to the caller"
+        );
     }
 
     #[test]

@@ -3,15 +3,14 @@
 //! the server owns removed (managedFields, resourceVersion, uid, status, ...). Objects in the ApplySet
 //! that left the manifest are planned for pruning.
 
-use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use futures::{StreamExt as _, TryStreamExt as _};
 use kube::api::{Patch, PatchParams};
 use serde_json::Value as Json;
-use tokio::sync::{Semaphore, watch};
 
-use super::applyset::{ApplySet, DigestKey, Member, part_of};
+use super::applyset::{ApplySet, Member, part_of};
 use super::client::with_retries;
 use super::resources::{Resolved, Resources};
 use super::unchanged::{self, DIGEST_ANNOTATION};
@@ -82,6 +81,8 @@ impl Plan {
 #[derive(Debug, Clone, Copy)]
 pub struct PlanOptions {
     pub concurrency: usize,
+    /// Members per page of a LIST (`--chunk-size`).
+    pub chunk_size: u32,
     pub force_conflicts: bool,
     /// Dry-run every object, even one the last apply proves unchanged (`--full-dry-run`).
     pub full_dry_run: bool,
@@ -121,7 +122,15 @@ fn normalized(mut object: Json) -> Json {
     object
 }
 
-/// Plans the manifest `objects` (already labelled for `applyset`) against the cluster.
+/// Plans the manifest `objects` (already labelled for `applyset`) against the cluster, in four steps:
+///
+/// 1. The ApplySet parent is read (what the set spans, and the key of applied digests) and checked for
+///    writing, while every kind in the manifest is resolved.
+/// 2. Every object is made what it would be applied as: in its namespace, stamped with its digest.
+/// 3. The members are listed a page at a time. A member proven unchanged ([`unchanged`]) as it arrives
+///    keeps no body, so a plan of unchanged objects holds the manifest and a page per LIST, not the
+///    cluster's copy of every object as well.
+/// 4. What is not proven is dry-run, with no more tasks at once than requests may be in flight.
 pub async fn plan(
     resources: &Arc<Resources>,
     objects: Vec<Json>,
@@ -129,113 +138,160 @@ pub async fn plan(
     applyset: Option<&ApplySet>,
     options: PlanOptions,
 ) -> Result<Plan, ClusterError> {
-    let new_namespaces: HashSet<String> = objects
-        .iter()
-        .filter(|o| o["kind"] == "Namespace" && o["apiVersion"] == "v1")
-        .filter_map(|o| o["metadata"]["name"].as_str().map(str::to_owned))
-        .collect();
-    let new_kinds: HashSet<(String, String)> = objects
-        .iter()
-        .filter(|o| o["kind"] == "CustomResourceDefinition")
-        .filter_map(|o| {
-            Some((
-                o["spec"]["group"].as_str()?.to_owned(),
-                o["spec"]["names"]["kind"].as_str()?.to_owned(),
-            ))
-        })
-        .collect();
-    // The set's members are listed for pruning anyway, and their live state saves a GET per object. The
-    // listing runs alongside the dry runs and is published to them when it is done.
-    let (publish_known_live, known_live) = watch::channel::<Option<Arc<KnownLive>>>(None);
-    let semaphore = Arc::new(Semaphore::new(options.concurrency.max(1)));
-    let mut tasks = tokio::task::JoinSet::new();
-    for (index, object) in objects.into_iter().enumerate() {
-        let resources = resources.clone();
-        let semaphore = semaphore.clone();
-        let default_namespace = default_namespace.to_owned();
-        let new_namespaces = new_namespaces.clone();
-        let new_kinds = new_kinds.clone();
-        let known_live = known_live.clone();
-        let applyset_id = applyset.map(|set| set.id.clone());
-        tasks.spawn(async move {
-            let _permit = semaphore.acquire_owned().await;
-            let context = Context {
-                applyset_id: applyset_id.as_deref(),
-                default_namespace: &default_namespace,
-                new_namespaces: &new_namespaces,
-                new_kinds: &new_kinds,
-                known_live,
-                options,
-            };
-            let result = plan_one(&resources, object, context).await;
-            (index, result)
-        });
-    }
-    let listing = async {
-        let listed = match applyset {
-            Some(applyset) => applyset.members(resources, options.concurrency).await,
-            None => Ok(Vec::new()),
-        };
-        // On failure the plan fails below; the dry runs still finish, fetching what they need.
-        let (members, failure) = match listed {
-            Ok(members) => (members, None),
-            Err(error) => (Vec::new(), Some(error)),
-        };
-        let known = Arc::new(KnownLive::new(members, applyset.map(|set| set.digest_key().clone())));
-        publish_known_live.send_replace(Some(known.clone()));
-        failure.map_or(Ok(known), Err)
-    };
-    let planning = async {
-        let mut results = Vec::new();
-        while let Some(joined) = tasks.join_next().await {
-            results.push(joined.map_err(|e| ClusterError::Config(format!("a planning task failed: {e}")))?);
+    let shared = Arc::new(Shared {
+        applyset_id: applyset.map(|set| set.id.clone()),
+        new_namespaces: objects
+            .iter()
+            .filter(|o| o["kind"] == "Namespace" && o["apiVersion"] == "v1")
+            .filter_map(|o| o["metadata"]["name"].as_str().map(str::to_owned))
+            .collect(),
+        new_kinds: objects
+            .iter()
+            .filter(|o| o["kind"] == "CustomResourceDefinition")
+            .filter_map(|o| {
+                Some((
+                    o["spec"]["group"].as_str()?.to_owned(),
+                    o["spec"]["names"]["kind"].as_str()?.to_owned(),
+                ))
+            })
+            .collect(),
+        options,
+    });
+
+    // 1. The parent, and every kind.
+    let read_parent = async {
+        match applyset {
+            Some(set) => set.recorded(resources).await,
+            None => Ok(None),
         }
-        Ok::<_, ClusterError>(results)
     };
-    // The ApplySet parent is checked with the rest: no write may start if it could not be written.
-    let parent_check = async {
+    // No write may start if the parent could not be written.
+    let check_parent = async {
         match applyset {
             Some(set) => set
-                .check_parent(resources, new_namespaces.contains(&set.namespace))
+                .check_parent(resources, shared.new_namespaces.contains(&set.namespace))
                 .await
                 .err()
                 .map(|message| (set.parent_ref(), message)),
             None => None,
         }
     };
-    let (known, results, parent_refused) = tokio::join!(listing, planning, parent_check);
-    let (known, mut results) = (known?, results?);
-    results.sort_by_key(|(index, _)| *index);
+    let kinds: HashSet<(&str, &str)> = objects
+        .iter()
+        .map(|o| (type_of(o, "apiVersion"), type_of(o, "kind")))
+        .collect();
+    let resolve_kinds = futures::stream::iter(kinds)
+        .map(|(api_version, kind)| async move {
+            let resolved = resources.resolve(api_version, kind).await?;
+            Ok::<_, ClusterError>(((api_version.to_owned(), kind.to_owned()), resolved))
+        })
+        .buffer_unordered(options.concurrency.max(1))
+        .try_collect::<HashMap<_, _>>();
+    let (recorded, parent_refused, resolved_kinds) = tokio::join!(read_parent, check_parent, resolve_kinds);
+    let (recorded, resolved_kinds) = (recorded?, resolved_kinds?);
+
+    // 2. Each object as it would be applied. What is applied carries its digest, so that the next plan
+    // can prove it unchanged without a dry run; only members of an ApplySet are listed, so only they can
+    // be proven, and only they are stamped.
+    let digest_key = applyset.map(|set| set.digest_key().clone());
+    let steps: Vec<Step> = objects
+        .into_iter()
+        .map(|mut object| {
+            if let Some(key) = &digest_key {
+                unchanged::stamp(&mut object, key.bytes());
+            }
+            ready(object, &resolved_kinds, default_namespace, &shared)
+        })
+        .collect();
+
+    // 3. The members, settled as they arrive.
+    let members = match (applyset, &recorded) {
+        (Some(set), Some(recorded)) => {
+            let manifest: HashMap<&ObjectRef, &Json> = steps
+                .iter()
+                .filter_map(|step| match step {
+                    Step::Ready(ready) => Some((&ready.reference, &ready.object)),
+                    Step::Planned(_) => None,
+                })
+                .collect();
+            let proven = |reference: &ObjectRef, live: &Json| {
+                !options.full_dry_run
+                    && manifest
+                        .get(reference)
+                        .is_some_and(|object| unchanged::proven_unchanged(object, live))
+            };
+            set.members(resources, recorded, options, &proven).await?
+        }
+        _ => Vec::new(),
+    };
+    let by_reference: HashMap<ObjectRef, usize> =
+        members.iter().enumerate().map(|(i, m)| (m.object.clone(), i)).collect();
+    let mut members: Vec<Option<Member>> = members.into_iter().map(Some).collect();
+
+    // 4. Dry runs for what is not proven.
+    let mut results: Vec<Option<Planned>> = std::iter::repeat_with(|| None).take(steps.len()).collect();
+    let mut tasks = tokio::task::JoinSet::new();
+    let most_tasks = options.concurrency.max(1);
+    let finish = |joined: Result<(usize, Result<Planned, ClusterError>), tokio::task::JoinError>,
+                  results: &mut Vec<Option<Planned>>| {
+        let (index, result) = joined.map_err(|e| ClusterError::Config(format!("a planning task failed: {e}")))?;
+        results[index] = Some(result?);
+        Ok::<_, ClusterError>(())
+    };
+    for (index, step) in steps.into_iter().enumerate() {
+        let ready = match step {
+            Step::Planned(planned) => {
+                results[index] = Some(planned);
+                continue;
+            }
+            Step::Ready(ready) => ready,
+        };
+        let member = by_reference.get(&ready.reference).and_then(|&i| members[i].take());
+        if let Some(Member { live: None, .. }) = member {
+            results[index] = Some(Ok(ready.proven()));
+            continue;
+        }
+        while tasks.len() >= most_tasks {
+            if let Some(joined) = tasks.join_next().await {
+                finish(joined, &mut results)?;
+            }
+        }
+        let (resources, shared) = (resources.clone(), shared.clone());
+        let listed = member.and_then(|m| m.live);
+        tasks.spawn(async move { (index, dry_run(&resources, ready, listed, &shared).await) });
+    }
+    while let Some(joined) = tasks.join_next().await {
+        finish(joined, &mut results)?;
+    }
+
     let mut plan = Plan::default();
     plan.failures.extend(parent_refused);
-    for (_, result) in results {
-        match result? {
+    for result in results.into_iter().flatten() {
+        match result {
             Ok(change) => plan.changes.push(change),
             Err(failure) => plan.failures.push(failure),
         }
     }
-    {
-        let wanted: HashSet<ObjectRef> = plan
-            .changes
-            .iter()
-            .map(|c| c.object.clone())
-            .chain(plan.failures.iter().map(|f| f.0.clone()))
-            .collect();
-        for member in &known.members {
-            if !wanted.contains(&member.object) {
-                plan.changes.push(Change {
-                    object: member.object.clone(),
-                    operation: Operation::Prune,
-                    live: Some(normalize(&member.live)),
-                    desired: None,
-                    pending: None,
-                    manifest: None,
-                    resolved: Some(member.resolved.clone()),
-                    claimed_by: None,
-                    proven: false,
-                    restamp: false,
-                });
-            }
+    let wanted: HashSet<ObjectRef> = plan
+        .changes
+        .iter()
+        .map(|c| c.object.clone())
+        .chain(plan.failures.iter().map(|f| f.0.clone()))
+        .collect();
+    for member in members.into_iter().flatten() {
+        if !wanted.contains(&member.object) {
+            plan.changes.push(Change {
+                object: member.object,
+                operation: Operation::Prune,
+                live: member.live.map(normalized),
+                desired: None,
+                pending: None,
+                manifest: None,
+                resolved: Some(member.resolved),
+                claimed_by: None,
+                proven: false,
+                restamp: false,
+            });
         }
     }
     Ok(plan)
@@ -243,102 +299,78 @@ pub async fn plan(
 
 type Planned = Result<Change, (ObjectRef, String)>;
 
-/// What the ApplySet listing tells every object's planning.
-#[derive(Default)]
-struct KnownLive {
-    /// The live members, in the order listed (pruning keeps it).
-    members: Vec<Member>,
-    /// Where each member is in `members`.
-    by_reference: HashMap<ObjectRef, usize>,
-    /// The ApplySet's key for applied digests; none without an ApplySet.
-    digest_key: Option<DigestKey>,
-}
-
-impl KnownLive {
-    fn new(members: Vec<Member>, digest_key: Option<DigestKey>) -> Self {
-        let by_reference = members.iter().enumerate().map(|(i, m)| (m.object.clone(), i)).collect();
-        KnownLive {
-            members,
-            by_reference,
-            digest_key,
-        }
-    }
-
-    /// The live object listed for `reference`, if it is a member.
-    fn live(&self, reference: &ObjectRef) -> Option<&Json> {
-        self.by_reference.get(reference).map(|&i| &self.members[i].live)
-    }
-}
-
 /// What every object's planning shares.
-struct Context<'a> {
+struct Shared {
     /// This apply's ApplySet; none for an unnamed project, to which every labelled object is foreign.
-    applyset_id: Option<&'a str>,
-    default_namespace: &'a str,
-    new_namespaces: &'a HashSet<String>,
-    new_kinds: &'a HashSet<(String, String)>,
-    /// Live objects listed with the ApplySet's members, by reference; `None` until the listing is done.
-    known_live: watch::Receiver<Option<Arc<KnownLive>>>,
+    applyset_id: Option<String>,
+    /// Namespaces this apply creates: an object in one cannot be dry-run yet.
+    new_namespaces: HashSet<String>,
+    /// Kinds whose CRD this apply creates: an object of one cannot be dry-run yet.
+    new_kinds: HashSet<(String, String)>,
     options: PlanOptions,
 }
 
-async fn plan_one(resources: &Resources, mut object: Json, context: Context<'_>) -> Result<Planned, ClusterError> {
-    let Context {
-        applyset_id,
-        default_namespace,
-        new_namespaces,
-        new_kinds,
-        mut known_live,
-        options,
-    } = context;
-    // The listing (for pruning) comes first: it gives the live members and the ApplySet's digest key.
-    let known_live = match known_live.wait_for(Option::is_some).await {
-        Ok(known) => known.clone().unwrap_or_default(),
-        Err(_) => Arc::default(), // the listing was dropped: fetch instead
-    };
-    // What is applied carries its digest, so that the next plan can prove it unchanged without a dry run.
-    // Only members of an ApplySet are listed, so only they can be proven.
-    if let Some(key) = &known_live.digest_key {
-        unchanged::stamp(&mut object, key.bytes());
-    }
-    let api_version = object["apiVersion"].as_str().unwrap_or_default().to_owned();
-    let kind = object["kind"].as_str().unwrap_or_default().to_owned();
-    let group = api_version.rsplit_once('/').map_or("", |(g, _)| g).to_owned();
-    let name = object["metadata"]["name"].as_str().unwrap_or_default().to_owned();
-    let reference = |namespace: Option<String>| ObjectRef {
-        group: group.clone(),
-        kind: kind.clone(),
-        namespace,
-        name: name.clone(),
-    };
-    let pending_change = |namespace: Option<String>, object: Json, reason: String| Change {
-        object: reference(namespace),
-        operation: Operation::Create,
-        live: None,
-        desired: Some(normalize(&object)),
-        pending: Some(reason),
-        manifest: Some(object),
-        resolved: None,
-        claimed_by: None,
-        proven: false,
-        restamp: false,
-    };
-    let not_served = |object: Json| {
-        let namespace = object["metadata"]["namespace"].as_str().map(str::to_owned);
-        if new_kinds.contains(&(group.clone(), kind.clone())) {
-            return Ok(pending_change(
-                namespace,
-                object,
-                "its CustomResourceDefinition is created by this apply".into(),
-            ));
+/// One object after step 2 of [`plan`]: planned already (its kind is not served, or it is not where its
+/// kind says it can be), or ready to be proven or dry-run.
+enum Step {
+    Planned(Planned),
+    Ready(Ready),
+}
+
+/// An object as it would be applied (stamped, in its namespace), with where it lives.
+struct Ready {
+    object: Json,
+    reference: ObjectRef,
+    resolved: Resolved,
+}
+
+impl Ready {
+    /// Unchanged, as the last apply's digest and kdeploy's managed fields prove: no dry run.
+    fn proven(self) -> Change {
+        Change {
+            object: self.reference,
+            operation: Operation::Unchanged,
+            live: None,
+            desired: None,
+            pending: None,
+            manifest: Some(self.object),
+            resolved: Some(self.resolved),
+            claimed_by: None,
+            proven: true,
+            restamp: false,
         }
-        Err((
-            reference(namespace),
-            format!("the server does not serve {kind} in {api_version} (is the CRD installed?)"),
-        ))
-    };
-    let Some(resolved) = resources.resolve(&api_version, &kind).await? else {
-        return Ok(not_served(object));
+    }
+}
+
+/// The string at the object's top-level `field` (`apiVersion`, `kind`), or "".
+fn type_of<'a>(object: &'a Json, field: &str) -> &'a str {
+    object[field].as_str().unwrap_or_default()
+}
+
+/// What identifies `object` once it sits in `namespace`.
+fn reference_of(object: &Json, namespace: Option<String>) -> ObjectRef {
+    let api_version = type_of(object, "apiVersion");
+    ObjectRef {
+        group: api_version.rsplit_once('/').map_or("", |(g, _)| g).to_owned(),
+        kind: type_of(object, "kind").to_owned(),
+        namespace,
+        name: object["metadata"]["name"].as_str().unwrap_or_default().to_owned(),
+    }
+}
+
+/// Step 2 for one object: its kind resolved (`resolved_kinds`), its namespace set.
+fn ready(
+    mut object: Json,
+    resolved_kinds: &HashMap<(String, String), Option<Resolved>>,
+    default_namespace: &str,
+    shared: &Shared,
+) -> Step {
+    let key = (
+        type_of(&object, "apiVersion").to_owned(),
+        type_of(&object, "kind").to_owned(),
+    );
+    let Some(Some(resolved)) = resolved_kinds.get(&key) else {
+        return Step::Planned(not_served(object, &shared.new_kinds));
     };
     let namespace = if resolved.namespaced {
         let namespace = object["metadata"]["namespace"]
@@ -349,33 +381,70 @@ async fn plan_one(resources: &Resources, mut object: Json, context: Context<'_>)
         Some(namespace)
     } else {
         if object["metadata"].get("namespace").is_some() {
-            return Ok(Err((
-                reference(None),
+            let kind = &key.1;
+            return Step::Planned(Err((
+                reference_of(&object, None),
                 format!("{kind} is cluster-scoped but sets metadata.namespace"),
             )));
         }
         None
     };
-    // A member the last apply proves unchanged needs no dry run.
-    let listed = known_live.live(&reference(namespace.clone()));
-    if !options.full_dry_run
-        && let Some(live) = listed
-        && unchanged::proven_unchanged(&object, live)
-    {
-        return Ok(Ok(Change {
-            object: reference(namespace),
-            operation: Operation::Unchanged,
-            live: None,
-            desired: None,
-            pending: None,
-            manifest: Some(object),
-            resolved: Some(resolved),
-            claimed_by: None,
-            proven: true,
-            restamp: false,
-        }));
+    Step::Ready(Ready {
+        reference: reference_of(&object, namespace),
+        object,
+        resolved: resolved.clone(),
+    })
+}
+
+/// An object the server does not serve: a create that waits for its CRD when this apply creates that,
+/// a failure otherwise.
+fn not_served(object: Json, new_kinds: &HashSet<(String, String)>) -> Planned {
+    let reference = reference_of(&object, object["metadata"]["namespace"].as_str().map(str::to_owned));
+    if new_kinds.contains(&(reference.group.clone(), reference.kind.clone())) {
+        return Ok(pending(
+            reference,
+            object,
+            "its CustomResourceDefinition is created by this apply",
+        ));
     }
-    let api = resources.api(&resolved, namespace.as_deref());
+    let (kind, api_version) = (&reference.kind, type_of(&object, "apiVersion"));
+    let message = format!("the server does not serve {kind} in {api_version} (is the CRD installed?)");
+    Err((reference, message))
+}
+
+/// A create the server cannot check yet, for `reason`.
+fn pending(reference: ObjectRef, object: Json, reason: &str) -> Change {
+    Change {
+        object: reference,
+        operation: Operation::Create,
+        live: None,
+        desired: Some(normalize(&object)),
+        pending: Some(reason.to_owned()),
+        manifest: Some(object),
+        resolved: None,
+        claimed_by: None,
+        proven: false,
+        restamp: false,
+    }
+}
+
+/// Step 4 for one object: the server-side dry run, compared with the live object (`listed` with the
+/// ApplySet's members, or fetched when the object exists outside the set).
+async fn dry_run(
+    resources: &Resources,
+    ready: Ready,
+    listed: Option<Json>,
+    shared: &Shared,
+) -> Result<Planned, ClusterError> {
+    let Ready {
+        object,
+        reference,
+        resolved,
+    } = ready;
+    let options = shared.options;
+    let applyset_id = shared.applyset_id.as_deref();
+    let name = reference.name.clone();
+    let api = resources.api(&resolved, reference.namespace.as_deref());
     let mut params = PatchParams::apply(FIELD_MANAGER).dry_run();
     params.force = options.force_conflicts;
     let patch = Patch::Apply(&object);
@@ -383,32 +452,32 @@ async fn plan_one(resources: &Resources, mut object: Json, context: Context<'_>)
     let desired = match dry_run {
         Ok(result) => serde_json::to_value(result).unwrap_or(Json::Null),
         Err(kube::Error::Api(status))
-            if status.code == 404 && namespace.as_ref().is_some_and(|ns| new_namespaces.contains(ns)) =>
+            if status.code == 404
+                && reference
+                    .namespace
+                    .as_ref()
+                    .is_some_and(|ns| shared.new_namespaces.contains(ns)) =>
         {
-            return Ok(Ok(pending_change(
-                namespace,
-                object,
-                "its namespace is created by this apply".into(),
-            )));
+            return Ok(Ok(pending(reference, object, "its namespace is created by this apply")));
         }
         // Discovery kept from an earlier run may name a kind whose CRD is gone since.
         Err(kube::Error::Api(status))
             if status.code == 404 && status.details.as_ref().is_none_or(|d| d.name.is_empty()) =>
         {
-            if resources.recheck(&api_version, &kind).await?.is_none() {
-                return Ok(not_served(object));
+            if resources
+                .recheck(type_of(&object, "apiVersion"), type_of(&object, "kind"))
+                .await?
+                .is_none()
+            {
+                return Ok(not_served(object, &shared.new_kinds));
             }
-            return Ok(Err((
-                reference(namespace),
-                describe_api_error(&kube::Error::Api(status)),
-            )));
+            return Ok(Err((reference, describe_api_error(&kube::Error::Api(status)))));
         }
         Err(kube::Error::Api(status)) if status.code == 422 && is_immutable_refusal(&status.message) => {
             let refusal = status.message.clone();
-            let object_ref = reference(namespace);
             if !replaces_on_immutable(&object) {
                 return Ok(Err((
-                    object_ref,
+                    reference,
                     format!(
                         "the server will refuse this change: {refusal}. An immutable field changes only by re-creating \
                          the object: annotate it `{REPLACE_ANNOTATION}: \"true\"` to have apply delete and re-create it, \
@@ -420,28 +489,27 @@ async fn plan_one(resources: &Resources, mut object: Json, context: Context<'_>)
                 api: &api,
                 params: &params,
                 object,
-                object_ref,
+                object_ref: reference,
                 resolved,
                 applyset_id,
             };
             return Ok(replacement.plan(&name, refusal).await);
         }
-        Err(error) => return Ok(Err((reference(namespace), describe_api_error(&error)))),
+        Err(error) => return Ok(Err((reference, describe_api_error(&error)))),
     };
     // For an object outside the ApplySet, the dry run tells whether it exists (a dry-run create has no
     // resourceVersion), so only objects that do are fetched: a first apply costs one dry run per object,
     // not a GET as well.
-    // A listed member is borrowed from the listing: normalizing makes the one copy planning keeps.
-    let live: Option<Cow<'_, Json>> = match listed {
-        Some(live) => Some(Cow::Borrowed(live)),
+    let live = match listed {
+        Some(live) => Some(live),
         None if resource_version(&desired).is_none() => None,
         None => match with_retries(|| api.get_opt(&name)).await {
-            Ok(live) => live.map(|l| Cow::Owned(serde_json::to_value(l).unwrap_or(Json::Null))),
-            Err(error) => return Ok(Err((reference(namespace), describe_api_error(&error)))),
+            Ok(live) => live.map(|l| serde_json::to_value(l).unwrap_or(Json::Null)),
+            Err(error) => return Ok(Err((reference, describe_api_error(&error)))),
         },
     };
     let claimed_by = live
-        .as_deref()
+        .as_ref()
         .and_then(part_of)
         .filter(|owner| Some(*owner) != applyset_id)
         .map(str::to_owned);
@@ -450,7 +518,7 @@ async fn plan_one(resources: &Resources, mut object: Json, context: Context<'_>)
         None => (Operation::Create, None, Some(normalize(&object))),
         Some(live) => {
             restamp = applyset_id.is_some() && unchanged::recorded(&live) != unchanged::recorded(&object);
-            let (live, desired) = (normalized(live.into_owned()), normalized(desired));
+            let (live, desired) = (normalized(live), normalized(desired));
             if live == desired {
                 (Operation::Unchanged, None, None)
             } else {
@@ -459,7 +527,7 @@ async fn plan_one(resources: &Resources, mut object: Json, context: Context<'_>)
         }
     };
     Ok(Ok(Change {
-        object: reference(namespace),
+        object: reference,
         operation,
         live,
         desired,

@@ -42,7 +42,7 @@ async fn apply_prepared(
     lock: &std::sync::Mutex<Option<DeployLock>>,
 ) -> anyhow::Result<ExitCode> {
     let plan = &prepared.plan;
-    let redactor = &prepared.rendered.redactor;
+    let redactor = &prepared.redactor;
     if !plan.failures.is_empty() {
         eprint!("error: {}", redactor.redact(&deploy::failures_text(plan)));
         eprintln!("nothing was applied");
@@ -74,7 +74,7 @@ async fn apply_prepared(
         }
     }
 
-    let rules = &prepared.rendered.inputs.selection.health;
+    let rules = &prepared.inputs.selection.health;
     let options = ApplyOptions {
         force_conflicts: args.cluster.force_conflicts,
         prune: !args.no_prune,

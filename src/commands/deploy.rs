@@ -15,10 +15,13 @@ use crate::cluster::lock::{self, DeployLock, Locking};
 use crate::cluster::plan::{Operation, Plan, PlanOptions, plan};
 use crate::cluster::resources::Resources;
 use crate::ui;
+use crate::vault::redact::Redactor;
 
 /// A rendered manifest planned against a cluster.
 pub struct Prepared {
-    pub rendered: RenderedInputs,
+    pub inputs: Inputs,
+    /// Masks vault values wherever they appear (diffs, logs, errors).
+    pub redactor: Redactor,
     pub context: String,
     pub resources: Arc<Resources>,
     /// The set this apply records its objects in; none for an unnamed project.
@@ -107,10 +110,14 @@ pub async fn prepare(
     } else {
         None
     };
-    let rendered = inputs.render_for(facts.as_ref())?;
-    let selection = &rendered.inputs.selection;
+    let RenderedInputs {
+        inputs,
+        manifest,
+        redactor,
+    } = inputs.render_for(facts.as_ref())?;
+    let selection = &inputs.selection;
     let namespace = selection.namespace.clone().unwrap_or_else(|| cluster.namespace.clone());
-    let (applyset, prune_off) = choose_applyset(&rendered.inputs, cluster_args.applyset.as_deref(), &namespace);
+    let (applyset, prune_off) = choose_applyset(&inputs, cluster_args.applyset.as_deref(), &namespace);
     match &applyset {
         Some(set) => ui::note(&format!(
             "context {} · ApplySet Secret/{} in {}{}",
@@ -138,12 +145,12 @@ pub async fn prepare(
             Locking::NamespaceMissing => lock_later = Some(timeout),
         }
     }
-    let objects: Vec<Json> = rendered
-        .manifest
+    // The objects move into the plan: one copy of the manifest is held, not two.
+    let objects: Vec<Json> = manifest
         .objects
-        .iter()
+        .into_iter()
         .map(|o| {
-            let mut value = o.value.clone();
+            let mut value = o.value;
             if let Some(set) = &applyset {
                 set.label(&mut value);
             }
@@ -153,6 +160,7 @@ pub async fn prepare(
     let resources = Arc::new(Resources::new(cluster.client.clone()).with_disk_cache(&cluster.server));
     let plan_options = PlanOptions {
         concurrency: cluster_args.concurrency,
+        chunk_size: cluster_args.chunk_size,
         force_conflicts: cluster_args.force_conflicts,
         full_dry_run: cluster_args.full_dry_run,
     };
@@ -164,7 +172,8 @@ pub async fn prepare(
     }
     refuse_or_take_over_claims(&resources, &mut plan, cluster_args.force_conflicts).await;
     Ok(Prepared {
-        rendered,
+        inputs,
+        redactor,
         context: cluster.context,
         resources,
         applyset,

@@ -17,7 +17,7 @@ use crate::ui::markdown::{COMMENT_LIMIT, markdown_report};
 pub fn run(args: &DiffArgs) -> anyhow::Result<ExitCode> {
     let prepared = deploy::runtime()?.block_on(deploy::prepare(&args.input, &args.cluster, None))?;
     let plan = &prepared.plan;
-    let redactor = &prepared.rendered.redactor;
+    let redactor = &prepared.redactor;
     let headline = format!(
         "context {}{}",
         prepared.context,
