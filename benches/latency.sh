@@ -9,6 +9,11 @@
 #   BIG_PEERS=goal benches/latency.sh                   at 5,000 objects, only the peers the goal of
 #                                                       issue #14 compares with (kubectl diff and no-op
 #                                                       apply): helm and kubectl take minutes a command there
+#   PEERS=none benches/latency.sh                       kdeploy's rows (and the floors) only, at every size
+#
+# A run without every peer keeps the peer rows it did not measure from the last full run's results
+# (target/latency), with their ratios against the new kdeploy medians; the table's header line says which
+# rows come from when.
 #
 # Workloads, each at both sizes:
 #   300    objects in one namespace: 150 ConfigMaps, 100 Services, 50 Deployments
@@ -29,6 +34,7 @@ cd "$repo"
 runs=${RUNS:-3}
 big_runs=${BIG_RUNS:-1}
 big_peers=${BIG_PEERS:-all}
+peers=${PEERS:-all}
 sizes=${SIZES:-300 5000}
 latencies=${LATENCIES:-0 10}
 
@@ -246,6 +252,21 @@ split_by_namespace() {
     END { if (doc != "") flush() }' "$1"
 }
 
+# keep_earlier_peers NEW EARLIER: NEW's rows in EARLIER's order, with EARLIER's rows of the peers NEW
+# did not measure, their ratio recomputed against NEW's kdeploy median for the same workload.
+keep_earlier_peers() {
+  awk -F'|' -v OFS='|' '
+    FNR == NR { order[++n] = $0; key = $2 "|" $4; fresh[key] = $0; if ($9 ~ /\(kdeploy\)/) ref[$2] = $5 + 0; next }
+    FNR == 1 { next }
+    {
+      key = $2 "|" $4
+      if (key in fresh) { print fresh[key]; used[key] = 1; next }
+      if ($4 ~ /^ (kdeploy|floor)/ || !($2 in ref)) next
+      $9 = sprintf(" %.3f ", ref[$2] / $5); print
+    }
+    END { for (i = 1; i <= n; i++) { split(order[i], f, "|"); if (!((f[2] "|" f[4]) in used)) print order[i] } }' "$1" "$2"
+}
+
 empty() { # the objects of one tool's copy
   echo "$kubectl --kubeconfig $direct delete $1 -A -l bench=$2 --wait=true"
 }
@@ -283,8 +304,11 @@ metadata: {name: $prefix-$i}
   kc_apply="$kubectl apply --server-side -f $p/kc.yaml"
   hm_apply="$tools/helm upgrade --install bench $p/chart-full -n hm-0"
   label="$objects objects"
+  # Which peers run at this size: all, goal (kubectl's diff and no-op apply) or none.
+  level=$peers
+  [ "$size" -lt 1000 ] || [ "$level" = none ] || level=$big_peers
   all_peers=1
-  [ "$size" -lt 1000 ] || [ "$big_peers" = all ] || all_peers=0
+  [ "$level" = all ] || all_peers=0
   for latency in $latencies; do
     results=$repo/target/latency/$size-$latency.md.partial
     : > "$results"
@@ -296,18 +320,18 @@ metadata: {name: $prefix-$i}
       row "first apply, $label" "$rtt" "kubectl apply --server-side" "$(measure "$n" "$(empty "$kinds" kc)" "$kc_apply")" "$ref"
       row "first apply, $label" "$rtt" "helm upgrade --install" \
         "$(measure "$n" "$tools/helm uninstall bench -n hm-0 --wait; $(empty "$kinds" hm)" "$hm_apply")" "$ref"
-    else
+    elif [ "$level" = goal ]; then
       sh -c "$kc_apply" > /dev/null # kubectl's copy, for its no-op apply and diffs
     fi
     # No-op apply.
     r=$(measure "$n" "" "$kd_apply"); row "no-op apply, $label" "$rtt" "kdeploy apply" "$r"; ref=$(cut -d' ' -f1 <<< "$r")
-    row "no-op apply, $label" "$rtt" "kubectl apply --server-side" "$(measure "$n" "" "$kc_apply")" "$ref"
+    [ "$level" = none ] || row "no-op apply, $label" "$rtt" "kubectl apply --server-side" "$(measure "$n" "" "$kc_apply")" "$ref"
     [ "$all_peers" -eq 0 ] || row "no-op apply, $label" "$rtt" "helm upgrade" "$(measure "$n" "" "$hm_apply")" "$ref"
     # Diff, no change and 10% changed.
     r=$(measure "$n" "" "$kd diff -n kd-0 --applyset bench -v prefix=kd -v version=1"); row "diff (no change), $label" "$rtt" "kdeploy diff" "$r"; ref=$(cut -d' ' -f1 <<< "$r")
-    row "diff (no change), $label" "$rtt" "kubectl diff --server-side" "$(measure "$n" "" "$kubectl diff --server-side -f $p/kc.yaml")" "$ref"
+    [ "$level" = none ] || row "diff (no change), $label" "$rtt" "kubectl diff --server-side" "$(measure "$n" "" "$kubectl diff --server-side -f $p/kc.yaml")" "$ref"
     row "diff (no change), $label" "$rtt" "kdeploy diff --full-dry-run" "$(measure "$n" "" "$kd diff -n kd-0 --applyset bench -v prefix=kd -v version=1 --full-dry-run")" "$ref"
-    for c in 8 32; do
+    for c in 8 32 64; do
       row "diff (no change), $label" "$rtt" "floor: $objects dry runs at concurrency $c" "$(measure "$n" "" "$floor $p/kd.yaml kd-0 $c")" "$ref"
     done
     r=$(measure "$n" "" "$kd diff -n kd-0 --applyset bench -v prefix=kd -v version=2"); row "diff (10% changed), $label" "$rtt" "kdeploy diff" "$r"; ref=$(cut -d' ' -f1 <<< "$r")
@@ -332,7 +356,14 @@ metadata: {name: $prefix-$i}
       "$tools/helm" uninstall bench -n hm-0 --wait > /dev/null 2>&1 || true
       for prefix in kd kc hm; do sh -c "$(empty "$kinds" $prefix)" > /dev/null 2>&1; done
     fi
-    { echo "<!-- kdeploy $commit, $(date -u +%Y-%m-%d), medians of $n run(s)$([ "$all_peers" -eq 1 ] || echo ", BIG_PEERS=$big_peers") -->"; cat "$results"; } > "${results%.partial}"
+    header="kdeploy $commit, $(date -u +%Y-%m-%d), medians of $n run(s)"
+    earlier=${results%.partial}
+    if [ "$all_peers" -eq 0 ] && [ -f "$earlier" ]; then
+      header="$header; peers it did not run ($level): $(head -1 "$earlier" | sed 's/^<!-- //; s/ -->$//; s/; peers it did not run.*//')"
+      keep_earlier_peers "$results" "$earlier" > "$results.merged"
+      mv "$results.merged" "$results"
+    fi
+    { echo "<!-- $header -->"; cat "$results"; } > "$earlier"
     rm "$results"
     echo "latency.sh: $size objects at $rtt done" >&2
   done

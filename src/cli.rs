@@ -322,9 +322,10 @@ pub struct ClusterArgs {
     #[arg(long, value_name = "NAME")]
     pub context: Option<String>,
 
-    /// How many requests to the API server at once
-    #[arg(long, value_name = "N", default_value_t = 8)]
-    pub concurrency: usize,
+    /// How many requests to the API server at once (default: adaptive, from 8 up to 64 while the
+    /// server's round trips hold, fewer when they rise or it throttles); a number fixes the most
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub concurrency: Option<u32>,
 
     /// How many objects each LIST of the ApplySet's members returns at a time, as kubectl's
     /// --chunk-size: one page per LIST is held while the members are read

@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use kdeploy::cluster::client::{ConnectOptions, connect, with_retries};
+use kdeploy::cluster::client::{Concurrency, ConnectOptions, connect, with_retries};
 use kdeploy::cluster::resources::Resources;
 use kdeploy::yaml::parse_stream;
 use kube::api::{Patch, PatchParams};
@@ -30,7 +30,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .collect::<Result<_, _>>()?;
     let concurrency: usize = args.next().map_or(Ok(8), |c| c.parse())?;
     let options = ConnectOptions {
-        concurrency,
+        concurrency: Concurrency::Fixed(concurrency),
         ..ConnectOptions::default()
     };
     let cluster = connect(&options).await?;

@@ -21,8 +21,38 @@ pub struct ConnectOptions {
     pub target_context: Option<(String, String)>,
     /// How long one request may wait for an answer (`--request-timeout`).
     pub request_timeout: Duration,
-    /// The most requests in flight (`--concurrency`); fewer while the server throttles.
-    pub concurrency: usize,
+    /// How many requests may be in flight (`--concurrency`).
+    pub concurrency: Concurrency,
+}
+
+/// How many requests may be in flight at once (`--concurrency`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Concurrency {
+    /// The default: [`ADAPTIVE_START`] at first, more (up to [`ADAPTIVE_MOST`]) while the server's
+    /// latency holds, fewer when it rises or the server throttles.
+    Adaptive,
+    /// At most this many (`--concurrency N`), fewer while the server throttles.
+    Fixed(usize),
+}
+
+/// Where adaptive concurrency starts, and the least latency alone brings it down to.
+pub const ADAPTIVE_START: usize = 8;
+/// The most requests adaptive concurrency puts in flight.
+pub const ADAPTIVE_MOST: usize = 64;
+
+impl Concurrency {
+    /// The flag's value: a number fixes it, none adapts.
+    pub fn from_flag(flag: Option<u32>) -> Concurrency {
+        flag.map_or(Concurrency::Adaptive, |n| Concurrency::Fixed(n.max(1) as usize))
+    }
+
+    /// The most requests that may ever be in flight: what callers size their queues of work to.
+    pub fn most(self) -> usize {
+        match self {
+            Concurrency::Adaptive => ADAPTIVE_MOST,
+            Concurrency::Fixed(n) => n.max(1),
+        }
+    }
 }
 
 impl Default for ConnectOptions {
@@ -33,7 +63,7 @@ impl Default for ConnectOptions {
             context: None,
             target_context: None,
             request_timeout: Duration::from_secs(60),
-            concurrency: 8,
+            concurrency: Concurrency::Adaptive,
         }
     }
 }
@@ -192,9 +222,23 @@ pub fn is_transport(error: &kube::Error) -> bool {
     matches!(error, kube::Error::HyperError(_) | kube::Error::Service(_))
 }
 
-/// How many requests may be in flight at once, adapting to the server: halved when the server throttles
-/// (429), grown back by one every 250 ms of successes up to `--concurrency` (additive increase,
-/// multiplicative decrease, as TCP does). One per process: a kdeploy run talks to one API server.
+/// How many requests may be in flight at once, adapting to the server. One per process: a kdeploy run
+/// talks to one API server.
+///
+/// - **Throttling** (a 429, which is how API Priority and Fairness says a client's share is full): the
+///   limit halves, once per burst, and holds until the throttled requests are due back (their
+///   Retry-After). Below where it started, it grows back one step per 250 ms (additive increase,
+///   multiplicative decrease, as TCP does). Adaptive concurrency also never again rises to where it was
+///   throttled.
+/// - **Latency** (adaptive concurrency only): the fastest round trip seen is the baseline (what a request
+///   costs with no queue, as TCP Vegas takes it), and a moving average of the last ten is now. While now
+///   stays within 1.5× the baseline, the server is not queueing, and the limit grows (by up to 0.8 per
+///   answer, as Netflix's Gradient2 limiter steps) towards [`ADAPTIVE_MOST`]; when now rises past that,
+///   it shrinks in proportion, down to where it started. At a distance, round trips are mostly the
+///   network's, so the limit climbs and the many dry runs of a first apply overlap; a server that queues
+///   holds it back. On loopback the server's own work is most of a round trip, and a dry run costs a few
+///   times a GET, so it stays near where it started. It only moves while at least half of it is in use:
+///   an idle limit says nothing about the server.
 pub struct Limiter {
     state: std::sync::Mutex<LimiterState>,
     freed: tokio::sync::Notify,
@@ -202,8 +246,17 @@ pub struct Limiter {
 
 struct LimiterState {
     limit: f64,
-    max: f64,
+    /// Where it starts; latency alone never takes it lower.
+    start: f64,
+    /// The most it may reach: the flag's value, or for adaptive concurrency [`ADAPTIVE_MOST`] lowered
+    /// to just under wherever the server throttled.
+    most: f64,
+    adaptive: bool,
     in_flight: usize,
+    /// Round trips in seconds: the fastest seen, a moving average of the latest, and how many were seen.
+    least_rtt: f64,
+    recent_rtt: f64,
+    samples: u32,
     last_decrease: Option<std::time::Instant>,
     last_change: Option<std::time::Instant>,
 }
@@ -218,14 +271,35 @@ impl Drop for Slot<'_> {
     }
 }
 
+/// The limit grows by one at most this often while it recovers from throttling.
+const GROWTH_STEP: Duration = Duration::from_millis(250);
+/// How much slower than the baseline a round trip may be before the server is taken to be queueing.
+const LATENCY_TOLERANCE: f64 = 1.5;
+/// Answers averaged into the recent round trip.
+const RECENT_WINDOW: f64 = 10.0;
+/// Answers seen before latency moves the limit.
+const WARM_UP: u32 = 10;
+/// How many requests beyond the current limit a step aims for while latency holds, and how much of a
+/// step is taken at once.
+const PROBE: f64 = 4.0;
+const SMOOTHING: f64 = 0.2;
+
 impl Limiter {
-    fn new(max: usize) -> Limiter {
-        let max = max.max(1) as f64;
+    fn new(concurrency: Concurrency) -> Limiter {
+        let (start, most, adaptive) = match concurrency {
+            Concurrency::Adaptive => (ADAPTIVE_START, ADAPTIVE_MOST, true),
+            Concurrency::Fixed(n) => (n.max(1), n.max(1), false),
+        };
         Limiter {
             state: std::sync::Mutex::new(LimiterState {
-                limit: max,
-                max,
+                limit: start as f64,
+                start: start as f64,
+                most: most as f64,
+                adaptive,
                 in_flight: 0,
+                least_rtt: f64::INFINITY,
+                recent_rtt: 0.0,
+                samples: 0,
                 last_decrease: None,
                 last_change: None,
             }),
@@ -261,6 +335,9 @@ impl Limiter {
             .last_decrease
             .is_none_or(|at| now.duration_since(at) > Duration::from_millis(200))
         {
+            if state.adaptive {
+                state.most = (state.limit.floor() - 1.0).max(state.start);
+            }
             state.limit = (state.limit / 2.0).max(1.0);
             state.last_decrease = Some(now);
         }
@@ -269,17 +346,37 @@ impl Limiter {
         state.last_change = Some(state.last_change.map_or(hold, |at| at.max(hold)));
     }
 
-    fn succeeded(&self) {
+    /// A request was answered after `round_trip`.
+    fn succeeded(&self, round_trip: Duration) {
         let mut state = self.lock();
-        // Growth is paced in time, not per success: at a few milliseconds a request, counting successes
-        // would regrow the limit long before the throttled requests come back (APF's Retry-After is up
-        // to 8 s), and buy the next burst of 429s.
+        let sample = round_trip.as_secs_f64();
+        state.least_rtt = state.least_rtt.min(sample);
+        state.recent_rtt = match state.samples {
+            0 => sample,
+            _ => state.recent_rtt + (sample - state.recent_rtt) * 2.0 / (RECENT_WINDOW + 1.0),
+        };
+        state.samples = state.samples.saturating_add(1);
         let now = std::time::Instant::now();
-        if state.limit >= state.max || state.last_change.is_some_and(|at| now < at + GROWTH_STEP) {
+        if state.last_change.is_some_and(|at| now < at) {
+            return; // throttled requests are not back yet
+        }
+        if state.limit < state.start || !state.adaptive {
+            // Growth is paced in time, not per success: at a few milliseconds a request, counting
+            // successes would regrow the limit long before the throttled requests come back (APF's
+            // Retry-After is up to 8 s), and buy the next burst of 429s.
+            if state.limit >= state.most || state.last_change.is_some_and(|at| now < at + GROWTH_STEP) {
+                return;
+            }
+            state.limit = (state.limit + 1.0).min(state.start.max(1.0)).min(state.most);
+            state.last_change = Some(now);
             return;
         }
-        state.limit = (state.limit + 1.0).min(state.max);
-        state.last_change = Some(now);
+        if state.samples < WARM_UP || (state.in_flight as f64) < state.limit / 2.0 {
+            return;
+        }
+        let gradient = (LATENCY_TOLERANCE * state.least_rtt / state.recent_rtt.max(f64::MIN_POSITIVE)).clamp(0.5, 1.0);
+        let target = state.limit * gradient + PROBE;
+        state.limit = (state.limit * (1.0 - SMOOTHING) + target * SMOOTHING).clamp(state.start, state.most);
     }
 
     /// The current limit (for tests and progress).
@@ -288,18 +385,15 @@ impl Limiter {
     }
 }
 
-/// The limit grows by one at most this often.
-const GROWTH_STEP: Duration = Duration::from_millis(250);
-
 static LIMITER: std::sync::OnceLock<Limiter> = std::sync::OnceLock::new();
 
-/// Sets the most requests in flight (`--concurrency`); the first call wins.
-pub fn set_concurrency(max: usize) {
-    let _ = LIMITER.set(Limiter::new(max));
+/// Sets how many requests may be in flight (`--concurrency`); the first call wins.
+pub fn set_concurrency(concurrency: Concurrency) {
+    let _ = LIMITER.set(Limiter::new(concurrency));
 }
 
 fn limiter() -> &'static Limiter {
-    LIMITER.get_or_init(|| Limiter::new(8))
+    LIMITER.get_or_init(|| Limiter::new(Concurrency::Adaptive))
 }
 
 /// Attempts for a request that fails on the way or with a server error (5xx).
@@ -321,11 +415,12 @@ where
     let limiter = limiter();
     loop {
         let slot = limiter.acquire().await;
+        let sent = std::time::Instant::now();
         let result = request().await;
         drop(slot);
         let error = match result {
             Ok(value) => {
-                limiter.succeeded();
+                limiter.succeeded(sent.elapsed());
                 return Ok(value);
             }
             Err(error) => error,
@@ -396,15 +491,24 @@ mod tests {
         }
     }
 
+    /// `n` answers after `rtt` each, with `busy` other requests in flight (at most the limit).
+    fn answer(limiter: &Limiter, n: usize, rtt_ms: u64, busy: usize) {
+        for _ in 0..n {
+            let mut state = limiter.lock();
+            state.in_flight = busy.min(state.limit.floor() as usize);
+            drop(state);
+            limiter.succeeded(Duration::from_millis(rtt_ms));
+        }
+        limiter.lock().in_flight = 0;
+    }
+
     #[tokio::test]
     async fn the_limiter_halves_on_throttling_once_per_burst_and_grows_back() {
-        let limiter = Limiter::new(16);
+        let limiter = Limiter::new(Concurrency::Fixed(16));
         limiter.throttled(Duration::from_secs(1));
         limiter.throttled(Duration::from_secs(1));
         assert_eq!(limiter.limit(), 8, "one burst of 429s halves once");
-        for _ in 0..100 {
-            limiter.succeeded();
-        }
+        answer(&limiter, 100, 5, 16);
         assert_eq!(
             limiter.limit(),
             8,
@@ -412,7 +516,7 @@ mod tests {
         );
         for _ in 0..20 {
             limiter.lock().last_change = Some(std::time::Instant::now() - GROWTH_STEP);
-            limiter.succeeded();
+            answer(&limiter, 1, 5, 16);
         }
         assert_eq!(
             limiter.limit(),
@@ -428,6 +532,56 @@ mod tests {
                 .await
                 .is_ok()
         );
+    }
+
+    #[test]
+    fn a_fixed_limit_never_grows_past_the_flag_however_fast_the_server() {
+        let limiter = Limiter::new(Concurrency::Fixed(8));
+        answer(&limiter, 500, 20, 8);
+        assert_eq!(limiter.limit(), 8);
+    }
+
+    #[test]
+    fn adaptive_concurrency_grows_while_latency_holds_and_backs_off_when_it_rises() {
+        let limiter = Limiter::new(Concurrency::Adaptive);
+        assert_eq!(limiter.limit(), ADAPTIVE_START);
+        // A distant server that is not queueing: round trips stay at 20 ms however many are in flight.
+        answer(&limiter, 40, 20, 64);
+        let grown = limiter.limit();
+        assert!(grown > 16, "latency held, the limit grew: {grown}");
+        answer(&limiter, 500, 20, 64);
+        assert_eq!(limiter.limit(), ADAPTIVE_MOST, "and stops at the most");
+
+        // Round trips that double: the server queues, and the limit comes down.
+        answer(&limiter, 20, 60, 64);
+        let backed_off = limiter.limit();
+        assert!(
+            backed_off < ADAPTIVE_MOST * 3 / 4,
+            "latency rose, the limit fell: {backed_off}"
+        );
+        // Never below where it started, on latency alone.
+        answer(&limiter, 200, 500, 64);
+        assert_eq!(limiter.limit(), ADAPTIVE_START);
+    }
+
+    #[test]
+    fn adaptive_concurrency_does_not_move_while_mostly_idle() {
+        let limiter = Limiter::new(Concurrency::Adaptive);
+        // Two requests at a time say nothing about how the server takes eight or more.
+        answer(&limiter, 200, 20, 2);
+        assert_eq!(limiter.limit(), ADAPTIVE_START);
+    }
+
+    #[test]
+    fn adaptive_concurrency_stays_under_where_the_server_throttled() {
+        let limiter = Limiter::new(Concurrency::Adaptive);
+        answer(&limiter, 500, 20, 64);
+        assert_eq!(limiter.limit(), ADAPTIVE_MOST);
+        limiter.throttled(Duration::from_millis(0));
+        assert_eq!(limiter.limit(), ADAPTIVE_MOST / 2);
+        // The hold is over (Retry-After 0): latency holds, so it grows again, but not back to 64.
+        answer(&limiter, 500, 20, 64);
+        assert_eq!(limiter.limit(), ADAPTIVE_MOST - 1);
     }
 
     #[test]

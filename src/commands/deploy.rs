@@ -10,7 +10,7 @@ use serde_json::Value as Json;
 use super::{Inputs, RenderedInputs};
 use crate::cli::{ClusterArgs, InputArgs};
 use crate::cluster::applyset::{ApplySet, group_kind, owner};
-use crate::cluster::client::{ConnectOptions, cluster_facts, connect};
+use crate::cluster::client::{Concurrency, ConnectOptions, cluster_facts, connect};
 use crate::cluster::lock::{self, DeployLock, Locking};
 use crate::cluster::plan::{Operation, Plan, PlanOptions, plan};
 use crate::cluster::resources::Resources;
@@ -101,7 +101,7 @@ pub async fn prepare(
         context: cluster_args.context.clone(),
         target_context: selection.context.clone().zip(selection.target.clone()),
         request_timeout: cluster_args.request_timeout,
-        concurrency: cluster_args.concurrency,
+        concurrency: Concurrency::from_flag(cluster_args.concurrency),
     };
     let cluster = connect(&options).await?;
     // Charts may ask what the cluster serves (`.Capabilities`); only then is it asked.
@@ -159,7 +159,7 @@ pub async fn prepare(
         .collect();
     let resources = Arc::new(Resources::new(cluster.client.clone()).with_disk_cache(&cluster.server));
     let plan_options = PlanOptions {
-        concurrency: cluster_args.concurrency,
+        concurrency: Concurrency::from_flag(cluster_args.concurrency).most(),
         chunk_size: cluster_args.chunk_size,
         force_conflicts: cluster_args.force_conflicts,
         full_dry_run: cluster_args.full_dry_run,
