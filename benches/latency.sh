@@ -359,7 +359,7 @@ metadata: {name: $prefix-$i}
     header="kdeploy $commit, $(date -u +%Y-%m-%d), medians of $n run(s)"
     earlier=${results%.partial}
     if [ "$all_peers" -eq 0 ] && [ -f "$earlier" ]; then
-      header="$header; peers it did not run ($level): $(head -1 "$earlier" | sed 's/^<!-- //; s/ -->$//; s/; peers it did not run.*//')"
+      header="$header; peers it did not run ($level): $(head -1 "$earlier" | sed 's/^<!-- //; s/ -->$//; s/.*; peers it did not run ([a-z]*): //')"
       keep_earlier_peers "$results" "$earlier" > "$results.merged"
       mv "$results.merged" "$results"
     fi

@@ -238,7 +238,9 @@ pub fn is_transport(error: &kube::Error) -> bool {
 ///   network's, so the limit climbs and the many dry runs of a first apply overlap; a server that queues
 ///   holds it back. On loopback the server's own work is most of a round trip, and a dry run costs a few
 ///   times a GET, so it stays near where it started. It only moves while at least half of it is in use:
-///   an idle limit says nothing about the server.
+///   an idle limit says nothing about the server. A request beyond the most ever in flight is left out
+///   of the round trips: over HTTP/1.1 it opens a connection, and its TCP and TLS handshakes (two or
+///   three round trips more) are not the server queueing.
 pub struct Limiter {
     state: std::sync::Mutex<LimiterState>,
     freed: tokio::sync::Notify,
@@ -253,6 +255,8 @@ struct LimiterState {
     most: f64,
     adaptive: bool,
     in_flight: usize,
+    /// The most requests ever in flight at once: as many connections are open.
+    most_in_flight: usize,
     /// Round trips in seconds: the fastest seen, a moving average of the latest, and how many were seen.
     least_rtt: f64,
     recent_rtt: f64,
@@ -262,12 +266,16 @@ struct LimiterState {
 }
 
 /// A place in flight; freed when dropped.
-pub struct Slot<'a>(&'a Limiter);
+pub struct Slot<'a> {
+    limiter: &'a Limiter,
+    /// More requests are in flight with this one than ever before: it likely opens a connection.
+    opens_connection: bool,
+}
 
 impl Drop for Slot<'_> {
     fn drop(&mut self) {
-        self.0.state.lock().unwrap_or_else(|e| e.into_inner()).in_flight -= 1;
-        self.0.freed.notify_waiters();
+        self.limiter.lock().in_flight -= 1;
+        self.limiter.freed.notify_waiters();
     }
 }
 
@@ -297,6 +305,7 @@ impl Limiter {
                 most: most as f64,
                 adaptive,
                 in_flight: 0,
+                most_in_flight: 0,
                 least_rtt: f64::INFINITY,
                 recent_rtt: 0.0,
                 samples: 0,
@@ -319,7 +328,12 @@ impl Limiter {
                 let mut state = self.lock();
                 if (state.in_flight as f64) < state.limit.floor() {
                     state.in_flight += 1;
-                    return Slot(self);
+                    let opens_connection = state.in_flight > state.most_in_flight;
+                    state.most_in_flight = state.most_in_flight.max(state.in_flight);
+                    return Slot {
+                        limiter: self,
+                        opens_connection,
+                    };
                 }
             }
             freed.await;
@@ -346,16 +360,18 @@ impl Limiter {
         state.last_change = Some(state.last_change.map_or(hold, |at| at.max(hold)));
     }
 
-    /// A request was answered after `round_trip`.
-    fn succeeded(&self, round_trip: Duration) {
+    /// A request was answered after `round_trip`; `opened_connection` if it likely opened one.
+    fn succeeded(&self, round_trip: Duration, opened_connection: bool) {
         let mut state = self.lock();
-        let sample = round_trip.as_secs_f64();
-        state.least_rtt = state.least_rtt.min(sample);
-        state.recent_rtt = match state.samples {
-            0 => sample,
-            _ => state.recent_rtt + (sample - state.recent_rtt) * 2.0 / (RECENT_WINDOW + 1.0),
-        };
-        state.samples = state.samples.saturating_add(1);
+        if !opened_connection {
+            let sample = round_trip.as_secs_f64();
+            state.least_rtt = state.least_rtt.min(sample);
+            state.recent_rtt = match state.samples {
+                0 => sample,
+                _ => state.recent_rtt + (sample - state.recent_rtt) * 2.0 / (RECENT_WINDOW + 1.0),
+            };
+            state.samples = state.samples.saturating_add(1);
+        }
         let now = std::time::Instant::now();
         if state.last_change.is_some_and(|at| now < at) {
             return; // throttled requests are not back yet
@@ -415,12 +431,13 @@ where
     let limiter = limiter();
     loop {
         let slot = limiter.acquire().await;
+        let opens_connection = slot.opens_connection;
         let sent = std::time::Instant::now();
         let result = request().await;
         drop(slot);
         let error = match result {
             Ok(value) => {
-                limiter.succeeded(sent.elapsed());
+                limiter.succeeded(sent.elapsed(), opens_connection);
                 return Ok(value);
             }
             Err(error) => error,
@@ -497,7 +514,7 @@ mod tests {
             let mut state = limiter.lock();
             state.in_flight = busy.min(state.limit.floor() as usize);
             drop(state);
-            limiter.succeeded(Duration::from_millis(rtt_ms));
+            limiter.succeeded(Duration::from_millis(rtt_ms), false);
         }
         limiter.lock().in_flight = 0;
     }
@@ -562,6 +579,30 @@ mod tests {
         // Never below where it started, on latency alone.
         answer(&limiter, 200, 500, 64);
         assert_eq!(limiter.limit(), ADAPTIVE_START);
+    }
+
+    #[tokio::test]
+    async fn a_request_that_opens_a_connection_is_not_taken_for_queueing() {
+        let limiter = Limiter::new(Concurrency::Adaptive);
+        answer(&limiter, 20, 20, 64);
+        let before = limiter.limit();
+        // Slots beyond the most ever in flight open connections (HTTP/1.1): their round trips carry
+        // TCP and TLS handshakes, and are left out.
+        let held: Vec<Slot<'_>> = futures::future::join_all((0..before).map(|_| limiter.acquire())).await;
+        assert!(held.iter().all(|slot| slot.opens_connection));
+        drop(held);
+        let again = limiter.acquire().await;
+        assert!(!again.opens_connection, "a connection is open for it");
+        drop(again);
+        for _ in 0..20 {
+            limiter.lock().in_flight = before;
+            limiter.succeeded(Duration::from_millis(80), true);
+        }
+        limiter.lock().in_flight = 0;
+        assert!(limiter.limit() > before, "handshakes did not stop the growth");
+        // The same round trips on open connections are queueing.
+        answer(&limiter, 20, 80, 64);
+        assert!(limiter.limit() < before, "and bring it down");
     }
 
     #[test]
