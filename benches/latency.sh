@@ -253,18 +253,27 @@ split_by_namespace() {
 }
 
 # keep_earlier_peers NEW EARLIER: NEW's rows in EARLIER's order, with EARLIER's rows of the peers NEW
-# did not measure, their ratio recomputed against NEW's kdeploy median for the same workload.
+# did not measure, their ratio recomputed against NEW's kdeploy median for the same workload. A row NEW
+# has and EARLIER had not goes after the last row of its workload.
 keep_earlier_peers() {
   awk -F'|' -v OFS='|' '
-    FNR == NR { order[++n] = $0; key = $2 "|" $4; fresh[key] = $0; if ($9 ~ /\(kdeploy\)/) ref[$2] = $5 + 0; next }
+    function flush(workload,   i, f) {
+      for (i = 1; i <= n; i++) {
+        split(order[i], f, "|")
+        if ((workload == "" || f[2] == workload) && !((f[2] "|" f[4]) in used)) { print order[i]; used[f[2] "|" f[4]] = 1 }
+      }
+    }
+    FNR == NR { order[++n] = $0; fresh[$2 "|" $4] = $0; if ($9 ~ /\(kdeploy\)/) ref[$2] = $5 + 0; next }
     FNR == 1 { next }
     {
+      if (last != "" && $2 != last) flush(last)
+      last = $2
       key = $2 "|" $4
       if (key in fresh) { print fresh[key]; used[key] = 1; next }
       if ($4 ~ /^ (kdeploy|floor)/ || !($2 in ref)) next
       $9 = sprintf(" %.3f ", ref[$2] / $5); print
     }
-    END { for (i = 1; i <= n; i++) { split(order[i], f, "|"); if (!((f[2] "|" f[4]) in used)) print order[i] } }' "$1" "$2"
+    END { flush("") }' "$1" "$2"
 }
 
 empty() { # the objects of one tool's copy
