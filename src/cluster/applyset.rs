@@ -20,7 +20,6 @@ use serde_json::{Value as Json, json};
 use sha2::{Digest, Sha256};
 
 use super::client::with_retries;
-use super::plan::PlanOptions;
 use super::resources::{Resolved, Resources};
 use super::{ClusterError, FIELD_MANAGER, describe_api_error};
 use crate::manifest::ObjectRef;
@@ -338,14 +337,15 @@ impl ApplySet {
     /// The live members: objects of the group-kinds and namespaces the parent records (`recorded`, from
     /// [`ApplySet::recorded`]), with this set's label, that kdeploy applied. One LIST per group-kind
     /// across all namespaces when the set spans several (what lies outside the recorded ones is left
-    /// out), or per namespace when the caller may not list across namespaces; `options.concurrency` at a
-    /// time. Each LIST is read in pages of `options.chunk_size` and each page becomes members as it arrives, so one page per LIST is
-    /// held at a time, and a member `settled` is done with keeps no body.
+    /// out), or per namespace when the caller may not list across namespaces; `concurrency` at a time.
+    /// Each LIST is read in pages of `page_size`, and each page becomes members as it arrives: one page
+    /// per LIST is held at a time, and a member `settled` is done with keeps no body.
     pub async fn members<'a>(
         &self,
         resources: &Arc<Resources>,
         recorded: &'a (BTreeSet<String>, BTreeSet<String>),
-        options: PlanOptions,
+        concurrency: usize,
+        page_size: u32,
         settled: &Settled<'_>,
     ) -> Result<Vec<Member>, ClusterError> {
         let (kinds, namespaces) = recorded;
@@ -364,7 +364,7 @@ impl ApplySet {
             let selector = &selector;
             async move {
                 let api = resources.api(&resolved, namespace.as_deref());
-                list_pages(&api, selector, options.chunk_size, gk, &resolved, settled)
+                list_pages(&api, selector, page_size, gk, &resolved, settled)
                     .await
                     .map_err(|e| ClusterError::Api {
                         context: format!("listing {gk} in the ApplySet"),
@@ -393,7 +393,7 @@ impl ApplySet {
             let per_namespace = namespaces.iter().map(|n| list(gk, resolved.clone(), Some(n.clone())));
             futures::future::try_join_all(per_namespace).await
         }))
-        .buffered(options.concurrency.max(1))
+        .buffered(concurrency.max(1))
         .try_collect::<Vec<_>>()
         .await?;
         Ok(lists.into_iter().flatten().flatten().collect())

@@ -383,7 +383,7 @@ impl Limiter {
             if state.limit >= state.most || state.last_change.is_some_and(|at| now < at + GROWTH_STEP) {
                 return;
             }
-            state.limit = (state.limit + 1.0).min(state.start.max(1.0)).min(state.most);
+            state.limit = (state.limit + 1.0).min(state.start);
             state.last_change = Some(now);
             return;
         }

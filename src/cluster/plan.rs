@@ -15,8 +15,8 @@ use super::client::with_retries;
 use super::resources::{Resolved, Resources};
 use super::unchanged::{self, DIGEST_ANNOTATION};
 use super::{ClusterError, FIELD_MANAGER, describe_api_error};
-use crate::manifest::ObjectRef;
 use crate::manifest::phase::{REPLACE_ANNOTATION, replaces_on_immutable};
+use crate::manifest::{ObjectRef, group_of};
 
 /// What happens to one object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -220,7 +220,8 @@ pub async fn plan(
                         .get(reference)
                         .is_some_and(|object| unchanged::proven_unchanged(object, live))
             };
-            set.members(resources, recorded, options, &proven).await?
+            set.members(resources, recorded, options.concurrency, options.chunk_size, &proven)
+                .await?
         }
         _ => Vec::new(),
     };
@@ -351,7 +352,7 @@ fn type_of<'a>(object: &'a Json, field: &str) -> &'a str {
 fn reference_of(object: &Json, namespace: Option<String>) -> ObjectRef {
     let api_version = type_of(object, "apiVersion");
     ObjectRef {
-        group: api_version.rsplit_once('/').map_or("", |(g, _)| g).to_owned(),
+        group: group_of(api_version).to_owned(),
         kind: type_of(object, "kind").to_owned(),
         namespace,
         name: object["metadata"]["name"].as_str().unwrap_or_default().to_owned(),

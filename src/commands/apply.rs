@@ -9,7 +9,6 @@ use serde_json::json;
 use super::{EXIT_ERROR, deploy};
 use crate::cli::{ApplyArgs, ReportFormat};
 use crate::cluster::apply::{ApplyOptions, ApplyReport, apply};
-use crate::cluster::client::Concurrency;
 use crate::cluster::lock::{DeployLock, Locking, acquire};
 use crate::cluster::plan::Operation;
 use crate::cluster::wait::wait_ready;
@@ -80,7 +79,7 @@ async fn apply_prepared(
         force_conflicts: args.cluster.force_conflicts,
         prune: !args.no_prune,
         prune_namespaces: args.prune_namespaces,
-        concurrency: Concurrency::from_flag(args.cluster.concurrency).most(),
+        concurrency: prepared.concurrency.most(),
         wait_timeout: args.timeout,
         wait_last: !args.no_wait,
         rules,

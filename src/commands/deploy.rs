@@ -20,6 +20,9 @@ use crate::vault::redact::Redactor;
 /// A rendered manifest planned against a cluster.
 pub struct Prepared {
     pub inputs: Inputs,
+    /// How many requests may be in flight (`--concurrency`): what the plan and the apply size their
+    /// queues of work to.
+    pub concurrency: Concurrency,
     /// Masks vault values wherever they appear (diffs, logs, errors).
     pub redactor: Redactor,
     pub context: String,
@@ -96,12 +99,13 @@ pub async fn prepare(
     let inputs = Inputs::gather(input)?;
     ui::note(&inputs.project_line());
     let selection = &inputs.selection;
+    let concurrency = Concurrency::from_flag(cluster_args.concurrency);
     let options = ConnectOptions {
         kubeconfig: cluster_args.kubeconfig.clone(),
         context: cluster_args.context.clone(),
         target_context: selection.context.clone().zip(selection.target.clone()),
         request_timeout: cluster_args.request_timeout,
-        concurrency: Concurrency::from_flag(cluster_args.concurrency),
+        concurrency,
     };
     let cluster = connect(&options).await?;
     // Charts may ask what the cluster serves (`.Capabilities`); only then is it asked.
@@ -159,7 +163,7 @@ pub async fn prepare(
         .collect();
     let resources = Arc::new(Resources::new(cluster.client.clone()).with_disk_cache(&cluster.server));
     let plan_options = PlanOptions {
-        concurrency: Concurrency::from_flag(cluster_args.concurrency).most(),
+        concurrency: concurrency.most(),
         chunk_size: cluster_args.chunk_size,
         force_conflicts: cluster_args.force_conflicts,
         full_dry_run: cluster_args.full_dry_run,
@@ -173,6 +177,7 @@ pub async fn prepare(
     refuse_or_take_over_claims(&resources, &mut plan, cluster_args.force_conflicts).await;
     Ok(Prepared {
         inputs,
+        concurrency,
         redactor,
         context: cluster.context,
         resources,

@@ -132,7 +132,8 @@ fn same_identity(a: &Object, b: &Object) -> bool {
     identity(a) == identity(b)
 }
 
-fn group_of(api_version: &str) -> &str {
+/// The API group of an apiVersion (`""` for the core group).
+pub fn group_of(api_version: &str) -> &str {
     api_version.rsplit_once('/').map_or("", |(group, _)| group)
 }
 

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_json::{Map, Value as Json};
 
-use super::{Object, Problem};
+use super::{Object, Problem, group_of};
 
 /// Which objects a patch applies to. Every field given must match; `name` and `namespace` may end in
 /// `*` to match a prefix.
@@ -348,7 +348,7 @@ fn remove(document: &mut Json, path: &str) -> Result<Json, String> {
 
 /// API groups served by Kubernetes itself, whose types have strategic-merge metadata.
 fn is_builtin(api_version: &str) -> bool {
-    let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
+    let group = group_of(api_version);
     group.is_empty()
         || !group.contains('.')
         || group.ends_with(".k8s.io") && !group.ends_with(".x-k8s.io") && group != "gateway.networking.k8s.io"
