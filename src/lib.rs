@@ -5,8 +5,9 @@
 //! source (templates rendered by [`template`], plain YAML, kustomize, Helm charts, pinned URLs) into
 //! YAML documents, [`manifest`] turns those into patched, validated, ordered Kubernetes objects, and
 //! [`cluster`] diffs and applies them.
-//! [`yaml`] is the data model they share, [`diagnostic`] the way they report errors, and [`parallel`]
-//! spreads the per-object work of large manifests over the cores.
+//! [`yaml`] is the data model they share, [`diagnostic`] the way they report errors, [`parallel`]
+//! spreads the per-object work of large manifests over the cores, and [`util`] holds the few helpers
+//! (hex, the cache folder, UTC time) that every stage uses and none owns.
 
 pub mod cli;
 pub mod cluster;
@@ -18,6 +19,7 @@ pub mod project;
 pub mod source;
 pub mod template;
 pub mod ui;
+pub mod util;
 pub mod values;
 pub mod vault;
 pub mod yaml;

@@ -479,9 +479,18 @@ fn jitter(max: Duration) -> Duration {
     Duration::from_nanos(random % (max.as_nanos().max(1) as u64))
 }
 
-/// What the cluster says of itself for charts that ask (Helm's `.Capabilities`): its version and
-/// every group-version it serves.
-pub async fn cluster_facts(client: &kube::Client) -> Result<crate::source::ClusterFacts, ClusterError> {
+/// What a cluster says of itself: its version and every group-version it serves.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ClusterFacts {
+    /// `v1.36.3`.
+    pub kube_version: String,
+    /// `apps/v1`, `monitoring.coreos.com/v1`, ...
+    pub api_versions: Vec<String>,
+}
+
+/// Asks the cluster its version and the group-versions it serves (what Helm charts see as
+/// `.Capabilities`).
+pub async fn cluster_facts(client: &kube::Client) -> Result<ClusterFacts, ClusterError> {
     let failed = |e| ClusterError::api("asking the cluster's version and APIs for Helm charts", e);
     let version = with_retries(|| client.apiserver_version()).await.map_err(failed)?;
     let core = with_retries(|| client.list_core_api_versions()).await.map_err(failed)?;
@@ -490,7 +499,7 @@ pub async fn cluster_facts(client: &kube::Client) -> Result<crate::source::Clust
     for group in groups.groups {
         api_versions.extend(group.versions.into_iter().map(|v| v.group_version));
     }
-    Ok(crate::source::ClusterFacts {
+    Ok(ClusterFacts {
         kube_version: version.git_version,
         api_versions,
     })

@@ -55,7 +55,7 @@ pub fn holder_identity() -> String {
     format!(
         "kdeploy {user}@{host} (pid {}) {}",
         std::process::id(),
-        crate::source::hex(&tag)
+        crate::util::hex(&tag)
     )
 }
 
@@ -89,15 +89,23 @@ fn describe_holder(lease: &Lease) -> String {
     }
 }
 
-/// Takes the lock `name` in `namespace`, waiting up to `timeout` while another apply holds it;
-/// `waiting` hears once who holds it.
+/// How the caller hears of the lock: once who holds it while this apply waits, and if another process
+/// takes it over while this one holds it (the renewal runs in the background, so this is a function
+/// it can keep).
+pub struct LockReports<'a> {
+    pub waiting: &'a mut dyn FnMut(&str),
+    pub lost: fn(&str),
+}
+
+/// Takes the lock `name` in `namespace`, waiting up to `timeout` while another apply holds it.
 pub async fn acquire(
     client: kube::Client,
     namespace: &str,
     name: &str,
     timeout: Duration,
-    waiting: &mut dyn FnMut(&str),
+    reports: LockReports<'_>,
 ) -> Result<Locking, ClusterError> {
+    let LockReports { waiting, lost } = reports;
     let api: Api<Lease> = Api::namespaced(client, namespace);
     let holder = holder_identity();
     let deadline = Instant::now() + timeout;
@@ -159,7 +167,7 @@ pub async fn acquire(
             }
         };
         match taken {
-            Ok(_) => return Ok(Locking::Held(Box::new(DeployLock::hold(api, name, holder)))),
+            Ok(_) => return Ok(Locking::Held(Box::new(DeployLock::hold(api, name, holder, lost)))),
             // Another apply got there first (AlreadyExists, or a newer resourceVersion): look again.
             Err(kube::Error::Api(status)) if status.code == 409 => continue,
             Err(kube::Error::Api(status)) if status.code == 404 => return Ok(Locking::NamespaceMissing),
@@ -180,9 +188,9 @@ fn spec_for(holder: &str, transitions: i32) -> LeaseSpec {
 }
 
 impl DeployLock {
-    fn hold(api: Api<Lease>, name: &str, holder: String) -> DeployLock {
+    fn hold(api: Api<Lease>, name: &str, holder: String, lost: fn(&str)) -> DeployLock {
         let stop = Arc::new(Notify::new());
-        let renewer = tokio::spawn(renew(api.clone(), name.to_owned(), holder.clone(), stop.clone()));
+        let renewer = tokio::spawn(renew(api.clone(), name.to_owned(), holder.clone(), stop.clone(), lost));
         DeployLock {
             api,
             name: name.to_owned(),
@@ -214,7 +222,7 @@ impl DeployLock {
 }
 
 /// Renews the lease until told to stop, or until it is no longer ours.
-async fn renew(api: Api<Lease>, name: String, holder: String, stop: Arc<Notify>) {
+async fn renew(api: Api<Lease>, name: String, holder: String, stop: Arc<Notify>, lost: fn(&str)) {
     loop {
         tokio::select! {
             _ = stop.notified() => return,
@@ -225,7 +233,7 @@ async fn renew(api: Api<Lease>, name: String, holder: String, stop: Arc<Notify>)
         };
         let spec = lease.spec.get_or_insert_with(Default::default);
         if spec.holder_identity.as_deref() != Some(holder.as_str()) {
-            crate::ui::warn(&format!(
+            lost(&format!(
                 "the deploy lock (Lease {name}) was taken over by {}: this apply no longer holds it",
                 spec.holder_identity.as_deref().unwrap_or("?")
             ));

@@ -131,10 +131,8 @@ impl Catalogue {
 /// of the server's URL.
 pub fn disk_cache_path(server: &str) -> PathBuf {
     use sha2::{Digest, Sha256};
-    let name = crate::source::hex(&Sha256::digest(server.as_bytes())[..12]);
-    crate::source::cache_dir()
-        .join("discovery")
-        .join(format!("{name}.json"))
+    let name = crate::util::hex(&Sha256::digest(server.as_bytes())[..12]);
+    crate::util::cache_dir().join("discovery").join(format!("{name}.json"))
 }
 
 fn now_unix() -> u64 {

@@ -47,7 +47,7 @@ pub fn digest(object: &Json, key: &[u8]) -> String {
     write_canonical(object, Place::Top, &mut buffer);
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
     mac.update(&buffer);
-    format!("hmac-sha256:{}", crate::source::hex(&mac.finalize().into_bytes()[..16]))
+    format!("hmac-sha256:{}", crate::util::hex(&mac.finalize().into_bytes()[..16]))
 }
 
 /// Where a map sits, as far as [`digest`]'s exclusions care.

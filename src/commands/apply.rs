@@ -9,7 +9,7 @@ use serde_json::json;
 use super::{EXIT_ERROR, deploy};
 use crate::cli::{ApplyArgs, ReportFormat};
 use crate::cluster::apply::{ApplyOptions, ApplyReport, apply};
-use crate::cluster::lock::{DeployLock, Locking, acquire};
+use crate::cluster::lock::{DeployLock, LockReports, Locking, acquire};
 use crate::cluster::plan::Operation;
 use crate::cluster::wait::wait_ready;
 use crate::manifest::phase::phase_name;
@@ -106,8 +106,11 @@ async fn apply_prepared(
                 let Some(applyset) = applyset else { return Ok(()) };
                 if let Some(timeout) = prepared.lock_later {
                     let client = resources.client();
-                    let waiting = &mut |message: &str| ui::note(message);
-                    let locking = acquire(client, &applyset.namespace, &applyset.name, timeout, waiting).await;
+                    let reports = LockReports {
+                        waiting: &mut |message: &str| ui::note(message),
+                        lost: ui::warn,
+                    };
+                    let locking = acquire(client, &applyset.namespace, &applyset.name, timeout, reports).await;
                     match locking.map_err(|e| e.to_string())? {
                         Locking::Held(held) => *lock.lock().map_err(|_| "the lock's holder panicked")? = Some(*held),
                         Locking::NamespaceMissing => {

@@ -21,7 +21,7 @@ use serde_json::{Value as Json, json};
 use super::Inputs;
 use crate::cli::{ArgocdCommand, InputArgs};
 use crate::project::{PROJECT_FILE, Project};
-use crate::source::ClusterFacts;
+use crate::source::Capabilities;
 
 pub fn run(command: &ArgocdCommand) -> anyhow::Result<ExitCode> {
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
@@ -69,7 +69,7 @@ fn generate(env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<ExitCode> {
     if inputs.selection.namespace.is_none() {
         inputs.selection.namespace = env("ARGOCD_APP_NAMESPACE");
     }
-    let facts = env("KUBE_VERSION").map(|version| ClusterFacts {
+    let facts = env("KUBE_VERSION").map(|version| Capabilities {
         kube_version: if version.starts_with('v') {
             version
         } else {

@@ -11,9 +11,10 @@ use super::{Inputs, RenderedInputs};
 use crate::cli::{ClusterArgs, InputArgs};
 use crate::cluster::applyset::{ApplySet, group_kind, owner};
 use crate::cluster::client::{Concurrency, ConnectOptions, cluster_facts, connect};
-use crate::cluster::lock::{self, DeployLock, Locking};
+use crate::cluster::lock::{self, DeployLock, LockReports, Locking};
 use crate::cluster::plan::{Operation, Plan, PlanOptions, plan};
 use crate::cluster::resources::Resources;
+use crate::source::Capabilities;
 use crate::ui;
 use crate::vault::redact::Redactor;
 
@@ -110,7 +111,11 @@ pub async fn prepare(
     let cluster = connect(&options).await?;
     // Charts may ask what the cluster serves (`.Capabilities`); only then is it asked.
     let facts = if inputs.has_charts() {
-        Some(cluster_facts(&cluster.client).await?)
+        let facts = cluster_facts(&cluster.client).await?;
+        Some(Capabilities {
+            kube_version: facts.kube_version,
+            api_versions: facts.api_versions,
+        })
     } else {
         None
     };
@@ -139,11 +144,13 @@ pub async fn prepare(
     }
     let (mut lock, mut lock_later) = (None, None);
     if let (Some(timeout), Some(set)) = (lock_timeout, &applyset) {
-        match lock::acquire(cluster.client.clone(), &set.namespace, &set.name, timeout, &mut |m| {
-            ui::note(m)
-        })
-        .await
-        .map_err(|e| e.naming_server(&cluster.server, &cluster.context))?
+        let reports = LockReports {
+            waiting: &mut |m| ui::note(m),
+            lost: ui::warn,
+        };
+        match lock::acquire(cluster.client.clone(), &set.namespace, &set.name, timeout, reports)
+            .await
+            .map_err(|e| e.naming_server(&cluster.server, &cluster.context))?
         {
             Locking::Held(held) => lock = Some(*held),
             Locking::NamespaceMissing => lock_later = Some(timeout),

@@ -10,7 +10,7 @@ use anyhow::{Context, bail};
 use crate::cli::InputArgs;
 use crate::manifest::{Manifest, checksum};
 use crate::project::{DEFAULT_TEMPLATES, PROJECT_FILE, Project, Selection};
-use crate::source::{self, ClusterFacts, SourceContext, SourceKind, SourceSpec};
+use crate::source::{self, Capabilities, SourceContext, SourceKind, SourceSpec};
 use crate::template::TemplateContext;
 use crate::ui;
 use crate::values::{Env, Origin, ValueFlags, Values, load_values};
@@ -165,7 +165,7 @@ impl Inputs {
     }
 
     /// Renders every source into a validated manifest; charts see `cluster`'s version and APIs.
-    pub fn render_for(self, cluster: Option<&ClusterFacts>) -> anyhow::Result<RenderedInputs> {
+    pub fn render_for(self, cluster: Option<&Capabilities>) -> anyhow::Result<RenderedInputs> {
         let selection = &self.selection;
         let only_default = !self.explicit_sources
             && self.project.is_none()
@@ -186,6 +186,9 @@ impl Inputs {
             .chain(&selection.secrets_files)
             .cloned()
             .collect();
+        if let Some(dir) = &selection.project_dir {
+            data_files.push(dir.join(PROJECT_FILE));
+        }
         for spec in &selection.sources {
             if let SourceKind::Helm(chart) = &spec.kind {
                 data_files.extend(chart.values_files.iter().cloned());
@@ -207,7 +210,7 @@ impl Inputs {
             tools: &selection.tools,
             cluster,
             redactor: &redactor,
-            cache_dir: source::cache_dir(),
+            cache_dir: crate::util::cache_dir(),
             default_namespace: selection.namespace.as_deref(),
         };
         let rendered = source::render_all(&selection.sources, &source_context)?;

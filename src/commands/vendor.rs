@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use crate::cli::VendorArgs;
-use crate::source::{self, SourceContext, SourceKind, helm, remote};
+use crate::source::{SourceContext, SourceKind, helm, remote};
 use crate::template::TemplateContext;
 use crate::ui;
 use crate::vault::redact::Redactor;
@@ -27,7 +27,7 @@ pub fn run(args: &VendorArgs) -> anyhow::Result<ExitCode> {
         tools: &inputs.selection.tools,
         cluster: None,
         redactor: &redactor,
-        cache_dir: source::cache_dir(),
+        cache_dir: crate::util::cache_dir(),
         default_namespace: None,
     };
     let mut vendored = 0;

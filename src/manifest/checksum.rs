@@ -134,7 +134,7 @@ fn plan(
                 ));
                 continue;
             }
-            _ => crate::source::hex(&Sha256::digest(&content)[..16]),
+            _ => crate::util::hex(&Sha256::digest(&content)[..16]),
         };
         planned.annotations.push((annotation_name(kind, &name), digest));
     }
@@ -205,7 +205,7 @@ fn canonical_content(object: &Json) -> Vec<u8> {
 fn keyed_digest(key: &[u8], content: &[u8]) -> String {
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
     mac.update(content);
-    crate::source::hex(&mac.finalize().into_bytes()[..16])
+    crate::util::hex(&mac.finalize().into_bytes()[..16])
 }
 
 /// `checksum.kdeploy.dev/configmap-NAME`; a name too long for an annotation's 63 characters is cut and
@@ -216,7 +216,7 @@ fn annotation_name(kind: &str, name: &str) -> String {
     if full.len() <= 63 {
         return format!("{ANNOTATION_PREFIX}{full}");
     }
-    let digest = crate::source::hex(&Sha256::digest(name.as_bytes())[..4]);
+    let digest = crate::util::hex(&Sha256::digest(name.as_bytes())[..4]);
     format!("{ANNOTATION_PREFIX}{}-{digest}", &full[..63 - 9])
 }
 
@@ -305,7 +305,7 @@ mod tests {
         );
         assert_ne!(
             annotations["checksum.kdeploy.dev/secret-db"],
-            json!(crate::source::hex(
+            json!(crate::util::hex(
                 &Sha256::digest(canonical_content(&first[3].value))[..16]
             ))
         );

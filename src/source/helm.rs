@@ -23,8 +23,9 @@ use sha2::{Digest, Sha256};
 
 use crate::manifest::phase::{PHASE_ANNOTATION, REPLACE_ANNOTATION};
 
-use super::{Rendered, SourceContext, SourceError, Tool, find_on_path, hex, plain, run_tool};
+use super::{Rendered, SourceContext, SourceError, Tool, find_on_path, plain, run_tool};
 use crate::template::{RenderedDocument, TemplateSet, TemplateSource};
+use crate::util::hex;
 
 fn yes() -> bool {
     true

@@ -12,14 +12,11 @@ pub mod kustomize;
 pub mod plain;
 pub mod remote;
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use serde::Deserialize;
-use serde_json::Value as Json;
-use sha2::{Digest, Sha256};
 
 use crate::diagnostic;
 use crate::template::{RenderedDocument, TemplateContext, TemplateError, TemplateSet};
@@ -111,9 +108,10 @@ pub struct ToolPaths {
     pub kubectl: Option<PathBuf>,
 }
 
-/// What the target cluster says of itself, for charts that ask (`.Capabilities` in Helm).
+/// What charts may ask of the cluster they render for (`.Capabilities` in Helm), handed in by whoever
+/// asked the cluster (or Argo CD's environment).
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct ClusterFacts {
+pub struct Capabilities {
     /// `v1.36.3`.
     pub kube_version: String,
     /// `apps/v1`, `monitoring.coreos.com/v1`, ...
@@ -128,7 +126,7 @@ pub struct SourceContext<'a> {
     /// Values, env and vault files: data, never templates, even inside a template folder.
     pub data_files: &'a [PathBuf],
     pub tools: &'a ToolPaths,
-    pub cluster: Option<&'a ClusterFacts>,
+    pub cluster: Option<&'a Capabilities>,
     /// Masks vault values in what programs print (a chart's error may quote a value).
     pub redactor: &'a Redactor,
     /// Where downloads are kept between runs.
@@ -142,18 +140,6 @@ pub struct SourceContext<'a> {
 pub struct Rendered {
     pub documents: Vec<RenderedDocument>,
     pub warnings: Vec<String>,
-}
-
-/// kdeploy's cache folder: `$KDEPLOY_CACHE_DIR`, else `$XDG_CACHE_HOME/kdeploy`, else `~/.cache/kdeploy`.
-pub fn cache_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("KDEPLOY_CACHE_DIR").filter(|d| !d.is_empty()) {
-        return PathBuf::from(dir);
-    }
-    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
-        return PathBuf::from(dir).join("kdeploy");
-    }
-    let home = std::env::var_os("HOME").map_or_else(std::env::temp_dir, PathBuf::from);
-    home.join(".cache").join("kdeploy")
 }
 
 /// Renders every source. Templates from all template sources form one set (a template may include
@@ -248,7 +234,7 @@ fn render_one(spec: &SourceSpec, context: &SourceContext<'_>) -> Result<Rendered
         SourceKind::Templates(_) => unreachable!("templates render together"),
         SourceKind::Manifests(root) => {
             let mut documents = Vec::new();
-            for file in plain::files(root)? {
+            for file in plain::files(root, context.data_files)? {
                 documents.extend(plain::read_file(&file)?);
             }
             documents
@@ -264,46 +250,6 @@ fn render_one(spec: &SourceSpec, context: &SourceContext<'_>) -> Result<Rendered
         documents,
         warnings: Vec::new(),
     })
-}
-
-/// What `kdeploy sources` shows of one source.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Summary {
-    pub source: String,
-    pub namespace: Option<String>,
-    pub objects: usize,
-    /// sha256 of the source's objects as kdeploy will apply them (after patches and labels).
-    pub digest: String,
-}
-
-/// One summary per source, from the objects of the finished manifest.
-pub fn summaries(specs: &[SourceSpec], objects: &[crate::manifest::Object]) -> Vec<Summary> {
-    let mut by_source: BTreeMap<usize, Vec<&Json>> = BTreeMap::new();
-    for object in objects {
-        by_source.entry(object.source.source).or_default().push(&object.value);
-    }
-    specs
-        .iter()
-        .enumerate()
-        .map(|(i, spec)| {
-            let values = by_source.remove(&i).unwrap_or_default();
-            let mut hasher = Sha256::new();
-            for value in &values {
-                hasher.update(serde_json::to_vec(value).unwrap_or_default());
-                hasher.update(b"\n");
-            }
-            Summary {
-                source: spec.to_string(),
-                namespace: spec.namespace.clone(),
-                objects: values.len(),
-                digest: hex(&hasher.finalize()),
-            }
-        })
-        .collect()
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A program a source runs, and the name it is known by in messages.

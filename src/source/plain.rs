@@ -14,14 +14,16 @@ use crate::yaml;
 const EXTENSIONS: &[&str] = &["yaml", "yml", "json"];
 
 /// The manifest files of `root`: the file itself, or every YAML and JSON file under the folder
-/// (recursively, in name order; hidden files and kdeploy.yaml left out).
-pub fn files(root: &Path) -> Result<Vec<PathBuf>, SourceError> {
+/// (recursively, in name order), leaving out hidden files and `data_files` (the project file, values,
+/// env and vault files, which are the project's data, not its objects).
+pub fn files(root: &Path, data_files: &[PathBuf]) -> Result<Vec<PathBuf>, SourceError> {
     let metadata = std::fs::metadata(root).map_err(|e| SourceError::io(root, e))?;
     if metadata.is_file() {
         return Ok(vec![root.to_path_buf()]);
     }
+    let data_files: Vec<PathBuf> = data_files.iter().filter_map(|p| p.canonicalize().ok()).collect();
     let mut found = Vec::new();
-    walk(root, &mut found)?;
+    walk(root, &data_files, &mut found)?;
     if found.is_empty() {
         return Err(SourceError::Message(format!(
             "{}: no .yaml, .yml or .json files in this folder",
@@ -31,7 +33,7 @@ pub fn files(root: &Path) -> Result<Vec<PathBuf>, SourceError> {
     Ok(found)
 }
 
-fn walk(dir: &Path, found: &mut Vec<PathBuf>) -> Result<(), SourceError> {
+fn walk(dir: &Path, data_files: &[PathBuf], found: &mut Vec<PathBuf>) -> Result<(), SourceError> {
     let mut entries: Vec<_> = std::fs::read_dir(dir)
         .map_err(|e| SourceError::io(dir, e))?
         .collect::<Result<_, _>>()
@@ -41,20 +43,26 @@ fn walk(dir: &Path, found: &mut Vec<PathBuf>) -> Result<(), SourceError> {
         let path = entry.path();
         let name = entry.file_name();
         let name = name.to_string_lossy();
-        if name.starts_with('.') || name == crate::project::PROJECT_FILE {
+        if name.starts_with('.') {
             continue;
         }
         if path.is_dir() {
-            walk(&path, found)?;
+            walk(&path, data_files, found)?;
         } else if path
             .extension()
             .and_then(|e| e.to_str())
             .is_some_and(|e| EXTENSIONS.contains(&e))
+            && !is_data_file(&path, data_files)
         {
             found.push(path);
         }
     }
     Ok(())
+}
+
+fn is_data_file(path: &Path, data_files: &[PathBuf]) -> bool {
+    let named_alike = data_files.iter().any(|data| data.file_name() == path.file_name());
+    named_alike && path.canonicalize().is_ok_and(|p| data_files.contains(&p))
 }
 
 /// Reads one file's documents.

@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use super::{SourceContext, SourceError, hex};
+use super::{SourceContext, SourceError};
+use crate::util::hex;
 use crate::yaml::limits::MAX_INPUT_BYTES;
 
 /// Where a verified download with this digest lives in `base` (the cache, or a project's `vendor/`).

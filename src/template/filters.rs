@@ -18,7 +18,7 @@ pub fn register(tera: &mut Tera) {
     });
     tera.register_filter("b64decode", |v: &str, _: Kwargs, _: &State| b64decode(v));
     tera.register_filter("sha256", |v: Value, _: Kwargs, _: &State| {
-        Ok::<_, tera::Error>(hex(&Sha256::digest(text_of(&v)?.as_bytes())))
+        Ok::<_, tera::Error>(crate::util::hex(&Sha256::digest(text_of(&v)?.as_bytes())))
     });
 }
 
@@ -84,8 +84,4 @@ fn b64decode(encoded: &str) -> TeraResult<String> {
         .decode(encoded.trim())
         .map_err(|e| err(format!("b64decode: not valid base64: {e}")))?;
     String::from_utf8(bytes).map_err(|_| err("b64decode: the decoded bytes are not UTF-8 text"))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

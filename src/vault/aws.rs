@@ -24,7 +24,7 @@ use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 use super::http::{Client, RemoteError, percent_encode};
-use crate::source::hex;
+use crate::util::hex;
 
 /// A snapshot of the environment variables the chain reads.
 pub type EnvMap = BTreeMap<String, String>;
@@ -398,7 +398,7 @@ impl Aws {
             .split_once("://")
             .map(|(_, rest)| rest.split('/').next().unwrap_or(rest).to_owned())
             .unwrap_or_default();
-        let [year, month, day, hour, minute, second] = super::sops::utc_now();
+        let [year, month, day, hour, minute, second] = crate::util::utc_now();
         let amz_date = format!("{year:04}{month:02}{day:02}T{hour:02}{minute:02}{second:02}Z");
         let content_type = if target.is_some() {
             "application/x-amz-json-1.1"

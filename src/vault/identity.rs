@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
 
 use super::cipher::DataKey;
-use super::keys::{KeyServices, Stanza};
-use super::sops::{Metadata, SopsError, unwrap_bytes};
+use super::keys::{KeyServices, Stanza, unwrap_bytes};
+use super::sops::{Metadata, SopsError};
 
 pub const KEYRING_SERVICE: &str = "kdeploy";
 pub const KEYRING_ACCOUNT: &str = "age-identity";
@@ -193,7 +193,7 @@ impl IdentityChain {
         if !age.is_empty() {
             let opened = self.try_sources(attempts, |identities| {
                 for stanza in &age {
-                    if let Some(bytes) = unwrap_bytes(stanza, identities)? {
+                    if let Some(bytes) = unwrap_bytes(stanza, identities).map_err(SopsError::from)? {
                         return Ok(Some(bytes));
                     }
                 }
@@ -345,7 +345,7 @@ pub fn keyring_recipient() -> Result<Option<String>, IdentityError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vault::sops::wrap_key;
+    use crate::vault::keys::wrap_key;
 
     #[test]
     fn explicit_file_then_env_then_defaults_and_a_clear_error() {

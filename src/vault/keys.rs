@@ -9,13 +9,13 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::io::{Read, Write};
 use std::str::FromStr;
 
 use super::aws::{Aws, KmsKey};
 use super::cipher::DataKey;
 use super::http::RemoteError;
 use super::openbao::{OpenBao, TransitKey};
-use super::sops::{AgeStanza, SopsError};
 
 /// One master key a file is (or is to be) encrypted to.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -174,6 +174,22 @@ pub fn recipient_from_json(json: &serde_json::Value) -> Result<Recipient, String
     }
 }
 
+/// One age recipient of a file, with the data key wrapped to it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgeStanza {
+    pub recipient: String,
+    pub enc: String,
+}
+
+/// Why a data key could not be wrapped to, or unwrapped from, a master key.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("age: {0}")]
+    Age(String),
+    #[error("{recipient}: {message}")]
+    Service { recipient: String, message: String },
+}
+
 /// The data key wrapped to one master key, as it sits in the `sops` metadata.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Stanza {
@@ -262,21 +278,21 @@ impl KeyServices {
     }
 
     /// Wraps `key` to `recipient`.
-    pub fn wrap(&self, key: &DataKey, recipient: &Recipient) -> Result<Stanza, SopsError> {
-        let remote = |error: RemoteError| SopsError::KeyService {
+    pub fn wrap(&self, key: &DataKey, recipient: &Recipient) -> Result<Stanza, KeyError> {
+        let remote = |error: RemoteError| KeyError::Service {
             recipient: recipient.to_string(),
             message: error.to_string(),
         };
         Ok(match recipient {
-            Recipient::Age(age) => Stanza::Age(super::sops::wrap_key(key, age)?),
+            Recipient::Age(age) => Stanza::Age(wrap_key(key, age)?),
             Recipient::Transit(transit) => Stanza::Transit {
                 key: transit.clone(),
-                created_at: super::sops::now_rfc3339(),
+                created_at: crate::util::now_rfc3339(),
                 enc: transit.encrypt(self.openbao(), key.as_bytes()).map_err(remote)?,
             },
             Recipient::Kms(kms) => Stanza::Kms {
                 key: kms.clone(),
-                created_at: super::sops::now_rfc3339(),
+                created_at: crate::util::now_rfc3339(),
                 enc: kms.encrypt(self.aws(), key.as_bytes()).map_err(remote)?,
             },
         })
@@ -284,7 +300,7 @@ impl KeyServices {
 
     /// Wraps `key` to each recipient; a stanza already in `keep` for the same recipient is reused
     /// when it holds this data key (so `updatekeys` does not rewrap what it does not need to).
-    pub fn wrap_all(&self, key: &DataKey, recipients: &[Recipient], keep: &[Stanza]) -> Result<Vec<Stanza>, SopsError> {
+    pub fn wrap_all(&self, key: &DataKey, recipients: &[Recipient], keep: &[Stanza]) -> Result<Vec<Stanza>, KeyError> {
         recipients
             .iter()
             .map(|recipient| match keep.iter().find(|s| s.recipient() == *recipient) {
@@ -302,6 +318,74 @@ impl KeyServices {
             Stanza::Kms { key, enc, .. } => key.decrypt(self.aws(), enc),
         }
     }
+}
+
+/// Wraps the data key to one age recipient, ASCII-armored as sops stores it.
+pub fn wrap_key(key: &DataKey, recipient: &str) -> Result<AgeStanza, KeyError> {
+    Ok(AgeStanza {
+        recipient: recipient.trim().to_owned(),
+        enc: age_armor_encrypt(key.as_bytes(), &[recipient.to_owned()])?,
+    })
+}
+
+/// Encrypts `plaintext` to age recipients, ASCII-armored (what `age -a -r …` writes).
+pub fn age_armor_encrypt(plaintext: &[u8], recipients: &[String]) -> Result<String, KeyError> {
+    let parsed: Vec<age::x25519::Recipient> = recipients
+        .iter()
+        .map(|r| {
+            r.trim()
+                .parse()
+                .map_err(|e| KeyError::Age(format!("`{r}` is not an age recipient (age1…): {e}")))
+        })
+        .collect::<Result<_, _>>()?;
+    let encryptor = age::Encryptor::with_recipients(parsed.iter().map(|r| r as &dyn age::Recipient))
+        .map_err(|e| KeyError::Age(e.to_string()))?;
+    let mut armored = Vec::new();
+    let io = |e: std::io::Error| KeyError::Age(e.to_string());
+    let armor = age::armor::ArmoredWriter::wrap_output(&mut armored, age::armor::Format::AsciiArmor).map_err(io)?;
+    let mut writer = encryptor.wrap_output(armor).map_err(io)?;
+    writer.write_all(plaintext).map_err(io)?;
+    writer.finish().and_then(|armor| armor.finish()).map_err(io)?;
+    String::from_utf8(armored).map_err(|e| KeyError::Age(e.to_string()))
+}
+
+/// Unwraps the data key with any of `identities`; `None` if none of them is a recipient.
+pub fn unwrap_key(stanza: &AgeStanza, identities: &[age::x25519::Identity]) -> Result<Option<DataKey>, KeyError> {
+    match unwrap_bytes(stanza, identities)? {
+        None => Ok(None),
+        Some(bytes) => DataKey::from_bytes(&bytes)
+            .map(Some)
+            .ok_or_else(|| KeyError::Age("the wrapped data key is not 32 bytes".into())),
+    }
+}
+
+/// Unwraps what an age stanza holds (a data key, or a Shamir share of one).
+pub fn unwrap_bytes(
+    stanza: &AgeStanza,
+    identities: &[age::x25519::Identity],
+) -> Result<Option<zeroize::Zeroizing<Vec<u8>>>, KeyError> {
+    let reader = age::armor::ArmoredReader::new(stanza.enc.as_bytes());
+    let decryptor = age::Decryptor::new_buffered(std::io::BufReader::new(reader)).map_err(|e| {
+        KeyError::Age(format!(
+            "the wrapped data key for {} is unreadable: {e}",
+            stanza.recipient
+        ))
+    })?;
+    let mut reader = match decryptor.decrypt(identities.iter().map(|i| i as &dyn age::Identity)) {
+        Ok(reader) => reader,
+        Err(age::DecryptError::NoMatchingKeys) => return Ok(None),
+        Err(e) => {
+            return Err(KeyError::Age(format!(
+                "the wrapped data key for {} does not decrypt: {e}",
+                stanza.recipient
+            )));
+        }
+    };
+    let mut bytes = zeroize::Zeroizing::new(Vec::new());
+    reader
+        .read_to_end(&mut bytes)
+        .map_err(|e| KeyError::Age(e.to_string()))?;
+    Ok(Some(bytes))
 }
 
 #[cfg(test)]

@@ -146,7 +146,7 @@ pub fn wrap_keys(
         .wrap_all(key, recipients, keep)
         .map_err(|source| VaultError::Format {
             path: path.to_path_buf(),
-            source,
+            source: source.into(),
         })
 }
 
@@ -435,9 +435,9 @@ fn merge_json(base: &mut Json, overlay: Json) {
 
 /// Encrypts a whole file with age (ASCII-armored), as `age -a -r …` does.
 pub fn encrypt_age_file(plaintext: &[u8], recipients: &[String]) -> Result<String, VaultError> {
-    sops::age_armor_encrypt(plaintext, recipients).map_err(|source| VaultError::Format {
+    keys::age_armor_encrypt(plaintext, recipients).map_err(|source| VaultError::Format {
         path: PathBuf::from("(age)"),
-        source,
+        source: source.into(),
     })
 }
 
@@ -452,21 +452,22 @@ pub fn decrypt_age_file(path: &Path, identities: &mut IdentityChain) -> Result<Z
         vec!["(age files do not name their recipients)".to_owned()],
         |ids| {
             let reader = age::armor::ArmoredReader::new(bytes.as_slice());
-            let decryptor = age::Decryptor::new_buffered(std::io::BufReader::new(reader))
-                .map_err(|e| SopsError::Age(format!("{}: not an age file: {e}", path.display())))?;
+            let decryptor = age::Decryptor::new_buffered(std::io::BufReader::new(reader)).map_err(|e| {
+                SopsError::from(keys::KeyError::Age(format!("{}: not an age file: {e}", path.display())))
+            })?;
             match decryptor.decrypt(ids.iter().map(|i| i as &dyn age::Identity)) {
                 Ok(mut reader) => {
                     let mut text = Zeroizing::new(String::new());
                     reader.read_to_string(&mut text).map_err(|e| {
-                        SopsError::Age(format!(
+                        SopsError::from(keys::KeyError::Age(format!(
                             "{}: the decrypted content is not UTF-8 text: {e}",
                             path.display()
-                        ))
+                        )))
                     })?;
                     Ok(Some(text))
                 }
                 Err(age::DecryptError::NoMatchingKeys) => Ok(None),
-                Err(e) => Err(SopsError::Age(format!("{}: {e}", path.display())).into()),
+                Err(e) => Err(SopsError::from(keys::KeyError::Age(format!("{}: {e}", path.display()))).into()),
             }
         },
     )?;

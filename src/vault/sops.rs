@@ -12,14 +12,13 @@
 //! sorted recipient list, so an edited recipient list is detected too. sops ignores the field and drops
 //! it when it rewrites a file; a file without it is checked against the project's recipients instead.
 
-use std::io::{Read, Write};
 use std::path::Path;
 
 use serde_json::{Map, Value as Json};
 use sha2::{Digest, Sha256, Sha512};
 
 use super::cipher::{self, CipherError, DataKey, ValueType};
-use super::keys::{Recipient, Stanza, recipient_from_json};
+use super::keys::{AgeStanza, KeyError, Recipient, Stanza, recipient_from_json};
 use super::openbao::TransitKey;
 use crate::yaml::{self, Node, NodeValue, Scalar, Schema};
 
@@ -269,13 +268,6 @@ impl Tree {
     }
 }
 
-/// One age recipient of a file, with the data key wrapped to it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct AgeStanza {
-    pub recipient: String,
-    pub enc: String,
-}
-
 /// Which values are encrypted, as in sops' `shouldBeEncrypted`.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct EncryptionRules {
@@ -416,10 +408,8 @@ pub enum SopsError {
         "the recipient list was changed outside sops/kdeploy: it no longer matches the list the data key was wrapped for"
     )]
     RecipientsTampered,
-    #[error("age: {0}")]
-    Age(String),
-    #[error("{recipient}: {message}")]
-    KeyService { recipient: String, message: String },
+    #[error(transparent)]
+    Key(#[from] KeyError),
 }
 
 /// Parses a plaintext file of the given format.
@@ -903,7 +893,7 @@ fn new_mac_hasher(rules: &EncryptionRules) -> Sha512 {
 }
 
 fn hex_upper(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02X}")).collect()
+    crate::util::hex(bytes).to_ascii_uppercase()
 }
 
 /// The binding of the recipient list to the data key.
@@ -1024,7 +1014,7 @@ pub fn encrypt(
         }
         Ok(())
     })?;
-    let lastmodified = now_rfc3339();
+    let lastmodified = crate::util::now_rfc3339();
     let mac = cipher::encrypt(
         key,
         hex_upper(&hasher.finalize()).as_bytes(),
@@ -1053,105 +1043,6 @@ pub fn encrypt(
     })
 }
 
-/// Wraps the data key to one age recipient, ASCII-armored as sops stores it.
-pub fn wrap_key(key: &DataKey, recipient: &str) -> Result<AgeStanza, SopsError> {
-    Ok(AgeStanza {
-        recipient: recipient.trim().to_owned(),
-        enc: age_armor_encrypt(key.as_bytes(), &[recipient.to_owned()])?,
-    })
-}
-
-/// Encrypts `plaintext` to age recipients, ASCII-armored (what `age -a -r …` writes).
-pub fn age_armor_encrypt(plaintext: &[u8], recipients: &[String]) -> Result<String, SopsError> {
-    let parsed: Vec<age::x25519::Recipient> = recipients
-        .iter()
-        .map(|r| {
-            r.trim()
-                .parse()
-                .map_err(|e| SopsError::Age(format!("`{r}` is not an age recipient (age1…): {e}")))
-        })
-        .collect::<Result<_, _>>()?;
-    let encryptor = age::Encryptor::with_recipients(parsed.iter().map(|r| r as &dyn age::Recipient))
-        .map_err(|e| SopsError::Age(e.to_string()))?;
-    let mut armored = Vec::new();
-    let io = |e: std::io::Error| SopsError::Age(e.to_string());
-    let armor = age::armor::ArmoredWriter::wrap_output(&mut armored, age::armor::Format::AsciiArmor).map_err(io)?;
-    let mut writer = encryptor.wrap_output(armor).map_err(io)?;
-    writer.write_all(plaintext).map_err(io)?;
-    writer.finish().and_then(|armor| armor.finish()).map_err(io)?;
-    String::from_utf8(armored).map_err(|e| SopsError::Age(e.to_string()))
-}
-
-/// Unwraps the data key with any of `identities`; `None` if none of them is a recipient.
-pub fn unwrap_key(stanza: &AgeStanza, identities: &[age::x25519::Identity]) -> Result<Option<DataKey>, SopsError> {
-    match unwrap_bytes(stanza, identities)? {
-        None => Ok(None),
-        Some(bytes) => DataKey::from_bytes(&bytes)
-            .map(Some)
-            .ok_or_else(|| SopsError::Age("the wrapped data key is not 32 bytes".into())),
-    }
-}
-
-/// Unwraps what an age stanza holds (a data key, or a Shamir share of one).
-pub fn unwrap_bytes(
-    stanza: &AgeStanza,
-    identities: &[age::x25519::Identity],
-) -> Result<Option<zeroize::Zeroizing<Vec<u8>>>, SopsError> {
-    let reader = age::armor::ArmoredReader::new(stanza.enc.as_bytes());
-    let decryptor = age::Decryptor::new_buffered(std::io::BufReader::new(reader)).map_err(|e| {
-        SopsError::Age(format!(
-            "the wrapped data key for {} is unreadable: {e}",
-            stanza.recipient
-        ))
-    })?;
-    let mut reader = match decryptor.decrypt(identities.iter().map(|i| i as &dyn age::Identity)) {
-        Ok(reader) => reader,
-        Err(age::DecryptError::NoMatchingKeys) => return Ok(None),
-        Err(e) => {
-            return Err(SopsError::Age(format!(
-                "the wrapped data key for {} does not decrypt: {e}",
-                stanza.recipient
-            )));
-        }
-    };
-    let mut bytes = zeroize::Zeroizing::new(Vec::new());
-    reader
-        .read_to_end(&mut bytes)
-        .map_err(|e| SopsError::Age(e.to_string()))?;
-    Ok(Some(bytes))
-}
-
-/// Now, as sops writes `lastmodified` (RFC 3339, UTC, seconds).
-pub(crate) fn now_rfc3339() -> String {
-    let [year, month, day, hour, minute, second] = utc_now();
-    format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}Z")
-}
-
-/// Now in UTC as year, month, day, hour, minute, second.
-pub(crate) fn utc_now() -> [i64; 6] {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs()) as i64;
-    utc_from_unix(secs)
-}
-
-/// Seconds since 1970 as UTC year, month, day, hour, minute, second.
-pub(crate) fn utc_from_unix(secs: i64) -> [i64; 6] {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    [year, month, day, rem / 3600, rem % 3600 / 60, rem % 60]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1176,7 +1067,7 @@ mod tests {
     }
 
     fn age_stanza(key: &DataKey, recipient: &str) -> Stanza {
-        Stanza::Age(wrap_key(key, recipient).unwrap())
+        Stanza::Age(crate::vault::keys::wrap_key(key, recipient).unwrap())
     }
 
     fn first_age(file: &EncryptedFile) -> &AgeStanza {
@@ -1198,7 +1089,9 @@ mod tests {
         .unwrap();
         let written = write(&file.tree, Some(&file.metadata), format).unwrap();
         let parsed = parse_encrypted(&written, format).unwrap();
-        let key = unwrap_key(first_age(&parsed), &[identity]).unwrap().unwrap();
+        let key = crate::vault::keys::unwrap_key(first_age(&parsed), &[identity])
+            .unwrap()
+            .unwrap();
         let decrypted = decrypt(&parsed, &key).unwrap();
         (parsed, decrypted, written)
     }
@@ -1267,8 +1160,16 @@ mod tests {
         assert!(matches!(decrypt(&recipients, &key), Err(SopsError::RecipientsTampered)));
 
         let other = age::x25519::Identity::generate();
-        assert!(unwrap_key(first_age(&file), &[other]).unwrap().is_none());
-        assert!(unwrap_key(first_age(&file), &[identity]).unwrap().is_some());
+        assert!(
+            crate::vault::keys::unwrap_key(first_age(&file), &[other])
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            crate::vault::keys::unwrap_key(first_age(&file), &[identity])
+                .unwrap()
+                .is_some()
+        );
     }
 
     #[test]
@@ -1293,7 +1194,7 @@ mod tests {
 
     #[test]
     fn lastmodified_looks_like_sops() {
-        let now = now_rfc3339();
+        let now = crate::util::now_rfc3339();
         assert_eq!(now.len(), 20, "{now}");
         assert!(now.ends_with('Z') && now.as_bytes()[10] == b'T', "{now}");
     }
