@@ -123,6 +123,17 @@ pub struct InputArgs {
     #[arg(long)]
     pub no_config_checksums: bool,
 
+    /// Treat the repository as untrusted input (pull requests from forks; `kdeploy argocd` always
+    /// does): nothing it names is run, no path it names leaves it, templates see no credentials and
+    /// only its own env files, tokens go only to the operator's addresses. Also KDEPLOY_UNTRUSTED=1
+    #[arg(long)]
+    pub untrusted: bool,
+
+    /// Stop a render that takes longer than this many seconds (default 600; 60 when untrusted); also
+    /// KDEPLOY_RENDER_TIMEOUT
+    #[arg(long, value_name = "SECONDS")]
+    pub render_timeout: Option<u64>,
+
     #[command(flatten)]
     pub identity: IdentityArgs,
 }

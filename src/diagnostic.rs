@@ -51,9 +51,12 @@ pub struct SourceError {
 }
 
 impl SourceError {
-    /// An error at `line`/`column` of `path`, quoting the line from `source` when it is given.
+    /// An error at `line`/`column` of `path`, quoting the line from `source` when it is given and
+    /// the file lies inside the repository (an error never shows what is outside it).
     pub fn new(message: impl Into<String>, path: &Path, source: Option<&str>, line: usize, column: usize) -> Self {
-        let line_text = source.and_then(|text| text.lines().nth(line.saturating_sub(1)).map(str::to_owned));
+        let line_text = source
+            .filter(|_| crate::trust::may_quote(path))
+            .and_then(|text| text.lines().nth(line.saturating_sub(1)).map(str::to_owned));
         SourceError {
             message: message.into(),
             location: Location::new(path, line, column.max(1)),
@@ -76,9 +79,12 @@ impl fmt::Display for SourceError {
         let pad = " ".repeat(gutter);
         write!(f, "{pad}--> {}", self.location)?;
         if let Some(text) = &self.line_text {
+            // A long line is quoted in part: where the error is, not all of it.
+            let (text, column) = crate::trust::excerpt(text, self.location.column);
+            let width = self.width.min(crate::trust::EXCERPT_CHARS);
             let caret_indent: String = text
                 .chars()
-                .take(self.location.column - 1)
+                .take(column - 1)
                 .map(|c| if c == '\t' { '\t' } else { ' ' })
                 .collect();
             write!(
@@ -87,7 +93,7 @@ impl fmt::Display for SourceError {
                 self.location.line,
                 text,
                 caret_indent,
-                "^".repeat(self.width)
+                "^".repeat(width)
             )?;
         }
         Ok(())

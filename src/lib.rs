@@ -18,6 +18,7 @@ pub mod parallel;
 pub mod project;
 pub mod source;
 pub mod template;
+pub mod trust;
 pub mod ui;
 pub mod util;
 pub mod values;

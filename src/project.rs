@@ -59,6 +59,8 @@ pub enum ProjectError {
         path: PathBuf,
         known: Vec<String>,
     },
+    #[error(transparent)]
+    Trust(#[from] crate::trust::TrustError),
     #[error("--target {0} needs a project file (kdeploy.yaml) that defines it")]
     TargetWithoutProject(String),
     #[error("{}: {what} `{name}` is not a valid project name: {why}", path.display())]
@@ -188,10 +190,7 @@ pub struct Selection {
 
 impl Project {
     pub fn load(file: &Path) -> Result<Project, ProjectError> {
-        let text = std::fs::read_to_string(file).map_err(|source| ProjectError::Read {
-            path: file.to_path_buf(),
-            source,
-        })?;
+        let text = crate::trust::read_text(file, "project file", crate::trust::policy().limits.max_text_file_bytes)?;
         let config: ProjectConfig = if text.trim().is_empty() {
             ProjectConfig::default()
         } else {
@@ -423,6 +422,14 @@ impl Project {
     pub fn select(&self, target: Option<&str>) -> Result<Selection, ProjectError> {
         let resolve = |paths: &[PathBuf]| paths.iter().map(|p| self.path(p)).collect::<Vec<_>>();
         let config = &self.config;
+        if crate::trust::untrusted() && config.tools != ToolPaths::default() {
+            return Err(ProjectError::Unlocated {
+                path: self.file.clone(),
+                message: "`tools:` names programs to run, and untrusted mode runs nothing a repository names: \
+                          helm, kustomize and kubectl come from the operator's PATH"
+                    .to_owned(),
+            });
+        }
         let mut selection = Selection {
             sources: self.sources(),
             shaping: self.shaping(),

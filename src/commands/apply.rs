@@ -18,6 +18,11 @@ use crate::ui::diff::{change_diff, summary_table};
 use crate::ui::progress::Progress;
 
 pub fn run(args: &ApplyArgs) -> anyhow::Result<ExitCode> {
+    if args.input.untrusted || crate::trust::policy_from_env(false, None, None).untrusted {
+        anyhow::bail!(
+            "apply does not deploy an untrusted repository: render or diff it with --untrusted, and apply only what was reviewed"
+        );
+    }
     deploy::runtime()?.block_on(run_async(args))
 }
 

@@ -13,6 +13,7 @@
 //! (`SOPS_AGE_KEY_FILE` from a mounted Secret, or OpenBao/KMS credentials), never with anything from
 //! the Application, which its authors control.
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
@@ -22,13 +23,32 @@ use super::Inputs;
 use crate::cli::{ArgocdCommand, InputArgs};
 use crate::project::{PROJECT_FILE, Project};
 use crate::source::Capabilities;
+use crate::trust;
 
 pub fn run(command: &ArgocdCommand) -> anyhow::Result<ExitCode> {
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    // A plugin renders other people's repositories: always untrusted, confined to the checkout.
+    let root = checkout_root(env("ARGOCD_APP_SOURCE_PATH").as_deref());
+    trust::set(trust::policy_from_env(true, root.as_deref(), None));
     match command {
         ArgocdCommand::Generate => generate(&env),
         ArgocdCommand::Parameters => parameters(),
     }
+}
+
+/// The root of the checkout Argo CD gives the plugin: the working directory is the Application's
+/// path inside it (`ARGOCD_APP_SOURCE_PATH`), so the root is that many folders up.
+fn checkout_root(source_path: Option<&str>) -> Option<PathBuf> {
+    let cwd = std::env::current_dir().ok()?;
+    let depth = source_path
+        .map(|p| {
+            Path::new(p)
+                .components()
+                .filter(|c| matches!(c, std::path::Component::Normal(_)))
+                .count()
+        })
+        .unwrap_or(0);
+    cwd.ancestors().nth(depth).map(Path::to_path_buf)
 }
 
 /// The `target` and `values` parameters Argo CD passes.
@@ -63,6 +83,7 @@ fn generate(env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<ExitCode> {
     let input = InputArgs {
         target: target.or_else(|| env("ARGOCD_ENV_KDEPLOY_TARGET")),
         data_values_yaml: values,
+        untrusted: true,
         ..Default::default()
     };
     let mut inputs = Inputs::gather(&input)?;
@@ -90,7 +111,7 @@ fn generate(env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<ExitCode> {
 
 /// Argo CD's dynamic parameter announcement: what the UI offers for an Application of this project.
 fn parameters() -> anyhow::Result<ExitCode> {
-    let targets: Vec<String> = match Project::find_in(std::path::Path::new(".")) {
+    let targets: Vec<String> = match Project::find_in(Path::new(".")) {
         Some(file) => Project::load(&file)?.config.targets.keys().cloned().collect(),
         None => bail!("no {PROJECT_FILE} here: the plugin is for kdeploy projects"),
     };

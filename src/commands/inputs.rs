@@ -12,6 +12,7 @@ use crate::manifest::{Manifest, checksum};
 use crate::project::{DEFAULT_TEMPLATES, PROJECT_FILE, Project, Selection};
 use crate::source::{self, Capabilities, SourceContext, SourceKind, SourceSpec};
 use crate::template::TemplateContext;
+use crate::trust;
 use crate::ui;
 use crate::values::{Env, Origin, ValueFlags, Values, load_values};
 use crate::vault::identity::IdentityChain;
@@ -43,6 +44,8 @@ pub struct Inputs {
     pub values: Values,
     pub env: Env,
     pub secrets: Secrets,
+    /// Bounds the render's time and memory until it is done (see [`trust::watch`]).
+    watchdog: Option<trust::Watchdog>,
 }
 
 /// The result of a render, with the inputs that produced it.
@@ -56,6 +59,26 @@ pub struct RenderedInputs {
 
 impl Inputs {
     pub fn gather(args: &InputArgs) -> anyhow::Result<Inputs> {
+        // The first policy set wins: `kdeploy argocd` sets its own before it gets here.
+        let root_hint = args
+            .project
+            .as_deref()
+            .and_then(Path::parent)
+            .or_else(|| {
+                args.paths
+                    .iter()
+                    .chain(&args.files)
+                    .find(|p| p.is_dir())
+                    .map(PathBuf::as_path)
+            })
+            .map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p })
+            .unwrap_or(Path::new("."));
+        trust::set(trust::policy_from_env(
+            args.untrusted,
+            Some(&trust::repository_root(root_hint)),
+            args.render_timeout.map(std::time::Duration::from_secs),
+        ));
+        let watchdog = Some(trust::watch("render"));
         let mut template_paths: Vec<PathBuf> = args.paths.iter().chain(&args.files).cloned().collect();
         let project = match &args.project {
             Some(file) => Some((file.clone(), ProjectOrigin::Flag)),
@@ -112,6 +135,7 @@ impl Inputs {
         } else {
             Secrets::load(&selection.secrets_files, &selection.recipients, &mut identities)?
         };
+        trust::mask(secrets.plaintexts());
         for warning in &secrets.warnings {
             ui::warn(warning);
         }
@@ -122,6 +146,7 @@ impl Inputs {
             values,
             env,
             secrets,
+            watchdog,
         })
     }
 
@@ -165,7 +190,8 @@ impl Inputs {
     }
 
     /// Renders every source into a validated manifest; charts see `cluster`'s version and APIs.
-    pub fn render_for(self, cluster: Option<&Capabilities>) -> anyhow::Result<RenderedInputs> {
+    pub fn render_for(mut self, cluster: Option<&Capabilities>) -> anyhow::Result<RenderedInputs> {
+        let watchdog = self.watchdog.take();
         let selection = &self.selection;
         let only_default = !self.explicit_sources
             && self.project.is_none()
@@ -202,6 +228,7 @@ impl Inputs {
             env,
             secrets: self.secrets.values.clone(),
         };
+        trust::mask(references.plaintexts());
         let redactor = Redactor::new(self.secrets.plaintexts().chain(references.plaintexts()));
         let source_context = SourceContext {
             project_dir: selection.project_dir.as_deref().unwrap_or(Path::new(".")),
@@ -238,6 +265,7 @@ impl Inputs {
                 object
             ));
         }
+        drop(watchdog);
         Ok(RenderedInputs {
             inputs: self,
             manifest,

@@ -134,6 +134,11 @@ pub(crate) fn helm_tool(context: &SourceContext<'_>) -> Result<Tool, SourceError
 pub fn chart_location(chart: &HelmChart, context: &SourceContext<'_>) -> Result<PathBuf, SourceError> {
     if !chart.is_remote() {
         let path = PathBuf::from(&chart.chart);
+        crate::trust::confine(&path, "chart")?;
+        if crate::trust::untrusted() && path.is_dir() {
+            // helm follows symlinks inside a chart folder: each must stay in the repository too.
+            confine_tree(&path, &mut crate::trust::Walk::default())?;
+        }
         if !path.exists() {
             return Err(SourceError::Message(format!(
                 "{}: no chart folder or archive at {} (a chart from a repository needs `repo:` and `version:`)",
@@ -176,8 +181,41 @@ fn archive_in(dir: &Path) -> Option<PathBuf> {
         .find(|p| p.extension().is_some_and(|e| e == "tgz"))
 }
 
+/// Every entry of a chart folder, symlinks followed, inside the repository.
+fn confine_tree(dir: &Path, seen: &mut crate::trust::Walk) -> Result<(), SourceError> {
+    if !seen.enter(dir, "chart folder")? {
+        return Ok(());
+    }
+    for entry in std::fs::read_dir(dir).map_err(|e| SourceError::io(dir, e))? {
+        let path = entry.map_err(|e| SourceError::io(dir, e))?.path();
+        crate::trust::confine(&path, "a file in a chart")?;
+        if path.is_dir() {
+            confine_tree(&path, seen)?;
+        }
+    }
+    Ok(())
+}
+
+/// The host a remote chart is pulled from (`repo:` URL, or `oci://HOST/…`) and its port.
+fn chart_host(chart: &HelmChart) -> Option<(String, u16)> {
+    let url = chart.repo.as_deref().unwrap_or(&chart.chart);
+    let (scheme, rest) = url.split_once("://")?;
+    let authority = rest.split('/').next()?.rsplit('@').next()?;
+    let default = if scheme == "http" { 80 } else { 443 };
+    Some(match authority.rsplit_once(':') {
+        Some((host, port)) if !host.ends_with(']') || authority.starts_with('[') => {
+            (host.to_owned(), port.parse().unwrap_or(default))
+        }
+        _ => (authority.to_owned(), default),
+    })
+}
+
 /// `helm pull` into a fresh folder next to `into`, renamed into place once complete.
 pub fn pull(chart: &HelmChart, version: &str, into: &Path, context: &SourceContext<'_>) -> Result<(), SourceError> {
+    if let Some((host, port)) = chart_host(chart) {
+        crate::trust::check_host(&host, port)
+            .map_err(|why| SourceError::Message(format!("chart {}: {why}", chart.chart)))?;
+    }
     let helm = helm_tool(context)?;
     let parent = into.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent).map_err(|e| SourceError::io(parent, e))?;
@@ -205,8 +243,11 @@ pub fn render(
     namespace: Option<&str>,
     context: &SourceContext<'_>,
 ) -> Result<Rendered, SourceError> {
-    let helm = helm_tool(context)?;
+    for file in &chart.values_files {
+        crate::trust::confine(file, "chart values file")?;
+    }
     let location = chart_location(chart, context)?;
+    let helm = helm_tool(context)?;
     let release = chart.release_name();
     let namespace = chart
         .namespace

@@ -38,6 +38,8 @@ pub enum SourceError {
     },
     #[error("{0}")]
     Message(String),
+    #[error(transparent)]
+    Trust(#[from] crate::trust::TrustError),
 }
 
 impl SourceError {
@@ -259,10 +261,16 @@ pub(crate) struct Tool {
     pub name: String,
 }
 
-/// The program named in kdeploy.yaml's `tools:`, else `name` on PATH.
+/// `name` on PATH. In untrusted mode a relative PATH entry, or one inside the repository, is passed
+/// over: a program comes from the operator's system, never from the checkout.
 pub(crate) fn find_on_path(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
+    let policy = crate::trust::policy();
+    let root = policy.root.as_deref().filter(|_| policy.untrusted);
     std::env::split_paths(&path)
+        .filter(|dir| {
+            root.is_none_or(|root| dir.is_absolute() && !dir.canonicalize().is_ok_and(|d| d.starts_with(root)))
+        })
         .map(|dir| dir.join(name))
         .find(|candidate| is_executable(candidate))
 }
@@ -274,34 +282,78 @@ fn is_executable(path: &Path) -> bool {
 }
 
 /// Runs a tool; its stdout on success, else an error with what it printed on stderr (secrets masked).
+/// The tool never sees the credentials kdeploy reads, and is stopped once it outlives the run's
+/// tool deadline; what it prints is bounded.
 pub(crate) fn run_tool(
     tool: &Tool,
     args: &[String],
     stdin: Option<&[u8]>,
     redactor: &Redactor,
 ) -> Result<String, SourceError> {
-    use std::io::Write;
-    let mut child = Command::new(&tool.path)
+    use std::io::{Read, Write};
+    let limit = crate::yaml::limits::MAX_INPUT_BYTES as u64;
+    let timeout = crate::trust::policy().limits.tool_timeout;
+    let mut command = Command::new(&tool.path);
+    command
         .args(args)
         .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::piped());
+    for name in crate::trust::child_env_removals() {
+        command.env_remove(name);
+    }
+    let mut child = command
         .spawn()
         .map_err(|e| SourceError::Message(format!("cannot run {} ({}): {e}", tool.name, tool.path.display())))?;
+    let capture = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = (&mut pipe).take(limit + 1).read_to_end(&mut bytes);
+                // Past the limit the rest is drained, so the tool is never stuck on a full pipe.
+                let _ = std::io::copy(&mut pipe, &mut std::io::sink());
+            }
+            bytes
+        })
+    };
+    let stdout = capture(child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let stderr = capture(child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
     if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
         // A tool that fails early closes its stdin; what it says on stderr explains why.
         let _ = pipe.write_all(input);
     }
-    let output = child
-        .wait_with_output()
-        .map_err(|e| SourceError::Message(format!("{} did not finish: {e}", tool.name)))?;
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    if !output.status.success() {
+    let started = std::time::Instant::now();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if started.elapsed() > timeout => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(SourceError::Message(format!(
+                    "{} did not finish within {}s and was stopped",
+                    tool.name,
+                    timeout.as_secs()
+                )));
+            }
+            Ok(None) => std::thread::sleep(std::time::Duration::from_millis(10)),
+            Err(e) => return Err(SourceError::Message(format!("{} did not finish: {e}", tool.name))),
+        }
+    };
+    let stdout = stdout.join().unwrap_or_default();
+    let stderr = stderr.join().unwrap_or_default();
+    if stdout.len() as u64 > limit {
+        return Err(SourceError::Message(format!(
+            "{} printed more than {limit} bytes, the most kdeploy reads",
+            tool.name
+        )));
+    }
+    let stderr = String::from_utf8_lossy(&stderr);
+    if !status.success() {
         let said = redactor.redact(stderr.trim());
         return Err(SourceError::Message(format!(
             "{} failed ({}):\n{}",
             tool.name,
-            output.status,
+            status,
             if said.is_empty() {
                 "(it printed nothing on stderr)".to_owned()
             } else {
@@ -309,6 +361,6 @@ pub(crate) fn run_tool(
             }
         )));
     }
-    String::from_utf8(output.stdout)
+    String::from_utf8(stdout)
         .map_err(|_| SourceError::Message(format!("{} printed output that is not UTF-8", tool.name)))
 }

@@ -17,13 +17,14 @@ const EXTENSIONS: &[&str] = &["yaml", "yml", "json"];
 /// (recursively, in name order), leaving out hidden files and `data_files` (the project file, values,
 /// env and vault files, which are the project's data, not its objects).
 pub fn files(root: &Path, data_files: &[PathBuf]) -> Result<Vec<PathBuf>, SourceError> {
+    crate::trust::confine(root, "manifests")?;
     let metadata = std::fs::metadata(root).map_err(|e| SourceError::io(root, e))?;
     if metadata.is_file() {
         return Ok(vec![root.to_path_buf()]);
     }
     let data_files: Vec<PathBuf> = data_files.iter().filter_map(|p| p.canonicalize().ok()).collect();
     let mut found = Vec::new();
-    walk(root, &data_files, &mut found)?;
+    walk(root, &data_files, &mut crate::trust::Walk::default(), &mut found)?;
     if found.is_empty() {
         return Err(SourceError::Message(format!(
             "{}: no .yaml, .yml or .json files in this folder",
@@ -33,7 +34,15 @@ pub fn files(root: &Path, data_files: &[PathBuf]) -> Result<Vec<PathBuf>, Source
     Ok(found)
 }
 
-fn walk(dir: &Path, data_files: &[PathBuf], found: &mut Vec<PathBuf>) -> Result<(), SourceError> {
+fn walk(
+    dir: &Path,
+    data_files: &[PathBuf],
+    seen: &mut crate::trust::Walk,
+    found: &mut Vec<PathBuf>,
+) -> Result<(), SourceError> {
+    if !seen.enter(dir, "manifests folder")? {
+        return Ok(());
+    }
     let mut entries: Vec<_> = std::fs::read_dir(dir)
         .map_err(|e| SourceError::io(dir, e))?
         .collect::<Result<_, _>>()
@@ -47,7 +56,7 @@ fn walk(dir: &Path, data_files: &[PathBuf], found: &mut Vec<PathBuf>) -> Result<
             continue;
         }
         if path.is_dir() {
-            walk(&path, data_files, found)?;
+            walk(&path, data_files, seen, found)?;
         } else if path
             .extension()
             .and_then(|e| e.to_str())
@@ -67,7 +76,7 @@ fn is_data_file(path: &Path, data_files: &[PathBuf]) -> bool {
 
 /// Reads one file's documents.
 pub fn read_file(path: &Path) -> Result<Vec<RenderedDocument>, SourceError> {
-    let text = std::fs::read_to_string(path).map_err(|e| SourceError::io(path, e))?;
+    let text = crate::trust::read_text(path, "manifest", crate::yaml::limits::MAX_INPUT_BYTES as u64)?;
     parse(path, &text, false)
 }
 

@@ -70,6 +70,12 @@ pub fn fetch_bytes(url: &str, sha256: &str, project_dir: &Path, cache_dir: &Path
     }
     let bytes = download(url)?;
     let actual = digest(&bytes);
+    if actual != sha256 && crate::trust::untrusted() {
+        // The served digest would tell whoever wrote the URL something about what lies behind it.
+        return Err(SourceError::Message(format!(
+            "{url} does not match its pinned digest (sha256 {sha256}); nothing was used or kept"
+        )));
+    }
     if actual != sha256 {
         return Err(SourceError::Message(format!(
             "{url} does not match its pinned digest:\n  expected sha256 {sha256}\n  received sha256 {actual}\n\
@@ -86,16 +92,24 @@ pub fn digest(bytes: &[u8]) -> String {
 
 fn download(url: &str) -> Result<Vec<u8>, SourceError> {
     let failed = |e: &dyn std::fmt::Display| SourceError::Message(format!("cannot download {url}: {e}"));
+    if let Some((host, port)) = host_of(url) {
+        crate::trust::check_host(&host, port).map_err(|why| failed(&why))?;
+    }
     let tls = ureq::tls::TlsConfig::builder()
         .root_certs(ureq::tls::RootCerts::PlatformVerifier)
         .build();
-    let agent: ureq::Agent = ureq::Agent::config_builder()
+    let config = ureq::Agent::config_builder()
         .tls_config(tls)
         .timeout_global(Some(Duration::from_secs(300)))
         .timeout_connect(Some(Duration::from_secs(30)))
         .https_only(true)
-        .build()
-        .into();
+        .build();
+    // Every address a redirect leads to is checked as the first one was.
+    let agent = ureq::Agent::with_parts(
+        config,
+        ureq::unversioned::transport::DefaultConnector::new(),
+        PolicyResolver::default(),
+    );
     let mut response = agent.get(url).call().map_err(|e| failed(&e))?;
     response
         .body_mut()
@@ -103,6 +117,46 @@ fn download(url: &str) -> Result<Vec<u8>, SourceError> {
         .limit(MAX_INPUT_BYTES as u64)
         .read_to_vec()
         .map_err(|e| failed(&e))
+}
+
+/// The host and port of an `https://` URL.
+fn host_of(url: &str) -> Option<(String, u16)> {
+    let rest = url.strip_prefix("https://")?;
+    let authority = rest.split(['/', '?', '#']).next()?.rsplit('@').next()?;
+    if let Some(v6) = authority.strip_prefix('[') {
+        let (host, after) = v6.split_once(']')?;
+        let port = after.strip_prefix(':').and_then(|p| p.parse().ok()).unwrap_or(443);
+        return Some((host.to_owned(), port));
+    }
+    Some(match authority.split_once(':') {
+        Some((host, port)) => (host.to_owned(), port.parse().unwrap_or(443)),
+        None => (authority.to_owned(), 443),
+    })
+}
+
+/// Name resolution that refuses what the trust policy refuses: in untrusted mode, a name that
+/// resolves to a loopback, link-local or private address (a redirect's included).
+#[derive(Debug, Default)]
+struct PolicyResolver(ureq::unversioned::resolver::DefaultResolver);
+
+impl ureq::unversioned::resolver::Resolver for PolicyResolver {
+    fn resolve(
+        &self,
+        uri: &ureq::http::Uri,
+        config: &ureq::config::Config,
+        timeout: ureq::unversioned::transport::NextTimeout,
+    ) -> Result<ureq::unversioned::resolver::ResolvedSocketAddrs, ureq::Error> {
+        let addresses = self.0.resolve(uri, config, timeout)?;
+        let policy = crate::trust::policy();
+        if policy.untrusted && !policy.allow_private_urls && addresses.iter().any(|a| crate::trust::is_internal(a.ip()))
+        {
+            return Err(ureq::Error::Io(std::io::Error::other(format!(
+                "{} resolves to a loopback, link-local or private address, which untrusted mode does not download from",
+                uri.host().unwrap_or("?")
+            ))));
+        }
+        Ok(addresses)
+    }
 }
 
 /// Writes `bytes` to `path` atomically (a temporary file renamed into place), creating folders.

@@ -50,6 +50,8 @@ pub enum TemplateError {
     },
     #[error("{0}")]
     Tera(String),
+    #[error(transparent)]
+    Trust(#[from] crate::trust::TrustError),
 }
 
 /// What templates see.
@@ -127,6 +129,32 @@ fn yaml_1_1_only_boolean(event: &yaml::ScalarEvent<'_>) -> Option<bool> {
     }
 }
 
+/// How much text the templates of this render have written together.
+static RENDERED_BYTES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// A template's output, refused once all templates together pass the output budget.
+#[derive(Default)]
+struct BoundedOutput {
+    bytes: Vec<u8>,
+    over: bool,
+}
+
+impl std::io::Write for BoundedOutput {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let before = RENDERED_BYTES.fetch_add(buf.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        if before + buf.len() as u64 > crate::trust::policy().limits.max_output_bytes {
+            self.over = true;
+            return Err(std::io::Error::other("the render's output budget is spent"));
+        }
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// One template's text and where it came from.
 pub struct TemplateSource {
     /// The name includes and components refer to it by.
@@ -174,10 +202,8 @@ impl TemplateSet {
                         second: path,
                     });
                 }
-                let text = std::fs::read_to_string(&path).map_err(|source| TemplateError::Read {
-                    path: path.clone(),
-                    source,
-                })?;
+                let text =
+                    crate::trust::read_text(&path, "template", crate::trust::policy().limits.max_text_file_bytes)?;
                 sources.push(TemplateSource {
                     name,
                     path,
@@ -240,6 +266,8 @@ impl TemplateSet {
 
     /// Renders every template, in order, into YAML documents (empty ones included).
     pub fn render(&self, context: &TemplateContext) -> Result<Rendered, TemplateError> {
+        placeholder::EVALUATED.store(0, std::sync::atomic::Ordering::Relaxed);
+        RENDERED_BYTES.store(0, std::sync::atomic::Ordering::Relaxed);
         let mut tera_context = tera::Context::new();
         tera_context.insert("values", &context.values);
         tera_context.insert("env", &context.env);
@@ -280,10 +308,18 @@ impl TemplateSet {
     }
 
     fn render_file(&self, file: &TemplateFile, context: &tera::Context) -> Result<Rendered, TemplateError> {
-        let text = self
-            .tera
-            .render(&file.name, context)
-            .map_err(|e| self.render_error(e, Some(context)))?;
+        let mut output = BoundedOutput::default();
+        let rendered = self.tera.render_to(&file.name, context, &mut output);
+        if output.over {
+            return Err(TemplateError::Tera(format!(
+                "{}: the templates rendered more than {} MiB of text, the render's budget",
+                file.path.display(),
+                crate::trust::policy().limits.max_output_bytes / (1024 * 1024)
+            )));
+        }
+        rendered.map_err(|e| self.render_error(e, Some(context)))?;
+        let text = String::from_utf8(output.bytes)
+            .map_err(|_| TemplateError::Tera(format!("{}: rendered text that is not UTF-8", file.path.display())))?;
         let mut warnings = Vec::new();
         let fast = yaml::parse_stream_json(&text, &mut scalar_hook(&file.path, &mut warnings));
         let parsed = match fast {
@@ -382,6 +418,10 @@ impl TemplateSet {
         if let Some(cause) = std::error::Error::source(&error) {
             message = format!("{message}: {cause}");
         }
+        let line_text = file.original.lines().nth(line.saturating_sub(1)).unwrap_or_default();
+        if let Some(why) = refused_env_read(line_text) {
+            message = format!("{message} ({why})");
+        }
         SourceError::new(message, &file.path, Some(&file.original), line, column)
             .with_width(width)
             .into()
@@ -416,12 +456,26 @@ impl TemplateSet {
     }
 }
 
+/// Why an `env.NAME` that `line` reads is not there, if it is one templates may not see.
+fn refused_env_read(line: &str) -> Option<String> {
+    line.match_indices("env.").find_map(|(at, _)| {
+        let name: String = line[at + 4..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        crate::trust::env_refusal(&name)
+    })
+}
+
 /// "`values.db.hots` is not defined", with the keys that do exist where the path stops matching.
 fn describe_undefined(expression: &str, context: Option<&tera::Context>) -> String {
     let hint = "give a default with `| default(value=...)` if it is optional";
     let path: Vec<&str> = expression.split('.').map(str::trim).collect();
     // The environment's names are many and not all the user's: none are listed.
     if path.len() == 2 && path[0] == "env" {
+        if let Some(why) = crate::trust::env_refusal(path[1]) {
+            return format!("`{expression}` cannot be read: {why}");
+        }
         return format!("`{expression}` is not set in the environment or the env files; {hint}, or set it");
     }
     let is_plain_path = path
@@ -483,6 +537,7 @@ fn output_error(path: &Path, rendered: &str, mark: yaml::Mark, message: &str) ->
 
 /// The template files under `root`: (include name, path, renders on its own).
 fn discover(root: &Path) -> Result<Vec<(String, PathBuf, bool)>, TemplateError> {
+    crate::trust::confine(root, "templates")?;
     let metadata = std::fs::metadata(root).map_err(|source| TemplateError::Read {
         path: root.to_path_buf(),
         source,
@@ -496,11 +551,19 @@ fn discover(root: &Path) -> Result<Vec<(String, PathBuf, bool)>, TemplateError> 
         return Ok(vec![(name, root.to_path_buf(), renderable)]);
     }
     let mut found = Vec::new();
-    walk(root, root, &mut found)?;
+    walk(root, root, &mut crate::trust::Walk::default(), &mut found)?;
     Ok(found)
 }
 
-fn walk(root: &Path, dir: &Path, found: &mut Vec<(String, PathBuf, bool)>) -> Result<(), TemplateError> {
+fn walk(
+    root: &Path,
+    dir: &Path,
+    seen: &mut crate::trust::Walk,
+    found: &mut Vec<(String, PathBuf, bool)>,
+) -> Result<(), TemplateError> {
+    if !seen.enter(dir, "template folder")? {
+        return Ok(());
+    }
     let read_error = |source| TemplateError::Read {
         path: dir.to_path_buf(),
         source,
@@ -517,7 +580,7 @@ fn walk(root: &Path, dir: &Path, found: &mut Vec<(String, PathBuf, bool)>) -> Re
             continue;
         }
         if path.is_dir() {
-            walk(root, &path, found)?;
+            walk(root, &path, seen, found)?;
             continue;
         }
         let is_template = has_extension(&path, TEMPLATE_EXTENSIONS);

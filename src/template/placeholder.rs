@@ -34,7 +34,18 @@ const END: char = '\u{E001}';
 
 /// The placeholder filter: safe strings pass through as template text (indented by `indent` after
 /// each line break), anything else becomes a token.
+/// How many expressions the templates of this render have evaluated: every `{{ … }}` passes this
+/// filter, so it is where the evaluation budget is kept.
+pub static EVALUATED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 pub fn placeholder_filter(value: Value, kwargs: Kwargs, _: &State) -> tera::TeraResult<Value> {
+    let evaluated = EVALUATED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let budget = crate::trust::policy().limits.max_expressions;
+    if evaluated >= budget {
+        return Err(tera::Error::message(format!(
+            "the templates evaluated more than {budget} expressions, the render's budget: a loop runs away"
+        )));
+    }
     if value.is_undefined() {
         return Err(tera::Error::message(UNDEFINED));
     }

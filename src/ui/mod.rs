@@ -14,12 +14,12 @@ pub fn stdout_color() -> bool {
 
 /// A warning on stderr.
 pub fn warn(message: &str) {
-    eprintln!("warning: {message}");
+    eprintln!("warning: {}", crate::trust::redact(message));
 }
 
 /// A line of information on stderr (stdout is kept for data).
 pub fn note(message: &str) {
-    eprintln!("{message}");
+    eprintln!("{}", crate::trust::redact(message));
 }
 
 pub fn stdin_is_terminal() -> bool {

@@ -7,16 +7,13 @@ use crate::diagnostic::{SourceError, line_column};
 
 /// The variables of a `.env` file in file order, each with the line that set it.
 pub fn load(path: &Path) -> Result<Vec<(String, String, Origin)>, ValuesError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ValuesError::Read {
-        what: "env file",
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let text = crate::trust::read_text(path, "env file", crate::trust::policy().limits.max_text_file_bytes)?;
     parse(path, &text)
 }
 
 /// The variables of `.env` text read from `path` (which may have been decrypted first).
 pub fn parse(path: &Path, text: &str) -> Result<Vec<(String, String, Origin)>, ValuesError> {
+    check_expansions(path, text)?;
     let mut out = Vec::new();
     for item in dotenvy::from_read_iter(text.as_bytes()) {
         let (name, value) = item.map_err(|e| parse_error(path, text, e))?;
@@ -29,6 +26,53 @@ pub fn parse(path: &Path, text: &str) -> Result<Vec<(String, String, Origin)>, V
         out.push((name, value, origin));
     }
     Ok(out)
+}
+
+/// dotenvy expands `$NAME` and `${NAME}` from the process environment before the file's own
+/// variables, so a name the file may not see (a credential kdeploy reads; in untrusted mode anything
+/// but Argo CD's variables) is refused wherever it follows a `$`. Inside single quotes dotenvy does
+/// not expand, but the check does not tell quotes apart: it refuses too much rather than too little.
+fn check_expansions(path: &Path, text: &str) -> Result<(), ValuesError> {
+    let bytes = text.as_bytes();
+    for (at, _) in text.match_indices('$') {
+        let start = at + 1 + usize::from(bytes.get(at + 1) == Some(&b'{'));
+        let name_len = bytes[start..]
+            .iter()
+            .take_while(|b| b.is_ascii_alphanumeric() || **b == b'_')
+            .count();
+        let name = &text[start..start + name_len];
+        if name.is_empty()
+            || text[..at]
+                .lines()
+                .last()
+                .is_some_and(|l| l.trim_start().starts_with('#'))
+        {
+            continue;
+        }
+        let defined_here = text[..at].lines().any(|line| {
+            let line = line.trim_start();
+            let line = line.strip_prefix("export ").map_or(line, str::trim_start);
+            line.strip_prefix(name)
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+        });
+        let in_process = std::env::var_os(name).is_some();
+        if let Some(why) = crate::trust::env_refusal(name)
+            && (in_process || !defined_here)
+            && (crate::trust::is_credential(name) || in_process)
+        {
+            let (line, column) = line_column(text, at);
+            return Err(SourceError::new(
+                format!("the env file expands ${name}: {why}"),
+                path,
+                Some(text),
+                line,
+                column,
+            )
+            .with_width(name_len + 1)
+            .into());
+        }
+    }
+    Ok(())
 }
 
 /// The last line that assigns `name` (`NAME=` or `export NAME=`).

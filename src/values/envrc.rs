@@ -72,11 +72,7 @@ impl Session {
                 "source_env nests more than 16 levels deep; is there a cycle?",
             ));
         }
-        let text = std::fs::read_to_string(path).map_err(|source| ValuesError::Read {
-            what: "env file",
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text = crate::trust::read_text(path, "env file", crate::trust::policy().limits.max_text_file_bytes)?;
         let dir = path
             .parent()
             .map(|d| if d.as_os_str().is_empty() { Path::new(".") } else { d })
@@ -193,7 +189,17 @@ impl Session {
             }
             "source_up" | "source_up_if_exists" => {
                 let name = args.first().map_or(".envrc", |w| w.text.as_str());
-                let found = dir.ancestors().skip(1).map(|d| d.join(name)).find(|p| p.is_file());
+                // In untrusted mode the search stops at the repository's root.
+                let root = crate::trust::policy()
+                    .root
+                    .as_deref()
+                    .filter(|_| crate::trust::untrusted());
+                let found = dir
+                    .ancestors()
+                    .skip(1)
+                    .take_while(|d| root.is_none_or(|root| d.canonicalize().is_ok_and(|d| d.starts_with(root))))
+                    .map(|d| d.join(name))
+                    .find(|p| p.is_file());
                 match found {
                     Some(file) => self.run_file(&file)?,
                     None if first.text == "source_up_if_exists" => {}
@@ -218,6 +224,20 @@ impl Session {
             other => return Err(unsupported(first, &not_supported(other))),
         }
         Ok(())
+    }
+}
+
+/// A variable the env file cannot see (a credential kdeploy reads, or in untrusted mode one the
+/// process has but templates may not read) is an error where it is expanded, not an empty string.
+fn refuse_hidden(scope: &BTreeMap<String, String>, name: &str) -> Result<(), String> {
+    if scope.contains_key(name) {
+        return Ok(());
+    }
+    match crate::trust::env_refusal(name) {
+        Some(why) if crate::trust::is_credential(name) || std::env::var_os(name).is_some() => {
+            Err(format!("the env file expands ${name}: {why}"))
+        }
+        _ => Ok(()),
     }
 }
 
@@ -443,6 +463,7 @@ impl Lexer {
                         format!("`${{{inner}}}` is not a variable kdeploy can expand"),
                     ));
                 }
+                refuse_hidden(scope, name).map_err(|why| (line, column, why))?;
                 match (scope.get(name), default) {
                     (Some(v), Some((true, d))) if v.is_empty() => text.push_str(d),
                     (Some(v), _) => text.push_str(v),
@@ -457,6 +478,7 @@ impl Lexer {
                     self.bump();
                     name.push(c);
                 }
+                refuse_hidden(scope, &name).map_err(|why| (line, column, why))?;
                 text.push_str(scope.get(&name).map_or("", String::as_str));
                 Ok(())
             }

@@ -54,6 +54,8 @@ pub enum ValuesError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Trust(#[from] crate::trust::TrustError),
     #[error("{flag} {argument}: {problem}")]
     Flag {
         flag: &'static str,
@@ -186,7 +188,9 @@ impl Env {
         process: impl IntoIterator<Item = (String, String)>,
         decrypt: &mut Decrypt<'_>,
     ) -> Result<Env, ValuesError> {
-        let process: BTreeMap<String, String> = process.into_iter().collect();
+        // The credentials kdeploy reads, and in untrusted mode all but Argo CD's variables, are not
+        // there for env files to expand nor for templates to read.
+        let process = crate::trust::visible_env(process.into_iter().collect());
         let mut env = Env::default();
         for path in env_files {
             let loaded = if path.extension().is_some_and(|e| e == "age") {

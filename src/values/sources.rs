@@ -44,6 +44,9 @@ pub fn load_values(flags: &ValueFlags, process_env: &BTreeMap<String, String>) -
         for prefix in prefixes {
             let start = format!("{prefix}_");
             for (name, raw) in process_env.iter().filter(|(name, _)| name.starts_with(&start)) {
+                if let Some(why) = crate::trust::env_refusal(name).filter(|_| crate::trust::is_credential(name)) {
+                    return Err(flag_error(flag, name, &why));
+                }
                 let path: Vec<String> = name[start.len()..].split("__").map(str::to_owned).collect();
                 if path.iter().any(String::is_empty) {
                     return Err(flag_error(flag, name, "has an empty key segment"));
@@ -163,11 +166,7 @@ fn empty_key(node: &Node) -> Option<Mark> {
 }
 
 fn merge_values_file(values: &mut Values, path: &Path) -> Result<(), ValuesError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ValuesError::Read {
-        what: "values file",
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let text = crate::trust::read_text(path, "values file", crate::yaml::limits::MAX_INPUT_BYTES as u64)?;
     let documents = parse_stream(&text, &mut |_| Ok(None)).map_err(|e| {
         SourceError::new(
             format!("invalid YAML in values file: {}", e.message),

@@ -393,6 +393,8 @@ impl Aws {
         target: Option<&str>,
         body: Vec<u8>,
     ) -> Result<String, RemoteError> {
+        // A region from a file or a reference becomes part of the host name: checked first.
+        crate::trust::check_aws_region(region).map_err(RemoteError::Failed)?;
         let url = format!("{}/", self.endpoint(service, region, profile));
         let host = url
             .split_once("://")
@@ -452,6 +454,13 @@ impl Aws {
         role: Option<&str>,
         request: &Json,
     ) -> Result<Json, RemoteError> {
+        // In untrusted mode the profile and role a file or reference names are not used: which
+        // credentials, endpoints and roles apply is the operator's choice (AWS_PROFILE, AWS_ROLE_ARN).
+        let (profile, role) = if crate::trust::untrusted() {
+            (None, None)
+        } else {
+            (profile, role)
+        };
         let credentials = self.credentials(profile, role)?;
         let body = Zeroizing::new(serde_json::to_vec(request).expect("JSON serialises"));
         let text = Zeroizing::new(self.send(service, region, profile, &credentials, Some(operation), body.to_vec())?);

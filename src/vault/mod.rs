@@ -55,6 +55,8 @@ pub enum VaultError {
     Identity(#[from] IdentityError),
     #[error("{}: {message}", path.display())]
     Policy { path: PathBuf, message: String },
+    #[error(transparent)]
+    Trust(#[from] crate::trust::TrustError),
 }
 
 /// An encrypted vault file as it is on disk.
@@ -66,10 +68,7 @@ pub struct VaultFile {
 
 impl VaultFile {
     pub fn read(path: &Path) -> Result<VaultFile, VaultError> {
-        let text = std::fs::read_to_string(path).map_err(|source| VaultError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text = crate::trust::read_text(path, "vault file", crate::yaml::limits::MAX_INPUT_BYTES as u64)?;
         let encrypted = sops::parse_encrypted(&text, Format::of(path)).map_err(|source| VaultError::Format {
             path: path.to_path_buf(),
             source,
@@ -205,18 +204,21 @@ pub fn configured_recipients(project_recipients: &[Recipient], file: &Path) -> R
         return Ok(project_recipients.to_vec());
     }
     let absolute = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
+    // In untrusted mode the search stops at the repository's root, as every path it names does.
+    let root = crate::trust::policy()
+        .root
+        .as_deref()
+        .filter(|_| crate::trust::untrusted());
     let Some(config) = absolute
         .ancestors()
         .skip(1)
+        .take_while(|d| root.is_none_or(|root| d.canonicalize().is_ok_and(|d| d.starts_with(root))))
         .map(|d| d.join(".sops.yaml"))
         .find(|p| p.is_file())
     else {
         return Ok(Vec::new());
     };
-    let text = std::fs::read_to_string(&config).map_err(|source| VaultError::Read {
-        path: config.clone(),
-        source,
-    })?;
+    let text = crate::trust::read_text(&config, ".sops.yaml", 1024 * 1024)?;
     let policy = |message: String| VaultError::Policy {
         path: config.clone(),
         message,

@@ -149,6 +149,9 @@ impl OpenBao {
 
     /// One API call under `/v1/`; an error status becomes a [`RemoteError`] with the server's words.
     pub fn request(&self, address: &str, method: &str, path: &str, body: Option<&Json>) -> Result<Reply, RemoteError> {
+        // The address may come from a vault file or a reference, which a repository wrote.
+        let configured = self.default_address().ok();
+        crate::trust::check_vault_address(address, configured.as_deref()).map_err(RemoteError::Denied)?;
         let token = self.token()?;
         let url = format!("{}/v1/{}", address.trim_end_matches('/'), path.trim_start_matches('/'));
         let mut headers = vec![("x-vault-token", token), ("content-type", "application/json")];
