@@ -122,9 +122,25 @@ pub fn set(policy: Policy) {
     }
     mask(
         std::env::vars()
-            .filter(|(name, _)| is_credential(name))
+            .filter(|(name, _)| is_secret_valued(name))
             .map(|(_, value)| value),
     );
+}
+
+/// The credential variables whose values are secrets (not addresses, regions or file paths): masked
+/// wherever kdeploy prints.
+fn is_secret_valued(name: &str) -> bool {
+    matches!(
+        name,
+        "SOPS_AGE_KEY"
+            | "VAULT_TOKEN"
+            | "BAO_TOKEN"
+            | "AWS_ACCESS_KEY_ID"
+            | "AWS_SECRET_ACCESS_KEY"
+            | "AWS_SESSION_TOKEN"
+            | "AWS_SECURITY_TOKEN"
+            | "AWS_CONTAINER_AUTHORIZATION_TOKEN"
+    )
 }
 
 /// The policy in force: trusted with the default limits until [`set`] says otherwise.
