@@ -191,6 +191,20 @@ pub struct Selection {
 impl Project {
     pub fn load(file: &Path) -> Result<Project, ProjectError> {
         let text = crate::trust::read_text(file, "project file", crate::trust::policy().limits.max_text_file_bytes)?;
+        // serde-saphyr reads a tab before a top-level key as separation; kubectl's reader and kdeploy's
+        // own refuse it, and so does the project file.
+        if let Err(error) = crate::yaml::parse_stream(&text, &mut |_| Ok(None))
+            && error.message.starts_with(crate::yaml::TAB_INDENT_MESSAGE)
+        {
+            return Err(SourceError::new(
+                format!("invalid {PROJECT_FILE}: {}", error.message),
+                file,
+                Some(&text),
+                error.mark.line,
+                error.mark.column,
+            )
+            .into());
+        }
         let config: ProjectConfig = if text.trim().is_empty() {
             ProjectConfig::default()
         } else {

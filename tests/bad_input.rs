@@ -1050,6 +1050,55 @@ fn kubeconfig_cases() -> Vec<Case> {
 }
 
 /// A valid vault file, encrypted by kdeploy to a fresh identity in `dir` (`id.txt`).
+/// A tab before the first key of a file: go-yaml (kubectl) and PyYAML refuse it, and the parser
+/// kdeploy builds on reads it as separation. Every YAML input kdeploy reads refuses it at line 1.
+fn tab_before_first_key_cases(valid_vault: &str) -> Vec<Case> {
+    const OK: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ok}\n";
+    let tabbed = |text: &str| format!("\t{text}");
+    let manifest = tabbed(OK);
+    vec![
+        Case::new(
+            "tab before the first key: values file",
+            &["render", "--data-values-file", "v.yaml"],
+        )
+        .file("v.yaml", "\tab: 1\n")
+        .file("manifests/ok.yaml", OK),
+        Case::new("tab before the first key: project values file", &["render"])
+            .file("kdeploy.yaml", "values: [v.yaml]\n")
+            .file("v.yaml", "\tab: 1\n")
+            .file("manifests/ok.yaml", OK),
+        Case::new("tab before the first key: plain manifest", &["render", "-m", "m.yaml"])
+            .file("m.yaml", manifest.clone()),
+        Case::new("tab before the first key: template", &["render"]).file("manifests/bad.yaml", manifest),
+        Case::new("tab before the first key: kdeploy.yaml", &["render"])
+            .file("kdeploy.yaml", "\ttemplates: [manifests]\n")
+            .file("manifests/ok.yaml", OK),
+        Case::new(
+            "tab before the first key: vault plaintext",
+            &["vault", "encrypt", "plain.yaml", "--recipient", RECIPIENT],
+        )
+        .file("plain.yaml", "\ta: 1\n"),
+        Case::new(
+            "tab before the first key: vault file",
+            &["render", "--secrets-file", "s.sops.yaml", "--identity", "id.txt"],
+        )
+        .file("s.sops.yaml", tabbed(valid_vault))
+        .file("manifests/ok.yaml", OK),
+    ]
+    .into_iter()
+    .map(|case| {
+        let file = case
+            .files
+            .iter()
+            .find(|(_, text)| text.starts_with('\t'))
+            .unwrap()
+            .0
+            .clone();
+        case.expect(format!("{file}:1:")).expect("a tab indents this key")
+    })
+    .collect()
+}
+
 fn make_vault(dir: &Path) -> String {
     let out = run_with_stdin(
         kdeploy()
@@ -1113,6 +1162,7 @@ fn every_bad_input_is_refused_with_its_place_and_nothing_else_happens() {
     cases.extend(flag_cases());
     cases.extend(vault_cases(&valid_vault));
     cases.extend(kubeconfig_cases());
+    cases.extend(tab_before_first_key_cases(&valid_vault));
     assert!(cases.len() >= 300, "the corpus has {} cases", cases.len());
 
     let failures: Vec<String> = cases.iter().filter_map(|case| check(case, shared.path())).collect();

@@ -304,3 +304,30 @@ fn the_json_path_reads_every_corpus_file_as_the_full_path_does() {
     assert!(read >= 370, "only {read} corpus files read");
     assert!(fast * 10 >= read * 9, "the JSON path read only {fast} of {read} files");
 }
+
+/// Rendering upstream stacks as a folder (their Deployments mount upstream Secrets) says nothing of
+/// vaults: checksums of Secrets only concern the project's own templates.
+#[test]
+fn rendering_the_real_world_stacks_prints_no_hint_about_vaults() {
+    let root = realworld();
+    let elsewhere = tempfile::tempdir().unwrap();
+    for stack in [
+        "kube-prometheus/manifests",
+        "argo-cd/manifests",
+        "ingress-nginx",
+        "metallb",
+        "knative-serving/config",
+        "doks-monitoring",
+        "gateway-api",
+    ] {
+        let dir = root.join(stack);
+        assert!(dir.exists(), "{} is missing", dir.display());
+        let out = run(kdeploy()
+            .current_dir(elsewhere.path())
+            .arg("render")
+            .arg("-m")
+            .arg(&dir));
+        assert_eq!(out.code, 0, "{stack}: {}", out.stderr);
+        assert!(!out.stderr.to_lowercase().contains("vault"), "{stack}: {}", out.stderr);
+    }
+}

@@ -258,3 +258,35 @@ fn values_needs_no_templates_and_render_still_says_when_there_are_none() {
     assert_eq!(render.code, 2);
     assert!(render.stderr.contains("no templates"), "{}", render.stderr);
 }
+
+/// A project's own template Secret used by a workload, with no vault to key its checksum: one note
+/// for the run, naming the Secret and the setting that silences it; with the setting, none.
+#[test]
+fn an_unkeyed_secret_of_the_projects_templates_is_said_once_with_the_way_to_silence_it() {
+    let deployment = |name: &str| {
+        format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: {name}}}\nspec:\n  selector: {{matchLabels: {{app: {name}}}}}\n  template:\n    metadata: {{labels: {{app: {name}}}}}\n    spec:\n      containers: [{{name: c, image: x, envFrom: [{{secretRef: {{name: db}}}}]}}]\n"
+        )
+    };
+    let dir = support::project(&[
+        ("kdeploy.yaml", "name: app\nnamespace: a\ntemplates: [manifests]\n"),
+        (
+            "manifests/secret.yaml",
+            "apiVersion: v1\nkind: Secret\nmetadata: {name: db}\nstringData: {p: x}\n",
+        ),
+        ("manifests/one.yaml", &deployment("one")),
+        ("manifests/two.yaml", &deployment("two")),
+    ]);
+    let out = run(kdeploy().current_dir(dir.path()).arg("render")).ok();
+    assert_eq!(out.stderr.matches("do not roll").count(), 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("Secret/db") && out.stderr.contains("config_checksums: false"),
+        "{}",
+        out.stderr
+    );
+    let out = run(kdeploy()
+        .current_dir(dir.path())
+        .args(["render", "--no-config-checksums"]))
+    .ok();
+    assert!(!out.stderr.contains("do not roll"), "{}", out.stderr);
+}

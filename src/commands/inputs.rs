@@ -250,8 +250,27 @@ impl Inputs {
             &self.selection.shaping,
         )?;
         if !self.selection.config_checksums_off {
-            for note in checksum::annotate(&mut manifest.objects, self.secrets.checksum_key()) {
-                ui::note(&note);
+            let unkeyed = checksum::annotate(&mut manifest.objects, self.secrets.checksum_key());
+            // Only the project's own Secrets (its templates, where vault values land) are worth a word:
+            // someone rendering upstream YAML did not ask for rollouts keyed to a vault.
+            let own: Vec<&str> = unkeyed
+                .iter()
+                .filter(|u| {
+                    matches!(
+                        selection.sources.get(u.source).map(|s| &s.kind),
+                        Some(SourceKind::Templates(_))
+                    )
+                })
+                .map(|u| u.secret.as_str())
+                .collect();
+            if !own.is_empty() {
+                ui::note(&format!(
+                    "changes to {} do not roll the pods that use {}: with no vault, kdeploy has no key for a Secret's \
+                     checksum (an unkeyed hash would let readers confirm a guessed value). `kdeploy vault init` makes one; \
+                     `config_checksums: false` in kdeploy.yaml (or --no-config-checksums) silences this",
+                    own.join(", "),
+                    if own.len() == 1 { "it" } else { "them" }
+                ));
             }
         }
         let placements = if redactor.is_empty() {

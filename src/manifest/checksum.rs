@@ -23,16 +23,26 @@ pub const ANNOTATION_PREFIX: &str = "checksum.kdeploy.dev/";
 /// What a pod template refers to: ("ConfigMap" | "Secret", name).
 type ConfigRef = (&'static str, String);
 
-/// Adds the checksum annotations to every workload's pod template; returns notes about Secrets that
-/// could not be covered.
-pub fn annotate(objects: &mut [Object], secret_key: Option<&[u8]>) -> Vec<String> {
+/// A Secret a workload uses whose changes do not roll its pods: there was no key for its checksum
+/// (an unkeyed hash of a Secret would let anyone who reads the annotation confirm a guessed value).
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnkeyedSecret {
+    /// `Secret/NAME`, with its namespace.
+    pub secret: String,
+    /// Which of the project's sources the Secret came from.
+    pub source: usize,
+}
+
+/// Adds the checksum annotations to every workload's pod template; returns the Secrets that could
+/// not be covered (each once).
+pub fn annotate(objects: &mut [Object], secret_key: Option<&[u8]>) -> Vec<UnkeyedSecret> {
     // What each workload uses, read on every core; most manifests stop here, with nothing used.
     let uses = crate::parallel::map(objects, uses_of);
     if uses.iter().all(BTreeSet::is_empty) {
         return Vec::new();
     }
     // Then the configs by name; only those a workload uses are read and digested.
-    let configs: HashMap<ConfigKey<'_>, &Json> = objects
+    let configs: HashMap<ConfigKey<'_>, &Object> = objects
         .iter()
         .filter_map(|object| {
             let kind = match (object.group(), object.kind()) {
@@ -40,7 +50,7 @@ pub fn annotate(objects: &mut [Object], secret_key: Option<&[u8]>) -> Vec<String
                 ("", "Secret") => "Secret",
                 _ => return None,
             };
-            Some(((object.namespace(), kind, object.name()), &object.value))
+            Some(((object.namespace(), kind, object.name()), object))
         })
         .collect();
     let planned: Vec<Option<Planned>> = objects
@@ -58,7 +68,11 @@ pub fn annotate(objects: &mut [Object], secret_key: Option<&[u8]>) -> Vec<String
         else {
             continue;
         };
-        notes.extend(found);
+        for secret in found {
+            if !notes.contains(&secret) {
+                notes.push(secret);
+            }
+        }
         if annotations.is_empty() {
             continue;
         }
@@ -92,7 +106,7 @@ type ConfigKey<'a> = (Option<&'a str>, &'static str, &'a str);
 /// The annotations one workload gets, and what could not be covered.
 struct Planned {
     annotations: Vec<(String, String)>,
-    notes: Vec<String>,
+    notes: Vec<UnkeyedSecret>,
 }
 
 /// The configs a workload's pod template uses; none for other objects and for workloads that opt out.
@@ -112,7 +126,7 @@ fn uses_of(object: &Object) -> BTreeSet<ConfigRef> {
 fn plan(
     object: &Object,
     uses: BTreeSet<ConfigRef>,
-    configs: &HashMap<ConfigKey<'_>, &Json>,
+    configs: &HashMap<ConfigKey<'_>, &Object>,
     secret_key: Option<&[u8]>,
 ) -> Planned {
     let mut planned = Planned {
@@ -123,15 +137,14 @@ fn plan(
         let Some(config) = configs.get(&(object.namespace(), kind, name.as_str())) else {
             continue; // not this manifest's: its content is unknown
         };
-        let content = canonical_content(config);
+        let content = canonical_content(&config.value);
         let digest = match (kind, secret_key) {
             ("Secret", Some(key)) => keyed_digest(key, &content),
             ("Secret", None) => {
-                planned.notes.push(format!(
-                    "{} uses Secret/{name}, whose changes do not roll its pods: the project has no vault \
-                     to key the Secret's checksum (kdeploy vault init makes one)",
-                    object.reference()
-                ));
+                planned.notes.push(UnkeyedSecret {
+                    secret: config.reference().to_string(),
+                    source: config.source.source,
+                });
                 continue;
             }
             _ => crate::util::hex(&Sha256::digest(&content)[..16]),
@@ -316,7 +329,15 @@ mod tests {
         let pod = json!({"containers": [{"name": "c"}], "volumes": [{"name": "s", "secret": {"secretName": "tls"}}]});
         let mut objects = vec![deployment(pod.clone()), config("Secret", "tls", json!({"k": "dg=="}))];
         let notes = annotate(&mut objects, None);
-        assert!(notes[0].contains("Secret/tls"), "{notes:?}");
+        assert!(notes[0].secret.contains("Secret/tls"), "{notes:?}");
+        // Two workloads using one Secret name it once.
+        let mut objects = vec![
+            deployment(pod.clone()),
+            deployment(pod.clone()),
+            config("Secret", "tls", json!({"k": "dg=="})),
+        ];
+        objects[1].value["metadata"]["name"] = json!("web2");
+        assert_eq!(annotate(&mut objects, None).len(), 1);
         assert!(annotations_of(&objects).is_null());
         let mut opted_out =
             deployment(json!({"containers": [{"name": "c", "envFrom": [{"configMapRef": {"name": "c"}}]}]}));

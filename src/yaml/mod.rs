@@ -11,8 +11,8 @@ pub mod resolve;
 
 pub use parse::limits;
 pub use parse::{
-    Document, JsonDocument, ParseError, ScalarEvent, ScalarHook, ScalarStyle, parse_stream, parse_stream_in,
-    parse_stream_json,
+    Document, JsonDocument, ParseError, ScalarEvent, ScalarHook, ScalarStyle, TAB_INDENT_MESSAGE, parse_stream,
+    parse_stream_in, parse_stream_json,
 };
 pub use resolve::Schema;
 

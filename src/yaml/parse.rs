@@ -98,6 +98,7 @@ pub fn parse_stream_in(text: &str, schema: Schema, hook: &mut ScalarHook<'_>) ->
     }
     let mut builder = Builder {
         schema,
+        tab_indented: tab_indented_lines(text),
         hook,
         stack: Vec::new(),
         anchors: HashMap::new(),
@@ -141,6 +142,50 @@ fn style_of(style: ParserStyle) -> ScalarStyle {
         ParserStyle::Literal => ScalarStyle::Literal,
         ParserStyle::Folded => ScalarStyle::Folded,
     }
+}
+
+/// What a tab before a key is told: YAML indents with spaces only.
+pub const TAB_INDENT_MESSAGE: &str = "a tab indents this key: YAML indents with spaces only (kubectl refuses it too)";
+
+/// A line whose indentation holds a tab: its number, the characters of indentation, and the column
+/// of the first tab.
+struct TabIndent {
+    line: usize,
+    indent: usize,
+    tab_column: usize,
+}
+
+/// The lines indented with a tab before content (blank and comment lines aside). The parser refuses
+/// such indentation inside a block, but reads a tab before a top-level key as separation, where
+/// kubectl's reader (go-yaml) and PyYAML refuse it: kdeploy refuses it everywhere. Almost every text has
+/// no tab at all, and then this costs one scan for the byte.
+fn tab_indented_lines(text: &str) -> Vec<TabIndent> {
+    if !text.as_bytes().contains(&b'\t') {
+        return Vec::new();
+    }
+    text.lines()
+        .enumerate()
+        .filter_map(|(i, line)| {
+            let rest = line.trim_start_matches([' ', '\t']);
+            let indentation = &line[..line.len() - rest.len()];
+            let tab = indentation.find('\t')?;
+            (!rest.is_empty() && !rest.starts_with('#')).then(|| TabIndent {
+                line: i + 1,
+                indent: indentation.chars().count(),
+                tab_column: tab + 1,
+            })
+        })
+        .collect()
+}
+
+/// Where the tab is, if the scalar at `mark` is the first thing on a tab-indented line.
+fn tab_before(lines: &[TabIndent], mark: Mark) -> Option<Mark> {
+    let found = lines.binary_search_by_key(&mark.line, |t| t.line).ok()?;
+    let line = &lines[found];
+    (line.indent + 1 == mark.column).then_some(Mark {
+        line: line.line,
+        column: line.tab_column,
+    })
 }
 
 fn mark_of(span: &Span) -> Mark {
@@ -191,6 +236,8 @@ const SCALAR: Extent = Extent { size: 1, height: 0 };
 
 struct Builder<'h, 'a> {
     schema: Schema,
+    /// Lines indented with a tab (see [`tab_indented_lines`]).
+    tab_indented: Vec<TabIndent>,
     hook: &'h mut ScalarHook<'a>,
     stack: Vec<Frame>,
     /// Anchored nodes with their size and height.
@@ -252,6 +299,11 @@ impl Builder<'_, '_> {
             Event::Scalar(text, style, anchor, tag) => {
                 if text.len() > limits::MAX_SCALAR_BYTES {
                     return Err(size_error("scalar", text.len(), limits::MAX_SCALAR_BYTES, mark));
+                }
+                if self.is_key_position()
+                    && let Some(tab) = tab_before(&self.tab_indented, mark)
+                {
+                    return Err(ParseError::new(TAB_INDENT_MESSAGE, tab));
                 }
                 let node = self.scalar(&text, style, tag.as_deref(), mark)?;
                 if anchor != 0 {
@@ -465,6 +517,7 @@ pub fn parse_stream_json(text: &str, hook: &mut ScalarHook<'_>) -> Option<Vec<Js
         return None;
     }
     let mut builder = JsonBuilder {
+        tab_indented: tab_indented_lines(text),
         hook,
         stack: Vec::new(),
         documents: Vec::new(),
@@ -490,6 +543,7 @@ enum JsonFrame {
 }
 
 struct JsonBuilder<'h, 'a> {
+    tab_indented: Vec<TabIndent>,
     hook: &'h mut ScalarHook<'a>,
     stack: Vec<JsonFrame>,
     documents: Vec<JsonDocument>,
@@ -516,6 +570,9 @@ impl JsonBuilder<'_, '_> {
             }
             Event::Scalar(text, style, anchor, tag) => {
                 if anchor != 0 || tag.is_some() || text.len() > limits::MAX_SCALAR_BYTES {
+                    return None;
+                }
+                if self.is_key_position() && tab_before(&self.tab_indented, mark).is_some() {
                     return None;
                 }
                 if self.is_key_position() {
@@ -945,6 +1002,20 @@ mod tests {
         assert_eq!(parse("'null': 1\n").unwrap()[0], serde_json::json!({"null": 1}));
         let err = parse("a:\n\tb: 1\n").unwrap_err();
         assert_eq!(err.mark.line, 2, "{}", err.message);
+        assert!(parse("x: 1\n\ty: 2\n").is_err());
+        for text in ["\tab: 1\n", "---\n\ta: 1\n", "\t\"a\": 1\n"] {
+            let err = parse(text).unwrap_err();
+            assert!(
+                err.message.contains("a tab indents this key"),
+                "{text:?}: {}",
+                err.message
+            );
+            assert!(parse_stream_json(text, &mut |_| Ok(None)).is_none(), "{text:?}");
+        }
+        // Tabs inside values, after a key, in comments and in block scalars are text, not indentation.
+        for text in ["a: \tb\n", "a:\t1\n", "\t# c\na: 1\n", "a: |\n  x\n  \ty\n"] {
+            assert!(parse(text).is_ok(), "{text:?}");
+        }
     }
 
     #[test]
