@@ -222,6 +222,20 @@ pub enum VaultCommand {
     },
     /// List the key paths of a vault file (no values, no identity needed)
     Keys { file: PathBuf },
+    /// Bind vault files to the repositories they belong to: Argo CD's sidecar then opens them only for
+    /// Applications of those repositories (needs a key that opens them)
+    Bind {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// A repository URL the files belong to, as Argo CD's Applications name it; repeatable
+        #[arg(long = "repo", value_name = "URL", required_unless_present = "unbind")]
+        repositories: Vec<String>,
+        /// Remove the binding instead
+        #[arg(long, conflicts_with = "repositories")]
+        unbind: bool,
+        #[command(flatten)]
+        identity: IdentityArgs,
+    },
     /// List, add or remove the project's recipients
     #[command(subcommand)]
     Recipients(RecipientsCommand),

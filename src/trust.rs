@@ -384,6 +384,49 @@ pub fn child_env_removals() -> Vec<String> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Vault files bound to a repository
+
+/// In untrusted mode under Argo CD (`ARGOCD_APP_SOURCE_REPO_URL` set), a vault file bound to
+/// repositories (`kdeploy vault bind`) opens only for an Application of one of them, and with
+/// `KDEPLOY_REQUIRE_BINDING=1` an unbound file does not open at all: a team's file copied into another
+/// repository is then refused, though the sidecar's identity could decrypt it.
+pub fn check_binding(file: &Path, bound: Option<&[String]>) -> Result<(), String> {
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    let Some(repository) = env("ARGOCD_APP_SOURCE_REPO_URL").filter(|_| untrusted()) else {
+        return Ok(());
+    };
+    match bound {
+        Some(bound) if bound.iter().any(|b| same_repository(b, &repository)) => Ok(()),
+        Some(bound) => Err(format!(
+            "the file is bound to {} (kdeploy vault bind), not to this Application's repository {repository}",
+            bound.join(", ")
+        )),
+        None if env("KDEPLOY_REQUIRE_BINDING").is_some_and(|v| v != "0" && v != "false") => Err(format!(
+            "the file is bound to no repository, and this sidecar opens only bound vault files (KDEPLOY_REQUIRE_BINDING); \
+             its owners bind it with `kdeploy vault bind {} --repo URL`",
+            file.display()
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Whether two repository URLs name one repository: case of the host, a trailing `/` or `.git` aside.
+pub fn same_repository(a: &str, b: &str) -> bool {
+    let normal = |url: &str| {
+        let url = url.trim().trim_end_matches('/');
+        let url = url.strip_suffix(".git").unwrap_or(url);
+        match url.split_once("://") {
+            Some((scheme, rest)) => {
+                let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+                format!("{}://{}/{path}", scheme.to_ascii_lowercase(), host.to_ascii_lowercase())
+            }
+            None => url.to_owned(),
+        }
+    };
+    normal(a) == normal(b)
+}
+
+// ---------------------------------------------------------------------------------------------
 // Addresses
 
 /// In untrusted mode, a Vault/OpenBao token is sent only to the operator's address (`configured`,
@@ -711,6 +754,22 @@ mod tests {
         for ip in ["1.1.1.1", "140.82.112.3", "2606:4700::1111"] {
             assert!(!is_internal(ip.parse().unwrap()), "{ip}");
         }
+    }
+
+    #[test]
+    fn repository_urls_compare_as_one_repository() {
+        assert!(same_repository(
+            "https://Git.Example.com/shop.git",
+            "https://git.example.com/shop/"
+        ));
+        assert!(!same_repository(
+            "https://git.example.com/shop",
+            "https://git.example.com/shop-evil"
+        ));
+        assert!(!same_repository(
+            "https://git.example.com/Shop",
+            "https://git.example.com/shop"
+        ));
     }
 
     #[test]

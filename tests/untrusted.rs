@@ -713,3 +713,82 @@ fn apply_refuses_untrusted_mode_and_trusted_errors_quote_no_outside_file() {
     sidecar.assert_no_leak("trusted outside file", &out);
     assert_eq!(out.code, 2, "{}", out.stderr);
 }
+
+#[test]
+fn a_vault_file_bound_to_its_repository_opens_for_no_other() {
+    let sidecar = Sidecar::new();
+    let victim_repo = "https://git.example.com/victim/shop.git";
+    run(sidecar
+        .home
+        .kdeploy()
+        .current_dir(&sidecar.victim)
+        .args([
+            "vault",
+            "bind",
+            "secrets.sops.yaml",
+            "--repo",
+            victim_repo,
+            "--identity",
+        ])
+        .arg(&sidecar.key_file))
+    .ok();
+    let bound = std::fs::read_to_string(sidecar.victim.join("secrets.sops.yaml")).unwrap();
+    assert!(
+        bound.contains("kdeploy_bound_to: ") && bound.contains("kdeploy_binding_mac: "),
+        "{bound}"
+    );
+    // sops still reads the bound file.
+    let out = run(sidecar
+        .home
+        .sops(&sidecar.key_file)
+        .arg("decrypt")
+        .arg(sidecar.victim.join("secrets.sops.yaml")))
+    .ok();
+    assert!(out.stdout.contains(VICTIM_SECRET));
+
+    let template =
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\nstringData:\n  p: \"{{ secrets.db.password }}\"\n";
+    let repo = sidecar.repo(&[
+        ("kdeploy.yaml", "name: attack\ntemplates: [t]\nsecrets: [s.sops.yaml]\n"),
+        ("t/s.yaml", template),
+    ]);
+    std::fs::write(repo.join("s.sops.yaml"), &bound).unwrap();
+    let generate = |repository: &str, extra: &[(&str, &str)]| {
+        let mut command = sidecar.kdeploy(&repo);
+        command
+            .env("ARGOCD_APP_SOURCE_REPO_URL", repository)
+            .args(["argocd", "generate"]);
+        for (name, value) in extra {
+            command.env(name, value);
+        }
+        run(&mut command)
+    };
+    // Copied into the attacker's repository, it does not open.
+    let out = generate("https://git.example.com/attacker/app.git", &[]);
+    sidecar.assert_refused("a bound file elsewhere", &out, "not to this Application's repository");
+    // In its own repository's Application it does (the URL compared as Argo CD may write it).
+    let out = generate("https://GIT.example.com/victim/shop/", &[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains(VICTIM_SECRET));
+    // An edited binding is refused, and so is an unbound file where the operator requires one.
+    std::fs::write(
+        repo.join("s.sops.yaml"),
+        bound.replace(victim_repo, "https://git.example.com/attacker/app.git"),
+    )
+    .unwrap();
+    let out = generate("https://git.example.com/attacker/app.git", &[]);
+    sidecar.assert_refused("an edited binding", &out, "were changed outside kdeploy");
+    run(sidecar
+        .home
+        .kdeploy()
+        .current_dir(&sidecar.victim)
+        .args(["vault", "bind", "secrets.sops.yaml", "--unbind", "--identity"])
+        .arg(&sidecar.key_file))
+    .ok();
+    std::fs::copy(sidecar.victim.join("secrets.sops.yaml"), repo.join("s.sops.yaml")).unwrap();
+    let out = generate(
+        "https://git.example.com/attacker/app.git",
+        &[("KDEPLOY_REQUIRE_BINDING", "1")],
+    );
+    sidecar.assert_refused("an unbound file", &out, "bound to no repository");
+}

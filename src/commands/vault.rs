@@ -43,6 +43,12 @@ pub fn run(command: &VaultCommand) -> anyhow::Result<ExitCode> {
         } => set(file, key, *yaml, identity, project),
         VaultCommand::Get { file, key, identity } => get(file, key, identity),
         VaultCommand::Keys { file } => keys(file),
+        VaultCommand::Bind {
+            files,
+            repositories,
+            unbind: _,
+            identity,
+        } => bind(files, repositories, identity),
         VaultCommand::Recipients(command) => recipients(command),
         VaultCommand::Updatekeys {
             files,
@@ -269,6 +275,35 @@ fn get(file: &Path, key: &str, identity: &IdentityArgs) -> anyhow::Result<ExitCo
         other => format!("{}\n", other.to_json()),
     });
     super::write_stdout(&text)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Binds (or with no repositories, unbinds) each file: only its metadata changes, under its data key.
+fn bind(files: &[PathBuf], repositories: &[String], identity: &IdentityArgs) -> anyhow::Result<ExitCode> {
+    if let Some(bad) = repositories.iter().find(|r| r.split_whitespace().count() != 1) {
+        anyhow::bail!("--repo `{bad}` is not one URL");
+    }
+    let mut identities = chain(identity);
+    for file in files {
+        let mut vault = VaultFile::read(file)?;
+        let (key, _) = vault.open(&mut identities)?;
+        sops::bind(&mut vault.encrypted.metadata, &key, repositories);
+        let format_error = |source| VaultError::Format {
+            path: file.to_path_buf(),
+            source,
+        };
+        let text = sops::write(
+            &vault.encrypted.tree,
+            Some(&vault.encrypted.metadata),
+            vault.encrypted.format,
+        )
+        .map_err(format_error)?;
+        vault_mod::write_atomically(file, text.as_bytes())?;
+        crate::ui::note(&match repositories {
+            [] => format!("{}: bound to no repository", file.display()),
+            _ => format!("{}: bound to {}", file.display(), repositories.join(", ")),
+        });
+    }
     Ok(ExitCode::SUCCESS)
 }
 

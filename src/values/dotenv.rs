@@ -43,8 +43,8 @@ fn check_expansions(path: &Path, text: &str) -> Result<(), ValuesError> {
         let name = &text[start..start + name_len];
         if name.is_empty()
             || text[..at]
-                .lines()
-                .last()
+                .rsplit('\n')
+                .next()
                 .is_some_and(|l| l.trim_start().starts_with('#'))
         {
             continue;

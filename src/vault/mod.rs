@@ -386,6 +386,15 @@ impl Secrets {
                 secrets.warnings.push(warning);
             }
             let (data_key, tree) = file.open(identities)?;
+            let bound =
+                sops::bound_repositories(&file.encrypted.metadata, &data_key).map_err(|source| VaultError::Format {
+                    path: path.clone(),
+                    source,
+                })?;
+            crate::trust::check_binding(path, bound.as_deref()).map_err(|message| VaultError::Policy {
+                path: path.clone(),
+                message,
+            })?;
             if secrets.checksum_key.is_none() {
                 secrets.checksum_key = Some(derive_checksum_key(&data_key));
             }

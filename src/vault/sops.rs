@@ -349,6 +349,11 @@ pub struct Metadata {
     /// Key sources kdeploy cannot use (pgp, gcp_kms, key groups, ...), by name.
     pub other_key_sources: Vec<String>,
     pub recipients_mac: Option<String>,
+    /// kdeploy's `kdeploy_bound_to`: the repositories (space-separated URLs) the file belongs to, with
+    /// `kdeploy_binding_mac`, an HMAC of them under the data key, so that only someone who can open
+    /// the file can bind it (see [`bind`]).
+    pub bound_to: Option<String>,
+    pub binding_mac: Option<String>,
 }
 
 impl Metadata {
@@ -408,6 +413,10 @@ pub enum SopsError {
         "the recipient list was changed outside sops/kdeploy: it no longer matches the list the data key was wrapped for"
     )]
     RecipientsTampered,
+    #[error(
+        "the repositories the file is bound to (kdeploy_bound_to) were changed outside kdeploy: they no longer match their MAC"
+    )]
+    BindingTampered,
     #[error(transparent)]
     Key(#[from] KeyError),
 }
@@ -589,6 +598,8 @@ fn parse_metadata(tree: &Tree) -> Result<Metadata, SopsError> {
         version: text("version").unwrap_or_default(),
         other_key_sources,
         recipients_mac: text("kdeploy_recipients_mac"),
+        bound_to: text("kdeploy_bound_to"),
+        binding_mac: text("kdeploy_binding_mac"),
     })
 }
 
@@ -713,6 +724,10 @@ fn metadata_tree(metadata: &Metadata) -> Tree {
     }
     if let Some(mac) = &metadata.recipients_mac {
         entries.push(("kdeploy_recipients_mac".into(), s(mac)));
+    }
+    if let (Some(bound_to), Some(mac)) = (&metadata.bound_to, &metadata.binding_mac) {
+        entries.push(("kdeploy_bound_to".into(), s(bound_to)));
+        entries.push(("kdeploy_binding_mac".into(), s(mac)));
     }
     entries.push(("version".into(), s(&metadata.version)));
     Tree::Map(entries)
@@ -906,6 +921,38 @@ fn recipients_mac(key: &DataKey, recipients: &[Recipient]) -> String {
     hex_upper(&mac.finalize().into_bytes())
 }
 
+/// The MAC that binds a file to the repositories in `bound_to`.
+fn binding_mac(key: &DataKey, bound_to: &str) -> String {
+    use hmac::Mac;
+    let mut mac = <hmac::Hmac<Sha256> as Mac>::new_from_slice(key.as_bytes()).expect("HMAC takes any key length");
+    mac.update(b"kdeploy-binding\n");
+    mac.update(bound_to.as_bytes());
+    hex_upper(&mac.finalize().into_bytes())
+}
+
+/// Binds the file to `repositories` (none: unbinds it), under its data key.
+pub fn bind(metadata: &mut Metadata, key: &DataKey, repositories: &[String]) {
+    if repositories.is_empty() {
+        metadata.bound_to = None;
+        metadata.binding_mac = None;
+        return;
+    }
+    let bound_to = repositories.join(" ");
+    metadata.binding_mac = Some(binding_mac(key, &bound_to));
+    metadata.bound_to = Some(bound_to);
+}
+
+/// The repositories a file is bound to, checked against its MAC (`key` has opened the file).
+pub fn bound_repositories(metadata: &Metadata, key: &DataKey) -> Result<Option<Vec<String>>, SopsError> {
+    match (&metadata.bound_to, &metadata.binding_mac) {
+        (None, None) => Ok(None),
+        (Some(bound_to), Some(mac)) if *mac == binding_mac(key, bound_to) => {
+            Ok(Some(bound_to.split_whitespace().map(str::to_owned).collect()))
+        }
+        _ => Err(SopsError::BindingTampered),
+    }
+}
+
 /// Decrypts the tree with `key` and checks the MAC and the recipient binding.
 pub fn decrypt(file: &EncryptedFile, key: &DataKey) -> Result<Tree, SopsError> {
     let rules = file.metadata.rules.compile()?;
@@ -949,6 +996,7 @@ pub fn decrypt(file: &EncryptedFile, key: &DataKey) -> Result<Tree, SopsError> {
     {
         return Err(SopsError::RecipientsTampered);
     }
+    bound_repositories(&file.metadata, key)?;
     Ok(tree)
 }
 
@@ -1039,6 +1087,11 @@ pub fn encrypt(
             version: SOPS_FORMAT_VERSION.to_owned(),
             other_key_sources: Vec::new(),
             recipients_mac: Some(recipients_mac(key, &recipients)),
+            // A rewrite keeps the file's binding (checked when it was opened), under the new key.
+            bound_to: previous.and_then(|(file, _)| file.metadata.bound_to.clone()),
+            binding_mac: previous
+                .and_then(|(file, _)| file.metadata.bound_to.as_deref())
+                .map(|bound_to| binding_mac(key, bound_to)),
         },
     })
 }
