@@ -108,8 +108,6 @@ pub enum TrustError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{0}")]
-    Refused(String),
 }
 
 static POLICY: OnceLock<Policy> = OnceLock::new();
