@@ -129,7 +129,7 @@ fn yaml_1_1_only_boolean(event: &yaml::ScalarEvent<'_>) -> Option<bool> {
     }
 }
 
-/// How much text the templates of this render have written together.
+/// How much text the templates of this render have written together, counted as each finishes.
 static RENDERED_BYTES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// A template's output, refused once all templates together pass the output budget.
@@ -141,8 +141,9 @@ struct BoundedOutput {
 
 impl std::io::Write for BoundedOutput {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let before = RENDERED_BYTES.fetch_add(buf.len() as u64, std::sync::atomic::Ordering::Relaxed);
-        if before + buf.len() as u64 > crate::trust::policy().limits.max_output_bytes {
+        // The templates finished before, and this one so far: one shared read, no shared write.
+        let finished = RENDERED_BYTES.load(std::sync::atomic::Ordering::Relaxed);
+        if finished + (self.bytes.len() + buf.len()) as u64 > crate::trust::policy().limits.max_output_bytes {
             self.over = true;
             return Err(std::io::Error::other("the render's output budget is spent"));
         }
@@ -266,7 +267,6 @@ impl TemplateSet {
 
     /// Renders every template, in order, into YAML documents (empty ones included).
     pub fn render(&self, context: &TemplateContext) -> Result<Rendered, TemplateError> {
-        placeholder::EVALUATED.store(0, std::sync::atomic::Ordering::Relaxed);
         RENDERED_BYTES.store(0, std::sync::atomic::Ordering::Relaxed);
         let mut tera_context = tera::Context::new();
         tera_context.insert("values", &context.values);
@@ -310,6 +310,7 @@ impl TemplateSet {
     fn render_file(&self, file: &TemplateFile, context: &tera::Context) -> Result<Rendered, TemplateError> {
         let mut output = BoundedOutput::default();
         let rendered = self.tera.render_to(&file.name, context, &mut output);
+        RENDERED_BYTES.fetch_add(output.bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
         if output.over {
             return Err(TemplateError::Tera(format!(
                 "{}: the templates rendered more than {} MiB of text, the render's budget",

@@ -32,18 +32,25 @@ pub const UNDEFINED: &str = "__kdeploy_undefined";
 const START: char = '\u{E000}';
 const END: char = '\u{E001}';
 
+thread_local! {
+    /// How many expressions this render thread has evaluated: every `{{ … }}` passes this filter, so
+    /// it is where the evaluation budget is kept. Each render runs in threads of its own, which start
+    /// at zero; counting per thread keeps the hot path free of shared writes.
+    static EVALUATED: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
 /// The placeholder filter: safe strings pass through as template text (indented by `indent` after
 /// each line break), anything else becomes a token.
-/// How many expressions the templates of this render have evaluated: every `{{ … }}` passes this
-/// filter, so it is where the evaluation budget is kept.
-pub static EVALUATED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
 pub fn placeholder_filter(value: Value, kwargs: Kwargs, _: &State) -> tera::TeraResult<Value> {
-    let evaluated = EVALUATED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let evaluated = EVALUATED.with(|count| {
+        let seen = count.get();
+        count.set(seen + 1);
+        seen
+    });
     let budget = crate::trust::policy().limits.max_expressions;
     if evaluated >= budget {
         return Err(tera::Error::message(format!(
-            "the templates evaluated more than {budget} expressions, the render's budget: a loop runs away"
+            "the templates evaluated more than {budget} expressions in one render thread, the render's budget: a loop runs away"
         )));
     }
     if value.is_undefined() {

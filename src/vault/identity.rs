@@ -379,6 +379,8 @@ mod tests {
             version: String::new(),
             other_key_sources: Vec::new(),
             recipients_mac: None,
+            bound_to: None,
+            binding_mac: None,
         };
         let mut chain = IdentityChain::new(Some(&file), &env);
         assert_eq!(chain.open("f.yaml", &metadata).unwrap(), key);
