@@ -1,7 +1,7 @@
 //! Small helpers every stage uses and none owns: hex encoding, kdeploy's cache folder and UTC
 //! timestamps. Nothing here knows of projects, templates, manifests or clusters.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Lower-case hex of `bytes`.
 pub fn hex(bytes: &[u8]) -> String {
@@ -24,6 +24,66 @@ pub fn cache_dir() -> PathBuf {
     }
     let home = std::env::var_os("HOME").map_or_else(std::env::temp_dir, PathBuf::from);
     home.join(".cache").join("kdeploy")
+}
+
+/// The most a cache folder of downloads may hold: `KDEPLOY_CACHE_MAX_MB`, else 1 GiB.
+pub fn cache_limit() -> u64 {
+    std::env::var("KDEPLOY_CACHE_MAX_MB")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map_or(1024 * 1024 * 1024, |mib| mib * 1024 * 1024)
+}
+
+/// Removes the least recently written entries of `dir`'s subfolders (each entry a file or a folder,
+/// as `sources/sha256/<digest>` and `sources/charts/<key>` are) until all of them hold at most
+/// `limit` bytes; `keep` is never removed (what this run just stored). Errors are ignored: a cache
+/// that cannot be trimmed is still a cache.
+pub fn trim_cache(dir: &Path, limit: u64, keep: &Path) {
+    fn size(path: &Path) -> u64 {
+        match std::fs::symlink_metadata(path) {
+            Ok(m) if m.is_dir() => std::fs::read_dir(path)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| size(&e.path()))
+                .sum(),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        }
+    }
+    let mut entries: Vec<(std::time::SystemTime, u64, PathBuf)> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|group| group.path().is_dir())
+        .flat_map(|group| std::fs::read_dir(group.path()).into_iter().flatten().flatten())
+        .map(|entry| {
+            let path = entry.path();
+            let written = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .unwrap_or(std::time::UNIX_EPOCH);
+            (written, size(&path), path)
+        })
+        .collect();
+    let mut total: u64 = entries.iter().map(|(_, size, _)| size).sum();
+    entries.sort();
+    for (_, bytes, path) in entries {
+        if total <= limit {
+            break;
+        }
+        if path == keep {
+            continue;
+        }
+        let removed = if path.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        if removed.is_ok() {
+            total -= bytes;
+        }
+    }
 }
 
 /// Now, as sops writes `lastmodified` (RFC 3339, UTC, seconds).
@@ -65,6 +125,39 @@ mod tests {
     fn hex_is_lower_case_two_digits_a_byte() {
         assert_eq!(hex(&[0x00, 0x0f, 0xa5, 0xff]), "000fa5ff");
         assert_eq!(hex(&[]), "");
+    }
+
+    #[test]
+    fn a_cache_is_trimmed_oldest_first_and_keeps_what_was_just_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let group = dir.path().join("sha256");
+        std::fs::create_dir_all(dir.path().join("charts/c")).unwrap();
+        std::fs::create_dir_all(&group).unwrap();
+        let write = |path: &Path, bytes: usize, age: u64| {
+            std::fs::write(path, vec![0u8; bytes]).unwrap();
+            let when = std::time::SystemTime::now() - std::time::Duration::from_secs(age);
+            std::fs::File::options()
+                .write(true)
+                .open(path)
+                .unwrap()
+                .set_modified(when)
+                .unwrap();
+        };
+        write(&group.join("old"), 400, 300);
+        write(&group.join("middle"), 400, 200);
+        write(&dir.path().join("charts/c/chart.tgz"), 400, 100);
+        std::fs::File::options()
+            .read(true)
+            .open(dir.path().join("charts/c"))
+            .unwrap()
+            .set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(100))
+            .unwrap();
+        write(&group.join("new"), 400, 0);
+        trim_cache(dir.path(), 900, &group.join("old"));
+        assert!(group.join("old").exists(), "what was just stored is kept");
+        assert!(!group.join("middle").exists());
+        assert!(!dir.path().join("charts/c").exists());
+        assert!(group.join("new").exists());
     }
 
     #[test]

@@ -164,6 +164,7 @@ pub fn chart_location(chart: &HelmChart, context: &SourceContext<'_>) -> Result<
         }
     }
     pull(chart, version, &cached, context)?;
+    crate::util::trim_cache(&context.cache_dir.join("sources"), crate::util::cache_limit(), &cached);
     archive_in(&cached)
         .ok_or_else(|| SourceError::Message(format!("helm pull left no chart archive in {}", cached.display())))
 }

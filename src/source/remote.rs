@@ -82,7 +82,9 @@ pub fn fetch_bytes(url: &str, sha256: &str, project_dir: &Path, cache_dir: &Path
              nothing was used or kept; if the new content is the one you want, update `sha256:` in kdeploy.yaml"
         )));
     }
-    store(&stored_path(&cache_base(cache_dir), sha256), &bytes)?;
+    let stored = stored_path(&cache_base(cache_dir), sha256);
+    store(&stored, &bytes)?;
+    crate::util::trim_cache(&cache_base(cache_dir), crate::util::cache_limit(), &stored);
     Ok(bytes)
 }
 
