@@ -239,6 +239,26 @@ fn resolves_inside(root: &Path, path: &Path) -> bool {
     }
 }
 
+/// Whether a search upward (`source_up`, `.sops.yaml`) may look in `dir`: always when trusted; in
+/// untrusted mode only inside the root.
+pub fn may_search(dir: &Path) -> bool {
+    let policy = policy();
+    match (&policy.root, policy.untrusted) {
+        (Some(root), true) => dir.canonicalize().is_ok_and(|d| d.starts_with(root)),
+        _ => true,
+    }
+}
+
+/// Whether a program may be taken from the PATH entry `dir`: always when trusted; in untrusted mode
+/// only an absolute folder outside the checkout.
+pub fn may_run_from(dir: &Path) -> bool {
+    let policy = policy();
+    match (&policy.root, policy.untrusted) {
+        (Some(root), true) => dir.is_absolute() && !dir.canonicalize().is_ok_and(|d| d.starts_with(root)),
+        _ => true,
+    }
+}
+
 /// Whether an error may quote a line of `path`: only a file inside the repository (or, with no
 /// repository known, any file).
 pub fn may_quote(path: &Path) -> bool {

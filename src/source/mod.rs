@@ -265,12 +265,8 @@ pub(crate) struct Tool {
 /// over: a program comes from the operator's system, never from the checkout.
 pub(crate) fn find_on_path(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
-    let policy = crate::trust::policy();
-    let root = policy.root.as_deref().filter(|_| policy.untrusted);
     std::env::split_paths(&path)
-        .filter(|dir| {
-            root.is_none_or(|root| dir.is_absolute() && !dir.canonicalize().is_ok_and(|d| d.starts_with(root)))
-        })
+        .filter(|dir| crate::trust::may_run_from(dir))
         .map(|dir| dir.join(name))
         .find(|candidate| is_executable(candidate))
 }

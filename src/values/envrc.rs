@@ -190,14 +190,10 @@ impl Session {
             "source_up" | "source_up_if_exists" => {
                 let name = args.first().map_or(".envrc", |w| w.text.as_str());
                 // In untrusted mode the search stops at the repository's root.
-                let root = crate::trust::policy()
-                    .root
-                    .as_deref()
-                    .filter(|_| crate::trust::untrusted());
                 let found = dir
                     .ancestors()
                     .skip(1)
-                    .take_while(|d| root.is_none_or(|root| d.canonicalize().is_ok_and(|d| d.starts_with(root))))
+                    .take_while(|d| crate::trust::may_search(d))
                     .map(|d| d.join(name))
                     .find(|p| p.is_file());
                 match found {

@@ -205,14 +205,10 @@ pub fn configured_recipients(project_recipients: &[Recipient], file: &Path) -> R
     }
     let absolute = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
     // In untrusted mode the search stops at the repository's root, as every path it names does.
-    let root = crate::trust::policy()
-        .root
-        .as_deref()
-        .filter(|_| crate::trust::untrusted());
     let Some(config) = absolute
         .ancestors()
         .skip(1)
-        .take_while(|d| root.is_none_or(|root| d.canonicalize().is_ok_and(|d| d.starts_with(root))))
+        .take_while(|d| crate::trust::may_search(d))
         .map(|d| d.join(".sops.yaml"))
         .find(|p| p.is_file())
     else {
