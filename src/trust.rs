@@ -620,9 +620,7 @@ unsafe impl<A: std::alloc::GlobalAlloc> std::alloc::GlobalAlloc for Bounded<A> {
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
-        if MEMORY_LIMIT.load(Ordering::Relaxed) != 0 {
-            HELD.fetch_sub(layout.size() as i64, Ordering::Relaxed);
-        }
+        charge(-(layout.size() as i64));
         unsafe { self.0.dealloc(ptr, layout) }
     }
 
@@ -632,13 +630,36 @@ unsafe impl<A: std::alloc::GlobalAlloc> std::alloc::GlobalAlloc for Bounded<A> {
     }
 }
 
+thread_local! {
+    /// What this thread allocated (or freed) since it last told [`HELD`]: threads settle up a MiB at a
+    /// time, so render threads do not contend for one counter on every allocation. No destructor and
+    /// no lazy set-up, so the allocator may touch it at any time.
+    static UNSETTLED: std::cell::Cell<i64> = const { std::cell::Cell::new(0) };
+}
+
+/// How far a thread's unsettled count may drift before it settles (the limit's precision, per thread).
+const SETTLE_BYTES: i64 = 1 << 20;
+
 fn charge(bytes: i64) {
     let limit = MEMORY_LIMIT.load(Ordering::Relaxed);
     if limit == 0 {
         return;
     }
-    let held = HELD.fetch_add(bytes, Ordering::Relaxed) + bytes;
-    if held > limit as i64 {
+    let settle = UNSETTLED
+        .try_with(|unsettled| {
+            let now = unsettled.get() + bytes;
+            if now.abs() < SETTLE_BYTES {
+                unsettled.set(now);
+                None
+            } else {
+                unsettled.set(0);
+                Some(now)
+            }
+        })
+        .unwrap_or(Some(bytes));
+    if let Some(bytes) = settle
+        && HELD.fetch_add(bytes, Ordering::Relaxed) + bytes > limit as i64
+    {
         out_of_memory(limit);
     }
 }
