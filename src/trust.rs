@@ -14,8 +14,10 @@
 //! - **addresses**: in untrusted mode a Vault token goes only to the operator's Vault address (or its
 //!   allowlist), and downloads never reach loopback, link-local or private addresses
 //!   ([`check_vault_address`], [`check_host`]); AWS regions are checked in every mode ([`check_aws_region`]);
-//! - **limits**: the render's deadline and memory ([`watch`]), the template budget ([`Limits`]),
-//!   the deadline of every program run ([`Limits::tool_timeout`]);
+//! - **vault files bound to a repository**: under Argo CD a bound file opens only for its own
+//!   repository's Applications ([`check_binding`]);
+//! - **limits**: the render's deadline ([`watch`]), the heap limit ([`Bounded`]), the template budget
+//!   ([`Limits`]), the deadline of every program run ([`Limits::tool_timeout`]);
 //! - **masking**: every secret and credential kdeploy learns is masked in whatever it prints
 //!   ([`mask`], [`redact`]), and errors quote only a short excerpt of a line ([`excerpt`]).
 
