@@ -17,6 +17,15 @@ fn in_keyring_session(home: &VaultHome, unlock: bool, script: &str) -> support::
     } else {
         r#"eval "$(gnome-keyring-daemon --daemonize --components=secrets < /dev/null | sed 's/^/export /')""#
     };
+    // `--daemonize` can return before the daemon owns org.freedesktop.secrets on the bus; a
+    // client arriving in that window makes D-Bus activate a second daemon, which reads the login
+    // keyring while the first is still writing it and reports it locked. Wait for the name.
+    let wait = r#"i=0
+while ! dbus-send --session --print-reply --dest=org.freedesktop.DBus /org/freedesktop/DBus \
+    org.freedesktop.DBus.NameHasOwner string:org.freedesktop.secrets 2>/dev/null | grep -q 'boolean true'; do
+  i=$((i+1)); [ "$i" -lt 200 ] || { echo 'gnome-keyring never took org.freedesktop.secrets' >&2; exit 99; }
+  sleep 0.05
+done"#;
     let mut command = Command::new("dbus-run-session");
     home.isolate(&mut command);
     command
@@ -24,7 +33,7 @@ fn in_keyring_session(home: &VaultHome, unlock: bool, script: &str) -> support::
         .env("KDEPLOY", kdeploy().get_program())
         .env("NO_COLOR", "1")
         .current_dir(home.path())
-        .args(["--", "sh", "-c", &format!("set -e\n{start}\n{script}")]);
+        .args(["--", "sh", "-c", &format!("set -e\n{start}\n{wait}\n{script}")]);
     run(&mut command)
 }
 
