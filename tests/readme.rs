@@ -36,7 +36,6 @@ fn the_readme_tour_runs_as_written() {
         kubectl_dir.display(),
         std::env::var("PATH").unwrap_or_default()
     );
-    let start = r#"eval "$(printf 'test-password' | gnome-keyring-daemon --daemonize --unlock --components=secrets | sed 's/^/export /')""#;
     let mut command = Command::new("dbus-run-session");
     home.isolate(&mut command);
     command
@@ -45,7 +44,12 @@ fn the_readme_tour_runs_as_written() {
         .env("KUBECONFIG", &cluster.kubeconfig)
         .env("NO_COLOR", "1")
         .current_dir(home.path())
-        .args(["--", "bash", "-c", &format!("set -euo pipefail\n{start}\n{}", tour())]);
+        .args([
+            "--",
+            "bash",
+            "-c",
+            &format!("set -euo pipefail\n{}\n{}", support::keyring_prelude(true), tour()),
+        ]);
     let out = run(&mut command);
     let cleanup = || run(cluster.kubectl().args(["delete", "namespace", "tour", "--wait=false"]));
     if out.code != 0 {

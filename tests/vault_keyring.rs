@@ -12,20 +12,6 @@ use support::{VaultHome, kdeploy, run};
 /// Runs `script` (sh) inside a private session bus with an unlocked (or, if `unlock` is false, a
 /// locked) gnome-keyring; `$KDEPLOY` is the binary under test.
 fn in_keyring_session(home: &VaultHome, unlock: bool, script: &str) -> support::Run {
-    let start = if unlock {
-        r#"eval "$(printf 'test-password' | gnome-keyring-daemon --daemonize --unlock --components=secrets | sed 's/^/export /')""#
-    } else {
-        r#"eval "$(gnome-keyring-daemon --daemonize --components=secrets < /dev/null | sed 's/^/export /')""#
-    };
-    // `--daemonize` can return before the daemon owns org.freedesktop.secrets on the bus; a
-    // client arriving in that window makes D-Bus activate a second daemon, which reads the login
-    // keyring while the first is still writing it and reports it locked. Wait for the name.
-    let wait = r#"i=0
-while ! dbus-send --session --print-reply --dest=org.freedesktop.DBus /org/freedesktop/DBus \
-    org.freedesktop.DBus.NameHasOwner string:org.freedesktop.secrets 2>/dev/null | grep -q 'boolean true'; do
-  i=$((i+1)); [ "$i" -lt 200 ] || { echo 'gnome-keyring never took org.freedesktop.secrets' >&2; exit 99; }
-  sleep 0.05
-done"#;
     let mut command = Command::new("dbus-run-session");
     home.isolate(&mut command);
     command
@@ -33,7 +19,12 @@ done"#;
         .env("KDEPLOY", kdeploy().get_program())
         .env("NO_COLOR", "1")
         .current_dir(home.path())
-        .args(["--", "sh", "-c", &format!("set -e\n{start}\n{wait}\n{script}")]);
+        .args([
+            "--",
+            "sh",
+            "-c",
+            &format!("set -e\n{}\n{script}", support::keyring_prelude(unlock)),
+        ]);
     run(&mut command)
 }
 

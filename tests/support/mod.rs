@@ -429,3 +429,23 @@ pub fn realworld() -> PathBuf {
     );
     dir
 }
+
+/// Shell lines that start gnome-keyring inside a `dbus-run-session`, unlocked with a test password
+/// (or locked when `unlock` is false), and export its variables. They return only once the daemon
+/// owns org.freedesktop.secrets: `--daemonize` can return earlier, and a client arriving in that
+/// window makes D-Bus activate a second daemon, which reads the login keyring while the first is
+/// still writing it and reports it locked.
+pub fn keyring_prelude(unlock: bool) -> String {
+    let start = if unlock {
+        r#"eval "$(printf 'test-password' | gnome-keyring-daemon --daemonize --unlock --components=secrets | sed 's/^/export /')""#
+    } else {
+        r#"eval "$(gnome-keyring-daemon --daemonize --components=secrets < /dev/null | sed 's/^/export /')""#
+    };
+    let wait = r#"i=0
+while ! dbus-send --session --print-reply --dest=org.freedesktop.DBus /org/freedesktop/DBus \
+    org.freedesktop.DBus.NameHasOwner string:org.freedesktop.secrets 2>/dev/null | grep -q 'boolean true'; do
+  i=$((i+1)); [ "$i" -lt 200 ] || { echo 'gnome-keyring never took org.freedesktop.secrets' >&2; exit 99; }
+  sleep 0.05
+done"#;
+    format!("{start}\n{wait}")
+}
