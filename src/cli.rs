@@ -30,6 +30,19 @@ pub enum Command {
     Diff(DiffArgs),
     /// Apply the rendered objects with server-side apply, prune what left, and wait until ready
     Apply(ApplyArgs),
+    /// Every object of the deployed project with its health, and whether it still is what the last
+    /// revision applied; exit 0 when all are, 1 when any is not, 2 on errors
+    Status(StatusArgs),
+    /// Every kdeploy project on the cluster: identity, target, revision, when and by whom, health
+    List(ListArgs),
+    /// The project's revisions, newest first: what each changed, who, when, which commit, the outcome
+    History(HistoryArgs),
+    /// Apply a stored revision again (default: the last deployed one before the current), with the
+    /// same plan, diff, confirmation, lock, prune and wait as apply
+    Rollback(RollbackArgs),
+    /// Delete every object of the deployed project (only what is provably its own), then its history
+    /// and its ApplySet
+    Delete(DeleteArgs),
     /// Show the merged data values and where each one came from
     Values(ValuesArgs),
     /// List the project's sources with their object counts and digests
@@ -339,27 +352,13 @@ pub struct ValuesArgs {
 /// Which cluster, and how hard to push it.
 #[derive(Debug, Args, Clone)]
 pub struct ClusterArgs {
-    /// Kubeconfig file (default: $KUBECONFIG, else ~/.kube/config)
-    #[arg(long, value_name = "FILE")]
-    pub kubeconfig: Option<PathBuf>,
-
-    /// Kube context (default: the target's, else the kubeconfig's current context)
-    #[arg(long, value_name = "NAME")]
-    pub context: Option<String>,
-
-    /// How many requests to the API server at once (default: adaptive, from 8 up to 64 while the
-    /// server's round trips hold, fewer when they rise or it throttles); a number fixes the most
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
-    pub concurrency: Option<u32>,
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
 
     /// How many objects each LIST of the ApplySet's members returns at a time, as kubectl's
     /// --chunk-size: one page per LIST is held while the members are read
     #[arg(long, value_name = "N", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..))]
     pub chunk_size: u32,
-
-    /// How long one request may wait for the API server's answer before it is retried (e.g. 30s, 2m)
-    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
-    pub request_timeout: std::time::Duration,
 
     /// The ApplySet (the set of objects kdeploy manages and prunes): the name of its parent Secret in
     /// the default namespace (default: kdeploy-NAME from the project's `name:`, or kdeploy-NAME-TARGET;
@@ -408,6 +407,11 @@ pub struct DiffArgs {
     #[command(flatten)]
     pub cluster: ClusterArgs,
 
+    /// Compare a stored revision (see `kdeploy history`) with the live state instead of the rendered
+    /// project; needs no project files with --applyset and -n
+    #[arg(long, value_name = "N")]
+    pub revision: Option<u64>,
+
     /// Output format
     #[arg(short = 'o', long, value_enum, default_value_t = DiffFormat::Text)]
     pub output: DiffFormat,
@@ -453,6 +457,242 @@ pub struct ApplyArgs {
     /// How long to wait for objects to become ready (e.g. 90s, 5m)
     #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
     pub timeout: std::time::Duration,
+
+    /// If the apply fails after writing anything (a refusal part-way, an object not ready within
+    /// --timeout, SIGINT/SIGTERM, a lost server), put back the last deployed revision under the same
+    /// lock (on a first apply: delete what it created), and exit non-zero
+    #[arg(long, visible_alias = "atomic")]
+    pub rollback_on_failure: bool,
+
+    /// How long the rollback of --rollback-on-failure may wait for readiness (its own time, not what is
+    /// left of --timeout)
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
+    pub rollback_timeout: std::time::Duration,
+
+    /// How many revisions to keep in the cluster (each in a Secret next to the ApplySet parent)
+    #[arg(long, value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub history_max: u32,
+
+    /// Output format
+    #[arg(short = 'o', long, value_enum, default_value_t = ReportFormat::Text)]
+    pub output: ReportFormat,
+}
+
+/// Which deployed project a day-two command (status, history, rollback, delete) works on: the
+/// project's (from kdeploy.yaml: its name, target, namespace and context; nothing is rendered), or the
+/// ApplySet named with --applyset and -n, from any folder.
+#[derive(Debug, Args, Clone, Default)]
+pub struct SetArgs {
+    /// The project file (default: ./kdeploy.yaml if there is one)
+    #[arg(short = 'p', long, value_name = "FILE", env = "KDEPLOY_PROJECT")]
+    pub project: Option<PathBuf>,
+
+    /// The project's target (its namespace and context)
+    #[arg(short = 't', long, value_name = "NAME", env = "KDEPLOY_TARGET")]
+    pub target: Option<String>,
+
+    /// The namespace of the ApplySet parent (default: the project's, else the context's)
+    #[arg(short = 'n', long, value_name = "NAMESPACE")]
+    pub namespace: Option<String>,
+
+    /// The ApplySet parent Secret's name (kdeploy-NAME for project NAME; NAME alone is also found),
+    /// instead of the project file's
+    #[arg(long, value_name = "NAME")]
+    pub applyset: Option<String>,
+
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+}
+
+/// How to reach the cluster.
+#[derive(Debug, Args, Clone)]
+pub struct ConnectionArgs {
+    /// Kubeconfig file (default: $KUBECONFIG, else ~/.kube/config)
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// Kube context (default: the target's, else the kubeconfig's current context)
+    #[arg(long, value_name = "NAME")]
+    pub context: Option<String>,
+
+    /// How many requests to the API server at once (default: adaptive, from 8 up to 64 while the
+    /// server's round trips hold, fewer when they rise or it throttles); a number fixes the most
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub concurrency: Option<u32>,
+
+    /// How long one request may wait for the API server's answer before it is retried (e.g. 30s, 2m)
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    pub request_timeout: std::time::Duration,
+}
+
+impl Default for ConnectionArgs {
+    fn default() -> Self {
+        ConnectionArgs {
+            kubeconfig: None,
+            context: None,
+            concurrency: None,
+            request_timeout: std::time::Duration::from_secs(60),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub set: SetArgs,
+
+    /// Output format
+    #[arg(short = 'o', long, value_enum, default_value_t = ReportFormat::Text)]
+    pub output: ReportFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Projects in every namespace
+    #[arg(short = 'A', long)]
+    pub all_namespaces: bool,
+
+    /// Projects whose ApplySet parent is in this namespace (default: the context's)
+    #[arg(short = 'n', long, value_name = "NAMESPACE", conflicts_with = "all_namespaces")]
+    pub namespace: Option<String>,
+
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+
+    /// Output format
+    #[arg(short = 'o', long, value_enum, default_value_t = ReportFormat::Text)]
+    pub output: ReportFormat,
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct HistoryArgs {
+    #[command(subcommand)]
+    pub command: Option<HistoryCommand>,
+
+    #[command(flatten)]
+    pub set: SetArgs,
+
+    /// Output format
+    #[arg(short = 'o', long, value_enum, default_value_t = ReportFormat::Text)]
+    pub output: ReportFormat,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HistoryCommand {
+    /// Print a revision's manifest (Secrets masked) as YAML, or its whole record with -o json
+    Show {
+        /// The revision's number
+        revision: u64,
+
+        #[command(flatten)]
+        set: SetArgs,
+
+        /// Output format
+        #[arg(short = 'o', long, value_enum, default_value_t = ReportFormat::Text)]
+        output: ReportFormat,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// The revision to go back to (default: the last deployed one before the current)
+    #[arg(value_name = "REVISION")]
+    pub revision: Option<u64>,
+
+    #[command(flatten)]
+    pub set: SetArgs,
+
+    /// Roll back without asking (needed when there is no terminal to ask on)
+    #[arg(short = 'y', long)]
+    pub yes: bool,
+
+    /// Show the diff and stop
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Do not wait for objects to become ready
+    #[arg(long)]
+    pub no_wait: bool,
+
+    /// How long to wait for objects to become ready
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
+    pub timeout: std::time::Duration,
+
+    /// How long to wait while another apply of the same project holds the deploy lock
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
+    pub lock_timeout: std::time::Duration,
+
+    /// How many revisions to keep
+    #[arg(long, value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub history_max: u32,
+
+    /// Take ownership of fields another field manager owns, instead of failing on the conflict
+    #[arg(long)]
+    pub force_conflicts: bool,
+
+    /// Also delete Namespaces the revision does not hold
+    #[arg(long)]
+    pub prune_namespaces: bool,
+
+    /// Roll back even when a CustomResourceDefinition would lose a version the cluster serves or stores
+    #[arg(long)]
+    pub allow_crd_version_loss: bool,
+
+    /// Roll back even when the revision's Secrets cannot be restored (no key opens them, or the project
+    /// had no vault to seal them to); those Secrets are left as they are
+    #[arg(long)]
+    pub allow_unrestored_secrets: bool,
+
+    /// Roll back to a revision written by a newer kdeploy
+    #[arg(long)]
+    pub allow_newer: bool,
+
+    #[command(flatten)]
+    pub identity: IdentityArgs,
+
+    /// Output format
+    #[arg(short = 'o', long, value_enum, default_value_t = ReportFormat::Text)]
+    pub output: ReportFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    #[command(flatten)]
+    pub set: SetArgs,
+
+    /// Delete without asking (needed when there is no terminal to ask on)
+    #[arg(short = 'y', long)]
+    pub yes: bool,
+
+    /// Show what would be deleted and kept, and stop
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Also delete the project's Namespaces (never default or kube-*, never one that holds objects of
+    /// others)
+    #[arg(long)]
+    pub delete_namespaces: bool,
+
+    /// Also delete the project's CustomResourceDefinitions (never while others' custom resources exist)
+    #[arg(long)]
+    pub delete_crds: bool,
+
+    /// Also delete the project's PersistentVolumeClaims (and with them, usually, the volumes' data)
+    #[arg(long)]
+    pub delete_volumes: bool,
+
+    /// Also delete objects the project adopted (they existed before its first apply)
+    #[arg(long)]
+    pub include_adopted: bool,
+
+    /// How long to wait until the deleted objects are gone
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
+    pub timeout: std::time::Duration,
+
+    /// How long to wait while another apply of the same project holds the deploy lock
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
+    pub lock_timeout: std::time::Duration,
 
     /// Output format
     #[arg(short = 'o', long, value_enum, default_value_t = ReportFormat::Text)]

@@ -273,6 +273,13 @@ async fn apply_by_kind(
             .position(|c| kind_rank(&c.object.kind) != rank)
             .map_or(changes.len(), |n| start + n);
         let group = &changes[start..end];
+        if super::interrupted() {
+            report.failure = Some((group[0].object.clone(), super::INTERRUPTED.to_owned()));
+            report
+                .not_applied
+                .extend(changes[start + 1..].iter().map(|c| c.object.clone()));
+            return false;
+        }
         let results = apply_group(resources, group, options).await;
         for (change, result) in group.iter().zip(results) {
             match result {
@@ -490,4 +497,21 @@ async fn wait_established(resources: &Resources, names: &[&String]) -> Result<()
         }
     }
     Ok(())
+}
+
+/// Takes the object out of the ApplySet (its part-of label removed) without changing anything
+/// else, so that no prune of this set ever deletes it and another project may adopt it.
+pub async fn release(
+    resources: &Resources,
+    object: &ObjectRef,
+    resolved: &super::resources::Resolved,
+) -> Result<(), String> {
+    let api = resources.api(resolved, object.namespace.as_deref());
+    let patch = serde_json::json!({"metadata": {"labels": {super::applyset::PART_OF_LABEL: null}}});
+    let (params, patch) = (PatchParams::default(), Patch::Merge(&patch));
+    match with_retries(|| api.patch(&object.name, &params, &patch)).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(error) => Err(describe_api_error(&error)),
+    }
 }

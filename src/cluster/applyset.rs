@@ -35,6 +35,22 @@ pub const PROJECT_ANNOTATION: &str = "kdeploy.dev/project";
 
 /// The parent's data key holding the key of the members' applied digests.
 const DIGEST_KEY_FIELD: &str = "kdeploy.dev-digest-key";
+/// The parent's data key listing the members the project adopted (JSON): they existed before it
+/// applied them, so `kdeploy delete` releases them rather than deleting them.
+const ADOPTED_FIELD: &str = "kdeploy.dev-adopted";
+/// The number of the set's latest revision (see [`super::revision`]).
+const REVISION_ANNOTATION: &str = "kdeploy.dev/revision";
+/// How many revisions the set keeps.
+const HISTORY_MAX_ANNOTATION: &str = "kdeploy.dev/history-max";
+
+/// What the parent records about the set's history: its latest revision, how many it keeps, and the
+/// members it adopted. Read with [`ApplySet::recorded`], written with every parent.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Ledger {
+    pub revision: u64,
+    pub history_max: Option<u32>,
+    pub adopted: BTreeSet<ObjectRef>,
+}
 
 /// An ApplySet whose parent is a Secret.
 #[derive(Debug, Clone)]
@@ -48,6 +64,9 @@ pub struct ApplySet {
     /// The key the members' applied digests are keyed with ([`super::unchanged`]): read from the parent,
     /// or made for a parent that has none yet (and written with it).
     digest_key: Arc<std::sync::OnceLock<DigestKey>>,
+    /// The history the parent records, as first read and as changed since (what the next write
+    /// records); none until the parent is read.
+    ledger: Arc<std::sync::Mutex<Option<Ledger>>>,
 }
 
 /// 32 random bytes, kept in the parent Secret's data: a digest says nothing about an object to whoever
@@ -168,6 +187,19 @@ impl ApplySet {
             id: applyset_id(name, namespace),
             project: project.map(str::to_owned),
             digest_key: Arc::default(),
+            ledger: Arc::default(),
+        }
+    }
+
+    /// The history the parent records (as read by [`ApplySet::recorded`], or as changed since).
+    pub fn ledger(&self) -> Ledger {
+        self.ledger.lock().ok().and_then(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// Changes what the next parent write records.
+    pub fn update_ledger(&self, change: impl FnOnce(&mut Ledger)) {
+        if let Ok(mut ledger) = self.ledger.lock() {
+            change(ledger.get_or_insert_default());
         }
     }
 
@@ -228,6 +260,12 @@ impl ApplySet {
         {
             let _ = self.digest_key.set(DigestKey(key.0.clone()));
         }
+        let adopted: BTreeSet<ObjectRef> = parent
+            .data
+            .as_ref()
+            .and_then(|d| d.get(ADOPTED_FIELD))
+            .and_then(|bytes| serde_json::from_slice(&bytes.0).ok())
+            .unwrap_or_default();
         let annotations = parent.metadata.annotations.unwrap_or_default();
         let labels = parent.metadata.labels.unwrap_or_default();
         if labels.get(ID_LABEL) != Some(&self.id) {
@@ -255,6 +293,20 @@ impl ApplySet {
                  Run from project `{recorded}`, or give this project its own set (`name:` in kdeploy.yaml, or another --applyset)",
                 self.name, self.namespace
             )));
+        }
+        // Read once: a later read (before the members are applied) must not undo what this run
+        // changed since (the revision it reserved).
+        if let Ok(mut ledger) = self.ledger.lock()
+            && ledger.is_none()
+        {
+            *ledger = Some(Ledger {
+                revision: annotations
+                    .get(REVISION_ANNOTATION)
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(0),
+                history_max: annotations.get(HISTORY_MAX_ANNOTATION).and_then(|n| n.parse().ok()),
+                adopted,
+            });
         }
         let split = |name: &str| -> BTreeSet<String> {
             annotations
@@ -286,9 +338,20 @@ impl ApplySet {
         if let Some(project) = &self.project {
             parent["metadata"]["annotations"][PROJECT_ANNOTATION] = Json::String(project.clone());
         }
+        let engine = &base64::engine::general_purpose::STANDARD;
         if let Some(key) = self.digest_key.get() {
-            let encoded = base64::engine::general_purpose::STANDARD.encode(key.bytes());
-            parent["data"] = json!({ DIGEST_KEY_FIELD: encoded });
+            parent["data"][DIGEST_KEY_FIELD] = Json::String(engine.encode(key.bytes()));
+        }
+        let ledger = self.ledger();
+        if ledger.revision > 0 {
+            parent["metadata"]["annotations"][REVISION_ANNOTATION] = Json::String(ledger.revision.to_string());
+        }
+        if let Some(max) = ledger.history_max {
+            parent["metadata"]["annotations"][HISTORY_MAX_ANNOTATION] = Json::String(max.to_string());
+        }
+        if !ledger.adopted.is_empty() {
+            let list = serde_json::to_vec(&ledger.adopted).unwrap_or_default();
+            parent["data"][ADOPTED_FIELD] = Json::String(engine.encode(list));
         }
         parent
     }

@@ -1,7 +1,7 @@
 //! Everything that talks to a cluster: connecting ([`client`]), discovery ([`resources`]), planning with
 //! server-side dry runs ([`plan`]), applying phase by phase and pruning ([`apply`], [`applyset`]) and
-//! waiting for readiness ([`wait`], judged by [`health`]). It takes rendered objects and never parses a
-//! template.
+//! waiting for readiness ([`wait`], judged by [`health`]), and the history of what was applied
+//! ([`revision`]). It takes rendered objects and never parses a template.
 
 pub mod apply;
 pub mod applyset;
@@ -10,8 +10,24 @@ pub mod health;
 pub mod lock;
 pub mod plan;
 pub mod resources;
+pub mod revision;
 pub mod unchanged;
 pub mod wait;
+
+/// Set when SIGINT or SIGTERM arrives during an apply that rolls back on failure: the apply stops
+/// before its next kind, a wait stops at its next round, and the rollback runs.
+pub fn interruption() -> &'static std::sync::Arc<std::sync::atomic::AtomicBool> {
+    static FLAG: std::sync::OnceLock<std::sync::Arc<std::sync::atomic::AtomicBool>> = std::sync::OnceLock::new();
+    FLAG.get_or_init(Default::default)
+}
+
+/// Whether an interruption was asked for (see [`interruption`]).
+pub fn interrupted() -> bool {
+    interruption().load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// What an interrupted step reports.
+pub const INTERRUPTED: &str = "interrupted (SIGINT or SIGTERM)";
 
 /// The field manager kdeploy applies as (kubectl uses `kubectl`).
 pub const FIELD_MANAGER: &str = "kdeploy";

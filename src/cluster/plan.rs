@@ -19,7 +19,7 @@ use crate::manifest::phase::{REPLACE_ANNOTATION, replaces_on_immutable};
 use crate::manifest::{ObjectRef, group_of};
 
 /// What happens to one object.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Operation {
     Create,

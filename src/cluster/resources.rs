@@ -357,3 +357,27 @@ impl Resources {
         }
     }
 }
+
+/// Every namespaced resource the server lets one list (at each group's preferred version), for the
+/// rare question "what else is in this namespace": asked group by group, never cached.
+pub async fn namespaced_listable(client: &kube::Client) -> Result<Vec<Resolved>, ClusterError> {
+    let discovery = kube::discovery::Discovery::new(client.clone())
+        .run()
+        .await
+        .map_err(|e| ClusterError::api("discovering the served resources", e))?;
+    let mut resources = Vec::new();
+    for group in discovery.groups() {
+        for (resource, capabilities) in group.recommended_resources() {
+            if capabilities.scope == Scope::Namespaced
+                && capabilities.supports_operation(kube::discovery::verbs::LIST)
+                && !resource.plural.contains('/')
+            {
+                resources.push(Resolved {
+                    resource,
+                    namespaced: true,
+                });
+            }
+        }
+    }
+    Ok(resources)
+}

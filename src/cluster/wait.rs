@@ -71,6 +71,15 @@ pub async fn wait_ready(
         if still.is_empty() {
             return Ok(Vec::new());
         }
+        if super::interrupted() {
+            return Ok(still
+                .into_iter()
+                .map(|change| NotReady {
+                    object: change.object.clone(),
+                    reason: super::INTERRUPTED.to_owned(),
+                })
+                .collect());
+        }
         if Instant::now() >= deadline {
             return Ok(still
                 .into_iter()

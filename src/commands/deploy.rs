@@ -2,15 +2,15 @@
 //! project's identity, label the objects for it, and plan with server-side dry runs, the ApplySet parent
 //! and other projects' claims included, so that every refusal comes before anything is written.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde_json::Value as Json;
 
 use super::{Inputs, RenderedInputs};
 use crate::cli::{ClusterArgs, InputArgs};
-use crate::cluster::applyset::{ApplySet, group_kind, owner};
-use crate::cluster::client::{Concurrency, ConnectOptions, cluster_facts, connect};
+use crate::cluster::applyset::{ApplySet, owner};
+use crate::cluster::client::{Concurrency, cluster_facts};
 use crate::cluster::lock::{self, DeployLock, LockReports, Locking};
 use crate::cluster::plan::{Operation, Plan, PlanOptions, plan};
 use crate::cluster::resources::Resources;
@@ -27,6 +27,8 @@ pub struct Prepared {
     /// Masks vault values wherever they appear (diffs, logs, errors).
     pub redactor: Redactor,
     pub context: String,
+    /// The default namespace objects that set none go to (and the ApplySet parent lives in).
+    pub namespace: String,
     pub resources: Arc<Resources>,
     /// The set this apply records its objects in; none for an unnamed project.
     pub applyset: Option<ApplySet>,
@@ -69,19 +71,6 @@ fn choose_applyset(inputs: &Inputs, flag: Option<&str>, namespace: &str) -> (Opt
     (Some(applyset), prune_off)
 }
 
-impl Prepared {
-    /// The group-kinds and namespaces of the objects that stay (for the ApplySet parent).
-    pub fn desired_scope(&self) -> (BTreeSet<String>, BTreeSet<String>) {
-        let staying = self.plan.changes.iter().filter(|c| c.operation != Operation::Prune);
-        let kinds = staying
-            .clone()
-            .map(|c| group_kind(&c.object.group, &c.object.kind))
-            .collect();
-        let namespaces = staying.filter_map(|c| c.object.namespace.clone()).collect();
-        (kinds, namespaces)
-    }
-}
-
 /// A runtime for the cluster commands (the machines kdeploy runs on are small: two threads suffice).
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
@@ -100,15 +89,8 @@ pub async fn prepare(
     let inputs = Inputs::gather(input)?;
     ui::note(&inputs.project_line());
     let selection = &inputs.selection;
-    let concurrency = Concurrency::from_flag(cluster_args.concurrency);
-    let options = ConnectOptions {
-        kubeconfig: cluster_args.kubeconfig.clone(),
-        context: cluster_args.context.clone(),
-        target_context: selection.context.clone().zip(selection.target.clone()),
-        request_timeout: cluster_args.request_timeout,
-        concurrency,
-    };
-    let cluster = connect(&options).await?;
+    let target_context = selection.context.clone().zip(selection.target.clone());
+    let (cluster, concurrency) = super::located::connect_with(&cluster_args.connection, target_context).await?;
     // Charts may ask what the cluster serves (`.Capabilities`); only then is it asked.
     let facts = if inputs.has_charts() {
         let facts = cluster_facts(&cluster.client).await?;
@@ -187,6 +169,7 @@ pub async fn prepare(
         concurrency,
         redactor,
         context: cluster.context,
+        namespace,
         resources,
         applyset,
         prune_off,
@@ -235,4 +218,53 @@ pub fn failures_text(plan: &Plan) -> String {
         text.push_str(&format!("  {object}: {message}\n"));
     }
     text
+}
+
+/// Shows the plan's diffs and summary table: on stdout, or on stderr when stdout carries a JSON report.
+pub fn show_plan(plan: &Plan, redactor: &Redactor, json_output: bool) -> anyhow::Result<()> {
+    let diff: String = plan
+        .changes
+        .iter()
+        .map(|c| crate::ui::diff::change_diff(c, redactor, !json_output && ui::stdout_color()))
+        .collect();
+    let shown = format!("{diff}{}", crate::ui::diff::summary_table(plan));
+    if json_output {
+        eprint!("{shown}");
+        Ok(())
+    } else {
+        super::write_stdout(&shown)
+    }
+}
+
+/// Asks `question` before `verb` writes anything, unless `yes`; false when the answer is no. Without a
+/// terminal to ask on, it is an error to go on unasked.
+pub fn confirmed(yes: bool, verb: &str, question: &str) -> anyhow::Result<bool> {
+    if yes {
+        return Ok(true);
+    }
+    if !(ui::stdin_is_terminal() && ui::stderr_is_terminal()) {
+        anyhow::bail!("refusing to {verb} without confirmation: there is no terminal to ask on, so pass --yes");
+    }
+    Ok(ui::confirm(question, false)?)
+}
+
+/// Writes a command's closing summary, masked: a failure's on stderr (unless it is the JSON report),
+/// and says how to exit.
+pub fn finish(
+    summary: &str,
+    redactor: &Redactor,
+    failed: bool,
+    json_output: bool,
+) -> anyhow::Result<std::process::ExitCode> {
+    let summary = redactor.redact(summary);
+    if failed && !json_output {
+        eprint!("{summary}");
+    } else {
+        super::write_stdout(&summary)?;
+    }
+    Ok(if failed {
+        std::process::ExitCode::from(super::EXIT_ERROR)
+    } else {
+        std::process::ExitCode::SUCCESS
+    })
 }

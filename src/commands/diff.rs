@@ -5,23 +5,104 @@ use std::process::ExitCode;
 
 use serde_json::json;
 
+use super::located::locate;
+use super::revisions;
 use super::{EXIT_CHANGES, EXIT_ERROR, deploy};
-use crate::cli::{DiffArgs, DiffFormat};
+use crate::cli::{DiffArgs, DiffFormat, SetArgs};
 use crate::cluster::apply::phase_of;
-use crate::cluster::plan::{Change, Operation};
+use crate::cluster::applyset::ApplySet;
+use crate::cluster::plan::{Change, Operation, Plan, PlanOptions, plan};
+use crate::cluster::revision;
 use crate::manifest::phase::phase_name;
 use crate::ui;
 use crate::ui::diff::{change_diff, operation_word, summary_table};
 use crate::ui::markdown::{COMMENT_LIMIT, markdown_report};
+use crate::vault::identity::IdentityChain;
+use crate::vault::redact::Redactor;
 
 pub fn run(args: &DiffArgs) -> anyhow::Result<ExitCode> {
+    if let Some(number) = args.revision {
+        return deploy::runtime()?.block_on(diff_revision(args, number));
+    }
     let prepared = deploy::runtime()?.block_on(deploy::prepare(&args.input, &args.cluster, None))?;
-    let plan = &prepared.plan;
-    let redactor = &prepared.redactor;
+    report(
+        args.output,
+        &prepared.plan,
+        &prepared.redactor,
+        &prepared.context,
+        prepared.applyset.as_ref(),
+    )
+}
+
+/// `diff --revision N`: the stored revision's manifest planned against the live state, as a rollback
+/// to it would apply it. Its Secrets are compared when a key opens them, and left out otherwise.
+async fn diff_revision(args: &DiffArgs, number: u64) -> anyhow::Result<ExitCode> {
+    let set_args = SetArgs {
+        project: args.input.project.clone(),
+        target: args.input.target.clone(),
+        namespace: args.input.namespace.clone(),
+        applyset: args.cluster.applyset.clone(),
+        connection: args.cluster.connection.clone(),
+    };
+    let located = locate(&set_args).await?;
+    let history = revision::read_all(&located.resources.client(), &located.set).await?;
+    let Some(stored) = history.get(number) else {
+        anyhow::bail!(
+            "there is no revision {number} of Secret/{} in {}",
+            located.set.name,
+            located.set.namespace
+        );
+    };
+    let mut identities = IdentityChain::from_process(args.input.identity.identity.as_deref());
+    let (mut objects, opened) = revisions::open_objects(&stored.record, None, &mut identities);
+    let mut left_out = Vec::new();
+    if let Err(why) = opened {
+        ui::warn(&format!("{why}; its Secrets are left out of the diff"));
+        left_out = revisions::stubs(&objects);
+        objects.retain(|o| revision::stub_index(o).is_none());
+    }
+    let mut plaintexts = Vec::new();
+    for object in objects.iter().filter(|o| o["kind"] == "Secret") {
+        crate::vault::collect_plaintexts(&object["data"], &mut plaintexts);
+        crate::vault::collect_plaintexts(&object["stringData"], &mut plaintexts);
+    }
+    let redactor = Redactor::new(plaintexts.iter().map(|s| s.as_str()));
+    let options = PlanOptions {
+        concurrency: located.concurrency.most(),
+        chunk_size: args.cluster.chunk_size,
+        force_conflicts: args.cluster.force_conflicts,
+        full_dry_run: args.cluster.full_dry_run,
+    };
+    let mut plan = plan(
+        &located.resources,
+        objects,
+        &stored.record.namespace,
+        Some(&located.set),
+        options,
+    )
+    .await?;
+    plan.changes
+        .retain(|c| !(c.operation == Operation::Prune && left_out.contains(&c.object)));
+    report(
+        args.output,
+        &plan,
+        &redactor,
+        &located.cluster.context,
+        Some(&located.set),
+    )
+}
+
+/// Shows a plan as `diff` does, and says how to exit.
+fn report(
+    output: DiffFormat,
+    plan: &Plan,
+    redactor: &Redactor,
+    context: &str,
+    applyset: Option<&ApplySet>,
+) -> anyhow::Result<ExitCode> {
     let headline = format!(
-        "context {}{}",
-        prepared.context,
-        prepared.applyset.as_ref().map_or_else(String::new, |set| format!(
+        "context {context}{}",
+        applyset.map_or_else(String::new, |set| format!(
             ", ApplySet Secret/{} in {}",
             set.name, set.namespace
         ))
@@ -29,14 +110,14 @@ pub fn run(args: &DiffArgs) -> anyhow::Result<ExitCode> {
     if !plan.failures.is_empty() {
         let failures = redactor.redact(&deploy::failures_text(plan));
         eprint!("error: {failures}");
-        if args.output == DiffFormat::Markdown {
+        if output == DiffFormat::Markdown {
             let report = format!("### kdeploy diff failed: {headline}\n\n```\n{failures}```\n");
             super::write_stdout(&report)?;
             append_step_summary(&report)?;
         }
         return Ok(ExitCode::from(EXIT_ERROR));
     }
-    let text = match args.output {
+    let text = match output {
         DiffFormat::Markdown => {
             let report = markdown_report(plan, redactor, &headline, COMMENT_LIMIT);
             append_step_summary(&report)?;
@@ -64,8 +145,8 @@ pub fn run(args: &DiffArgs) -> anyhow::Result<ExitCode> {
                 })
                 .collect();
             let report = json!({
-                "context": prepared.context,
-                "applyset": prepared.applyset.as_ref().map(|set| &set.id),
+                "context": context,
+                "applyset": applyset.map(|set| &set.id),
                 "changes": changes,
                 "has_changes": plan.has_changes(),
             });

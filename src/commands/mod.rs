@@ -3,12 +3,19 @@
 
 mod apply;
 mod argocd;
+mod delete;
 mod deploy;
 mod diff;
 mod docs;
+mod history;
 pub(crate) mod inputs;
+mod list;
+mod located;
 mod render;
+mod revisions;
+mod rollback;
 mod sources;
+mod status;
 mod values;
 mod vault;
 mod vendor;
@@ -31,6 +38,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Render(args) => render::run(&args),
         Command::Diff(args) => diff::run(&args),
         Command::Apply(args) => apply::run(&args),
+        Command::Status(args) => status::run(&args),
+        Command::List(args) => list::run(&args),
+        Command::History(args) => history::run(&args),
+        Command::Rollback(args) => rollback::run(&args),
+        Command::Delete(args) => delete::run(&args),
         Command::Values(args) => values::run(&args),
         Command::Sources(args) => sources::run(&args),
         Command::Vendor(args) => vendor::run(&args),

@@ -52,7 +52,7 @@ impl fmt::Display for Source {
 }
 
 /// What identifies an object in a cluster.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct ObjectRef {
     pub group: String,
     pub kind: String,

@@ -15,6 +15,7 @@ pub mod identity;
 pub mod keys;
 pub mod openbao;
 pub mod refs;
+pub mod seal;
 pub mod shamir;
 pub mod sops;
 
@@ -346,6 +347,8 @@ pub struct Secrets {
     /// A key for digests of secret content (config checksums), derived from the first file's data key:
     /// stable until that file is rotated, and known only to those who can open the vault.
     checksum_key: Option<Zeroizing<[u8; 32]>>,
+    /// What deploy revisions seal their Secrets with: the first file's key (see [`seal`]).
+    sealing: Option<seal::Sealing>,
 }
 
 impl std::fmt::Debug for Secrets {
@@ -363,6 +366,11 @@ impl Secrets {
     /// The key for config checksums of Secrets; none without a vault.
     pub fn checksum_key(&self) -> Option<&[u8]> {
         self.checksum_key.as_ref().map(|k| k.as_slice())
+    }
+
+    /// What revisions seal Secrets with; none without a vault.
+    pub fn sealing(&self) -> Option<&seal::Sealing> {
+        self.sealing.as_ref()
     }
 
     /// Loads and merges (deeply, later files win) the vault files.
@@ -393,6 +401,9 @@ impl Secrets {
             })?;
             if secrets.checksum_key.is_none() {
                 secrets.checksum_key = Some(derive_checksum_key(&data_key));
+            }
+            if secrets.sealing.is_none() {
+                secrets.sealing = seal::Sealing::of(&file, &data_key);
             }
             for key in tree.leaf_paths() {
                 secrets.origins.insert(key, path.clone());
