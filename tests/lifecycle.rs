@@ -609,3 +609,71 @@ fn a_killed_rollback_and_a_killed_or_stalled_delete_finish_when_run_again() {
         "parent and revisions are gone: {secrets}"
     );
 }
+
+#[test]
+fn a_failed_first_apply_deletes_what_it_created_and_releases_what_it_adopted() {
+    let p = Project::new("life-first", "");
+    // Made by hand before the project's first apply: the project adopts it.
+    p.cluster.kubectl_ok(&[
+        "create",
+        "configmap",
+        "existing",
+        "-n",
+        &p.ns.name,
+        "--from-literal=k=before",
+    ]);
+    p.write(
+        "manifests/objects.yaml",
+        &format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: existing\ndata:\n  k: after\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: new\ndata:\n  k: v\n---\n{}",
+            deployment("stuck", "1", "      nodeSelector: {kdeploy-test: nowhere}\n")
+        ),
+    );
+    // SIGTERM while it waits for readiness: the rollback runs, and the process says what it did.
+    // It existed: taking over its fields is what adopting it means.
+    let mut command = p.command(&[
+        "apply",
+        "--yes",
+        "--timeout",
+        "120s",
+        "--rollback-on-failure",
+        "--force-conflicts",
+    ]);
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = command.spawn().unwrap();
+    assert!(
+        wait_until(Duration::from_secs(60), || p.get("deployment", "stuck").is_some()),
+        "the apply got as far as the Deployment"
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    run(Command::new("kill").args(["-TERM", &child.id().to_string()]));
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    assert!(
+        stderr.contains("what the failed first apply created was deleted"),
+        "{stderr}"
+    );
+    assert!(
+        wait_until(Duration::from_secs(30), || p.get("deployment", "stuck").is_none()),
+        "created by the failed apply: deleted"
+    );
+    assert!(p.get("configmap", "new").is_none());
+    let existing = p.get("configmap", "existing").expect("adopted: never deleted");
+    assert!(
+        existing["metadata"]["labels"]
+            .get("applyset.kubernetes.io/part-of")
+            .is_none(),
+        "released from the set: {existing}"
+    );
+    // The next apply can go ahead: nothing is locked.
+    p.write(
+        "manifests/objects.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: new\ndata:\n  k: v\n",
+    );
+    run(&mut p.command(&["apply", "--yes", "--lock-timeout", "0s"])).ok();
+}

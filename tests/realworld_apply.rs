@@ -16,7 +16,8 @@ mod support;
 
 use support::{cluster, kdeploy, project, realworld, run};
 
-fn deploy_twice(name: &str, sources: &str, extra_files: &[(&str, &str)]) {
+/// Applies the project, diffs and applies it again; returns the project's folder.
+fn deploy_twice(name: &str, sources: &str, extra_files: &[(&str, &str)]) -> tempfile::TempDir {
     let cluster = cluster();
     let text = format!("name: {name}\n{sources}");
     let mut files = vec![("kdeploy.yaml", text.as_str())];
@@ -59,6 +60,18 @@ fn deploy_twice(name: &str, sources: &str, extra_files: &[(&str, &str)]) {
         "{}",
         again.stdout
     );
+    dir
+}
+
+/// kdeploy in `dir` against the test cluster.
+fn kdeploy_in(dir: &std::path::Path, args: &[&str]) -> support::Run {
+    let mut command = kdeploy();
+    command
+        .current_dir(dir)
+        .args(args)
+        .arg("--kubeconfig")
+        .arg(&cluster().kubeconfig);
+    run(&mut command)
 }
 
 fn path(relative: &str) -> String {
@@ -67,12 +80,66 @@ fn path(relative: &str) -> String {
 
 #[test]
 fn kube_prometheus_complete() {
-    deploy_twice(
-        "rw-kube-prometheus",
-        &format!("sources:\n  - manifests: {}\n", path("kube-prometheus/manifests")),
-        &[],
-    );
+    let sources = format!("sources:\n  - manifests: {}\n", path("kube-prometheus/manifests"));
+    let dir = deploy_twice("rw-kube-prometheus", &sources, &[]);
     let cluster = cluster();
+    // A second revision (one Deployment scaled), then a rollback to the first: the whole stack's
+    // revisions fit the object size limit, and the rollback restores the first.
+    let replicas = || {
+        let text = cluster.kubectl_ok(&[
+            "get",
+            "deployment",
+            "blackbox-exporter",
+            "-n",
+            "monitoring",
+            "-o",
+            "jsonpath={.spec.replicas}",
+        ]);
+        text.trim().to_owned()
+    };
+    assert_eq!(replicas(), "1");
+    std::fs::write(
+        dir.path().join("kdeploy.yaml"),
+        format!(
+            "name: rw-kube-prometheus\n{sources}patches:\n  - target: {{kind: Deployment, name: blackbox-exporter}}\n    merge: {{spec: {{replicas: 2}}}}\n"
+        ),
+    )
+    .unwrap();
+    kdeploy_in(dir.path(), &["apply", "--yes", "--timeout", "180s"]).ok();
+    assert_eq!(replicas(), "2");
+    let rolled = kdeploy_in(dir.path(), &["rollback", "--yes", "--timeout", "180s"]).ok();
+    assert!(rolled.stdout.contains("rolled back to revision "), "{}", rolled.stdout);
+    assert_eq!(replicas(), "1");
+    let history: serde_json::Value =
+        serde_json::from_str(&kdeploy_in(dir.path(), &["history", "-o", "json"]).ok().stdout).unwrap();
+    let revisions = history["revisions"].as_array().unwrap();
+    // Newest first: the rollback, the scaled revision, the first apply it went back to.
+    assert!(revisions.len() >= 3, "{history}");
+    assert_eq!(revisions[0]["rollback_of"], revisions[2]["number"], "{history}");
+    assert_eq!(revisions[1]["outcome"], "superseded", "{history}");
+    let secrets: serde_json::Value = serde_json::from_str(&cluster.kubectl_ok(&[
+        "get",
+        "secrets",
+        "-n",
+        "default",
+        "-l",
+        "kdeploy.dev/revision-of",
+        "-o",
+        "json",
+    ]))
+    .unwrap();
+    for secret in secrets["items"].as_array().unwrap() {
+        let name = secret["metadata"]["name"].as_str().unwrap();
+        if !name.starts_with("kdeploy-rw-kube-prometheus.") {
+            continue;
+        }
+        let size = serde_json::to_vec(secret).unwrap().len();
+        assert!(
+            size < 1024 * 1024,
+            "{name} is {size} bytes: over the 1 MiB object limit"
+        );
+        eprintln!("{name}: {size} bytes as stored");
+    }
     let dashboards = cluster.kubectl_ok(&["get", "configmap", "-n", "monitoring", "-o", "name"]);
     assert!(
         dashboards.lines().filter(|l| l.contains("grafana-dashboard-")).count() >= 33,

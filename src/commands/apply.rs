@@ -419,16 +419,19 @@ async fn roll_back_failed(
         )),
         None => ui::warn("the project's first apply failed; deleting what it created (--rollback-on-failure)"),
     }
+    let mut left_alone = BTreeSet::new();
     let objects = match target {
         Some(target) => {
             let mut identities = IdentityChain::from_process(context.identity);
-            let (objects, opened) = revisions::open_objects(&target.record, recorder.sealing, &mut identities);
-            if let Err(why) = opened {
+            let (objects, kept, unrestorable) =
+                revisions::restorable(&prepared.resources, &target.record, recorder.sealing, &mut identities).await;
+            if let Some(why) = unrestorable {
                 return Restored::failed(
                     to,
                     format!("revision {} cannot be restored whole: {why}", target.record.number),
                 );
             }
+            left_alone = kept;
             objects
         }
         None => Vec::new(),
@@ -455,6 +458,9 @@ async fn roll_back_failed(
         if change.operation != Operation::Prune {
             return true;
         }
+        if left_alone.contains(&change.object) {
+            return false;
+        }
         if context.adopted_now.contains(&change.object) {
             release.push(change.clone());
             return false;
@@ -477,7 +483,7 @@ async fn roll_back_failed(
         },
         lock_later: None,
         lock,
-        narrow_parent: true,
+        narrow_parent: left_alone.is_empty(),
     };
     let report = match execute(&execution, &plan).await {
         Ok(report) => report,

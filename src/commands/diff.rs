@@ -54,12 +54,10 @@ async fn diff_revision(args: &DiffArgs, number: u64) -> anyhow::Result<ExitCode>
         );
     };
     let mut identities = IdentityChain::from_process(args.input.identity.identity.as_deref());
-    let (mut objects, opened) = revisions::open_objects(&stored.record, None, &mut identities);
-    let mut left_out = Vec::new();
-    if let Err(why) = opened {
-        ui::warn(&format!("{why}; its Secrets are left out of the diff"));
-        left_out = revisions::stubs(&objects);
-        objects.retain(|o| revision::stub_index(o).is_none());
+    let (objects, left_out, unrestorable) =
+        revisions::restorable(&located.resources, &stored.record, None, &mut identities).await;
+    if let Some(why) = unrestorable {
+        ui::warn(&format!("{why}; those Secrets are left out of the diff"));
     }
     let mut plaintexts = Vec::new();
     for object in objects.iter().filter(|o| o["kind"] == "Secret") {

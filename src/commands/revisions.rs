@@ -9,9 +9,12 @@ use serde_json::Value as Json;
 
 use crate::cluster::apply::ApplyReport;
 use crate::cluster::applyset::{ApplySet, part_of};
+use crate::cluster::client::with_retries;
 use crate::cluster::health::HealthRules;
 use crate::cluster::plan::{Operation, Plan};
+use crate::cluster::resources::Resources;
 use crate::cluster::revision::{self, ChangeRecord, Outcome, Record};
+use crate::cluster::unchanged;
 use crate::manifest::ObjectRef;
 use crate::vault::identity::IdentityChain;
 use crate::vault::redact::Redactor;
@@ -190,14 +193,12 @@ pub fn open_objects(
     identities: &mut IdentityChain,
 ) -> (Vec<Json>, Result<(), String>) {
     if !record.unsealed.is_empty() {
-        let names: Vec<String> = record.unsealed.iter().map(ToString::to_string).collect();
         return (
             record.objects_unsealed(None),
             Err(format!(
-                "revision {} holds no values for {} (the project had no vault to seal them to): {}",
+                "revision {} stored no values for its {} Secret(s): the project had no vault to seal them to",
                 record.number,
-                names.len(),
-                names.join(", ")
+                record.unsealed.len()
             )),
         );
     }
@@ -221,6 +222,60 @@ pub fn stubs(objects: &[Json]) -> Vec<ObjectRef> {
         .filter(|o| revision::stub_index(o).is_some())
         .map(revision::reference)
         .collect()
+}
+
+/// The stubs whose live object is still exactly what the revision applied (the same applied digest):
+/// they need no restoring, so their values are not needed.
+pub async fn stubs_as_applied(resources: &Resources, objects: &[Json]) -> BTreeSet<ObjectRef> {
+    let mut same = BTreeSet::new();
+    for stub in objects.iter().filter(|o| revision::stub_index(o).is_some()) {
+        let Some(wanted) = unchanged::recorded(stub) else {
+            continue;
+        };
+        let reference = revision::reference(stub);
+        let api_version = stub["apiVersion"].as_str().unwrap_or_default();
+        let Ok(Some(resolved)) = resources.resolve(api_version, &reference.kind).await else {
+            continue;
+        };
+        let api = resources.api(&resolved, reference.namespace.as_deref());
+        if let Ok(Some(live)) = with_retries(|| api.get_opt(&reference.name)).await
+            && live
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(unchanged::DIGEST_ANNOTATION))
+                .map(String::as_str)
+                == Some(wanted)
+        {
+            same.insert(reference);
+        }
+    }
+    same
+}
+
+/// A revision's objects ready to apply again: the sealed ones opened, or, when they cannot be, left
+/// out if the cluster still holds them as the revision applied them. Returns the objects, the ones
+/// left as they are (never to be pruned), and why the rest cannot be restored, if any cannot.
+pub async fn restorable(
+    resources: &Resources,
+    record: &Record,
+    known: Option<&Sealing>,
+    identities: &mut IdentityChain,
+) -> (Vec<Json>, BTreeSet<ObjectRef>, Option<String>) {
+    let (mut objects, opened) = open_objects(record, known, identities);
+    let Err(why) = opened else {
+        return (objects, BTreeSet::new(), None);
+    };
+    let same = stubs_as_applied(resources, &objects).await;
+    let differing: Vec<String> = stubs(&objects)
+        .iter()
+        .filter(|o| !same.contains(*o))
+        .map(ToString::to_string)
+        .collect();
+    let left_alone: BTreeSet<ObjectRef> = stubs(&objects).into_iter().collect();
+    objects.retain(|o| revision::stub_index(o).is_none());
+    let why = (!differing.is_empty()).then(|| format!("{why}; and these differ from it now: {}", differing.join(", ")));
+    (objects, left_alone, why)
 }
 
 /// Whether an outcome counts as deployed.

@@ -8,7 +8,6 @@
 //! kdeploy wrote the revision; it warns when objects carry Argo CD or Flux tracking (their engine will
 //! roll forward again).
 
-use std::collections::BTreeSet;
 use std::process::ExitCode;
 
 use anyhow::bail;
@@ -23,7 +22,6 @@ use crate::cluster::apply::ApplyOptions;
 use crate::cluster::lock::DeployLock;
 use crate::cluster::plan::{Operation, PlanOptions, plan};
 use crate::cluster::revision::{self, Outcome, Stored};
-use crate::manifest::ObjectRef;
 use crate::ui;
 use crate::vault::identity::IdentityChain;
 use crate::vault::redact::Redactor;
@@ -96,15 +94,12 @@ async fn roll_back(
         ));
     }
     let mut identities = IdentityChain::from_process(args.identity.identity.as_deref());
-    let (mut objects, opened) = revisions::open_objects(record, None, &mut identities);
-    let mut left_alone: BTreeSet<ObjectRef> = BTreeSet::new();
-    if let Err(why) = opened {
+    let (objects, left_alone, unrestorable) = revisions::restorable(resources, record, None, &mut identities).await;
+    if let Some(why) = unrestorable {
         if args.allow_unrestored_secrets {
             ui::warn(&format!(
                 "{why}; those Secrets are left as they are (--allow-unrestored-secrets)"
             ));
-            left_alone = revisions::stubs(&objects).into_iter().collect();
-            objects.retain(|o| revision::stub_index(o).is_none());
         } else {
             refusals.push(format!(
                 "its Secrets cannot be restored: {why} (--allow-unrestored-secrets leaves them as they are)"
