@@ -677,3 +677,67 @@ fn a_failed_first_apply_deletes_what_it_created_and_releases_what_it_adopted() {
     );
     run(&mut p.command(&["apply", "--yes", "--lock-timeout", "0s"])).ok();
 }
+
+#[test]
+fn delete_with_delete_namespaces_takes_the_namespace_that_holds_the_project_and_its_parent() {
+    let cluster = support::cluster();
+    let name = format!(
+        "life-own-{:x}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos()
+    );
+    let _cleanup = DeleteOnDrop(cluster, "namespace", vec![name.clone()]);
+    let dir = support::project(&[
+        ("kdeploy.yaml", &format!("name: {name}\nnamespace: {name}\n")),
+        (
+            "manifests/all.yaml",
+            &format!(
+                "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {name}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\ndata: {{k: v}}\n"
+            ),
+        ),
+    ]);
+    let here = |args: &[&str]| {
+        let mut command = kdeploy();
+        command
+            .current_dir(dir.path())
+            .args(args)
+            .arg("--kubeconfig")
+            .arg(&cluster.kubeconfig);
+        run(&mut command)
+    };
+    here(&["apply", "--yes"]).ok();
+    // The parent, its revision and the lock live in the namespace: they do not keep it.
+    let deleted = here(&["delete", "--yes", "--delete-namespaces"]);
+    assert_eq!(deleted.code, 0, "{}\n{}", deleted.stdout, deleted.stderr);
+    assert!(deleted.stdout.contains("kept 0"), "{}", deleted.stdout);
+    // Gone, or (on a cluster where an aggregated API has no backend, as kube-prometheus's adapter
+    // leaves this one) terminating with nothing of the project left, which delete says.
+    let gone = wait_until(Duration::from_secs(30), || {
+        !cluster
+            .kubectl()
+            .args(["get", "namespace", &name])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    });
+    if !gone {
+        assert!(
+            deleted.stderr.contains("Kubernetes cannot finish it"),
+            "{}",
+            deleted.stderr
+        );
+        let stamp = cluster.kubectl_ok(&[
+            "get",
+            "namespace",
+            &name,
+            "-o",
+            "jsonpath={.metadata.deletionTimestamp}",
+        ]);
+        assert!(!stamp.trim().is_empty(), "it is being deleted");
+        let left = cluster.kubectl_ok(&["get", "configmaps,secrets", "-n", &name, "-o", "name"]);
+        assert!(!left.contains("configmap/c") && !left.contains("kdeploy-"), "{left}");
+    }
+}

@@ -359,25 +359,50 @@ impl Resources {
 }
 
 /// Every namespaced resource the server lets one list (at each group's preferred version), for the
-/// rare question "what else is in this namespace": asked group by group, never cached.
-pub async fn namespaced_listable(client: &kube::Client) -> Result<Vec<Resolved>, ClusterError> {
-    let discovery = kube::discovery::Discovery::new(client.clone())
-        .run()
+/// rare question "what else is in this namespace": asked group by group, never cached. A group whose
+/// server does not answer (an aggregated API without its backend, as kubectl warns of) is left out and
+/// named in the second list.
+pub async fn namespaced_listable(client: &kube::Client) -> Result<(Vec<Resolved>, Vec<String>), ClusterError> {
+    let mut versions = vec![("".to_owned(), "v1".to_owned())];
+    let groups = with_retries(|| client.list_api_groups())
         .await
-        .map_err(|e| ClusterError::api("discovering the served resources", e))?;
+        .map_err(|e| ClusterError::api("listing the served API groups", e))?;
+    for group in groups.groups {
+        if let Some(version) = group.preferred_version.or_else(|| group.versions.into_iter().next()) {
+            versions.push((group.name, version.version));
+        }
+    }
     let mut resources = Vec::new();
-    for group in discovery.groups() {
-        for (resource, capabilities) in group.recommended_resources() {
-            if capabilities.scope == Scope::Namespaced
-                && capabilities.supports_operation(kube::discovery::verbs::LIST)
-                && !resource.plural.contains('/')
-            {
+    let mut unavailable = Vec::new();
+    for (group, version) in versions {
+        let api_version = if group.is_empty() {
+            version.clone()
+        } else {
+            format!("{group}/{version}")
+        };
+        let list = if group.is_empty() {
+            with_retries(|| client.list_core_api_resources(&version)).await
+        } else {
+            with_retries(|| client.list_api_group_resources(&api_version)).await
+        };
+        let Ok(list) = list else {
+            unavailable.push(api_version);
+            continue;
+        };
+        for resource in list.resources {
+            if resource.namespaced && !resource.name.contains('/') && resource.verbs.iter().any(|v| v == "list") {
                 resources.push(Resolved {
-                    resource,
+                    resource: ApiResource {
+                        group: group.clone(),
+                        version: version.clone(),
+                        api_version: api_version.clone(),
+                        kind: resource.kind,
+                        plural: resource.name,
+                    },
                     namespaced: true,
                 });
             }
         }
     }
-    Ok(resources)
+    Ok((resources, unavailable))
 }

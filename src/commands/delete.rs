@@ -22,7 +22,7 @@ use serde_json::{Value as Json, json};
 use super::located::{Located, locate, release_lock, take_lock};
 use super::{EXIT_ERROR, deploy};
 use crate::cli::{DeleteArgs, ReportFormat};
-use crate::cluster::applyset::{Member, PART_OF_LABEL};
+use crate::cluster::applyset::{ApplySet, Member, PART_OF_LABEL};
 use crate::cluster::client::with_retries;
 use crate::cluster::resources::{Resolved, namespaced_listable};
 use crate::cluster::revision;
@@ -33,12 +33,15 @@ use crate::ui;
 /// Annotations that keep an object through a delete, with the value that does.
 const KEEP: [(&str, &str); 2] = [("kdeploy.dev/keep", "true"), ("helm.sh/resource-policy", "keep")];
 
-/// Objects a namespace holds that are its own, not anyone's: made by Kubernetes in every namespace.
-fn is_namespace_furniture(kind: &str, name: &str, live: &Json) -> bool {
-    matches!(
+/// Objects a namespace holds that are its own, not anyone's: what Kubernetes makes in every namespace
+/// (and for every Service), and the set's own parent, revisions and deploy lock, which go last.
+fn is_namespace_furniture(set: &ApplySet, kind: &str, name: &str, live: &Json) -> bool {
+    let own = live["metadata"]["labels"][revision::REVISION_OF_LABEL] == set.id.as_str()
+        || (name == set.name && matches!(kind, "Secret" | "Lease"));
+    own || matches!(
         (kind, name),
         ("ServiceAccount", "default") | ("ConfigMap", "kube-root-ca.crt")
-    ) || matches!(kind, "Event" | "Endpoints" | "EndpointSlice" | "Lease")
+    ) || matches!(kind, "Event" | "Endpoints" | "EndpointSlice")
         || live["type"] == "kubernetes.io/service-account-token"
 }
 
@@ -123,7 +126,14 @@ async fn delete(args: &DeleteArgs, located: &Located) -> anyhow::Result<ExitCode
         .map(|(i, _)| *i)
         .collect();
     let listable = if args.delete_namespaces && !namespace_members.is_empty() {
-        namespaced_listable(&client).await?
+        let (listable, unavailable) = namespaced_listable(&client).await?;
+        if !unavailable.is_empty() {
+            ui::warn(&format!(
+                "the server does not answer for {} (an aggregated API without its backend?): objects of those kinds cannot be seen in the namespaces to delete",
+                unavailable.join(", ")
+            ));
+        }
+        listable
     } else {
         Vec::new()
     };
@@ -136,7 +146,7 @@ async fn delete(args: &DeleteArgs, located: &Located) -> anyhow::Result<ExitCode
         } else if let Some(kept) = kept_inside.get(name.as_str()) {
             Fate::Keep(format!("it holds objects that are kept: {}", kept.join(", ")))
         } else {
-            let others = others_in(resources, &listable, name, &member_refs).await?;
+            let others = others_in(set, resources, &listable, name, &member_refs).await?;
             if others.is_empty() {
                 Fate::Delete
             } else {
@@ -217,7 +227,15 @@ async fn delete(args: &DeleteArgs, located: &Located) -> anyhow::Result<ExitCode
     .await;
     let complete = left.is_empty() && failures.is_empty();
     if complete {
-        revision::delete_all(&client, set).await?;
+        // A deleted Namespace may have taken them already.
+        match revision::delete_all(&client, set).await {
+            Ok(()) => {}
+            Err(ClusterError::Api {
+                source: kube::Error::Api(status),
+                ..
+            }) if status.code == 404 => {}
+            Err(error) => return Err(error.into()),
+        }
         let api: kube::Api<k8s_openapi::api::core::v1::Secret> = kube::Api::namespaced(client.clone(), &set.namespace);
         let params = DeleteParams::default();
         match with_retries(|| api.delete(&set.name, &params)).await {
@@ -330,6 +348,7 @@ async fn crd_fate(
 /// The objects in `namespace` that are neither the set's nor made by something in it (objects with an
 /// owner go with their owner) nor the namespace's own furniture.
 async fn others_in(
+    set: &ApplySet,
     resources: &crate::cluster::resources::Resources,
     listable: &[Resolved],
     namespace: &str,
@@ -362,7 +381,7 @@ async fn others_in(
             };
             let owned = item.metadata.owner_references.as_ref().is_some_and(|o| !o.is_empty());
             let meta = serde_json::to_value(&item).unwrap_or(Json::Null);
-            if members.contains(&object) || owned || is_namespace_furniture(&object.kind, &object.name, &meta) {
+            if members.contains(&object) || owned || is_namespace_furniture(set, &object.kind, &object.name, &meta) {
                 continue;
             }
             others.push(object.to_string());
@@ -437,7 +456,15 @@ async fn delete_in_waves(
                         {
                             None
                         }
-                        Ok(Some(live)) => Some((member, live.metadata.finalizers.unwrap_or_default())),
+                        Ok(Some(live)) if member.object.kind == "Namespace" && discovery_failure(&live.data).is_some() => {
+                        ui::warn(&format!(
+                            "{} is terminating, but Kubernetes cannot finish it: {}; all kdeploy deleted in it is gone",
+                            member.object,
+                            discovery_failure(&live.data).unwrap_or_default()
+                        ));
+                        None
+                    }
+                    Ok(Some(live)) => Some((member, live.metadata.finalizers.unwrap_or_default())),
                         Err(error) => Some((member, vec![format!("cannot read it: {}", describe_api_error(&error))])),
                     }
                 }))
@@ -488,4 +515,19 @@ async fn delete_in_waves(
         }
     }
     left
+}
+
+/// Why the namespace controller cannot finish deleting a Namespace, when it is that it cannot
+/// discover every kind (an aggregated API without its backend): no waiting changes that.
+fn discovery_failure(namespace: &Json) -> Option<String> {
+    namespace["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == "NamespaceDeletionDiscoveryFailure" && c["status"] == "True")
+        .map(|c| {
+            c["message"]
+                .as_str()
+                .unwrap_or("NamespaceDeletionDiscoveryFailure")
+                .to_owned()
+        })
 }
