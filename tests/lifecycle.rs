@@ -681,13 +681,7 @@ fn a_failed_first_apply_deletes_what_it_created_and_releases_what_it_adopted() {
 #[test]
 fn delete_with_delete_namespaces_takes_the_namespace_that_holds_the_project_and_its_parent() {
     let cluster = support::cluster();
-    let name = format!(
-        "life-own-{:x}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos()
-    );
+    let name = support::unique_name("life-own");
     let _cleanup = DeleteOnDrop(cluster, "namespace", vec![name.clone()]);
     let dir = support::project(&[
         ("kdeploy.yaml", &format!("name: {name}\nnamespace: {name}\n")),
@@ -698,15 +692,7 @@ fn delete_with_delete_namespaces_takes_the_namespace_that_holds_the_project_and_
             ),
         ),
     ]);
-    let here = |args: &[&str]| {
-        let mut command = kdeploy();
-        command
-            .current_dir(dir.path())
-            .args(args)
-            .arg("--kubeconfig")
-            .arg(&cluster.kubeconfig);
-        run(&mut command)
-    };
+    let here = |args: &[&str]| support::kdeploy_in(dir.path(), args);
     here(&["apply", "--yes"]).ok();
     // The parent, its revision and the lock live in the namespace: they do not keep it.
     let deleted = here(&["delete", "--yes", "--delete-namespaces"]);

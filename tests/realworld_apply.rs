@@ -14,24 +14,15 @@
 
 mod support;
 
-use support::{cluster, kdeploy, project, realworld, run};
+use support::{cluster, kdeploy_in, project, realworld};
 
 /// Applies the project, diffs and applies it again; returns the project's folder.
 fn deploy_twice(name: &str, sources: &str, extra_files: &[(&str, &str)]) -> tempfile::TempDir {
-    let cluster = cluster();
     let text = format!("name: {name}\n{sources}");
     let mut files = vec![("kdeploy.yaml", text.as_str())];
     files.extend_from_slice(extra_files);
     let dir = project(&files);
-    let kdeploy_here = |args: &[&str]| {
-        let mut command = kdeploy();
-        command
-            .current_dir(dir.path())
-            .args(args)
-            .arg("--kubeconfig")
-            .arg(&cluster.kubeconfig);
-        run(&mut command)
-    };
+    let kdeploy_here = |args: &[&str]| kdeploy_in(dir.path(), args);
     let applied = kdeploy_here(&["apply", "--yes", "--timeout", "180s"]);
     assert_eq!(
         applied.code, 0,
@@ -61,17 +52,6 @@ fn deploy_twice(name: &str, sources: &str, extra_files: &[(&str, &str)]) -> temp
         again.stdout
     );
     dir
-}
-
-/// kdeploy in `dir` against the test cluster.
-fn kdeploy_in(dir: &std::path::Path, args: &[&str]) -> support::Run {
-    let mut command = kdeploy();
-    command
-        .current_dir(dir)
-        .args(args)
-        .arg("--kubeconfig")
-        .arg(&cluster().kubeconfig);
-    run(&mut command)
 }
 
 fn path(relative: &str) -> String {

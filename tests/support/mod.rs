@@ -184,14 +184,7 @@ impl Cluster {
 
     /// A fresh namespace for one test, deleted when the guard drops.
     pub fn namespace(&'static self, prefix: &str) -> TestNamespace {
-        let suffix = format!(
-            "{:x}",
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .subsec_nanos()
-        );
-        let name = format!("{prefix}-{suffix}");
+        let name = unique_name(prefix);
         self.kubectl_ok(&["create", "namespace", &name]);
         TestNamespace { name, cluster: self }
     }
@@ -448,4 +441,24 @@ while ! dbus-send --session --print-reply --dest=org.freedesktop.DBus /org/freed
   sleep 0.05
 done"#;
     format!("{start}\n{wait}")
+}
+
+/// `PREFIX-` and a suffix no other test run of the moment has.
+pub fn unique_name(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("{prefix}-{nanos:x}")
+}
+
+/// kdeploy with `args`, run in `dir` against the test cluster.
+pub fn kdeploy_in(dir: &Path, args: &[&str]) -> Run {
+    let mut command = kdeploy();
+    command
+        .current_dir(dir)
+        .args(args)
+        .arg("--kubeconfig")
+        .arg(&cluster().kubeconfig);
+    run(&mut command)
 }
