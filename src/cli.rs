@@ -64,6 +64,8 @@ pub enum Command {
     },
     /// Print the man page (roff)
     Man,
+    /// Print the JSON Schema of kdeploy.yaml, for editors that check and complete YAML
+    Schema,
 }
 
 /// Where templates, values and the environment come from; shared by every command that renders.

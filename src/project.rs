@@ -72,7 +72,7 @@ pub enum ProjectError {
     },
 }
 
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProjectConfig {
     /// The project's identity on a cluster: its ApplySet derives from it, and only objects of that set
@@ -113,7 +113,7 @@ pub struct ProjectConfig {
 }
 
 /// One entry of `sources:`: exactly one of `templates`, `manifests`, `kustomize`, `helm` or `url`.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SourceConfig {
     pub templates: Option<PathBuf>,
@@ -128,7 +128,7 @@ pub struct SourceConfig {
 }
 
 /// One entry of `patches:`: a target and exactly one of `merge`, `json6902` or `strategic`.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchConfig {
     #[serde(default)]
@@ -138,7 +138,7 @@ pub struct PatchConfig {
     pub strategic: Option<Json>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TargetConfig {
     /// The identity of this target's deployments (default: NAME-TARGET).

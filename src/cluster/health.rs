@@ -28,7 +28,7 @@ pub const WAIT_ANNOTATION: &str = "kdeploy.dev/wait";
 
 /// One of the project's health rules (`health:` in kdeploy.yaml): how to tell when objects of a kind are
 /// ready. Exactly one of `condition`, `field` or `wait: false`.
-#[derive(Debug, Clone, Default, Deserialize, serde::Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HealthRule {
     pub kind: String,

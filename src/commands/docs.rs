@@ -1,4 +1,5 @@
-//! `kdeploy completions SHELL` and `kdeploy man`, both generated from the clap definitions.
+//! `kdeploy completions SHELL` and `kdeploy man`, both generated from the clap definitions, and
+//! `kdeploy schema`, the JSON Schema of kdeploy.yaml generated from the types that parse it.
 
 use std::process::ExitCode;
 
@@ -23,4 +24,18 @@ pub fn man() -> anyhow::Result<ExitCode> {
     }
     super::write_stdout(&String::from_utf8_lossy(&out))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The JSON Schema (2020-12) of kdeploy.yaml, for editors (yaml-language-server:
+/// `# yaml-language-server: $schema=kdeploy.schema.json`).
+pub fn schema() -> anyhow::Result<ExitCode> {
+    super::write_stdout(&format!("{}\n", serde_json::to_string_pretty(&project_schema())?))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// kdeploy.yaml's schema, as `kdeploy schema` prints it.
+pub fn project_schema() -> serde_json::Value {
+    let mut schema = serde_json::to_value(schemars::schema_for!(crate::project::ProjectConfig)).unwrap_or_default();
+    schema["title"] = serde_json::json!("kdeploy.yaml");
+    schema
 }

@@ -50,6 +50,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Argocd(command) => argocd::run(&command),
         Command::Completions { shell } => docs::completions(shell),
         Command::Man => docs::man(),
+        Command::Schema => docs::schema(),
     }
 }
 

@@ -14,7 +14,7 @@ use super::{Object, Problem, group_of};
 
 /// Which objects a patch applies to. Every field given must match; `name` and `namespace` may end in
 /// `*` to match a prefix.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchTarget {
     pub group: Option<String>,

@@ -32,7 +32,7 @@ fn yes() -> bool {
 }
 
 /// A `helm:` source.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HelmChart {
     /// A chart folder or `.tgz` (relative to the project), a chart name in `repo`, or `oci://HOST/PATH`.

@@ -102,7 +102,7 @@ impl fmt::Display for SourceSpec {
 }
 
 /// Paths to the programs some sources run; by default they are looked up on PATH.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ToolPaths {
     pub helm: Option<PathBuf>,

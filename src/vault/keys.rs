@@ -137,6 +137,43 @@ impl serde::Serialize for Recipient {
     }
 }
 
+/// What kdeploy.yaml's schema says a recipient is: what [`recipient_from_json`] reads.
+impl schemars::JsonSchema for Recipient {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Recipient".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "An age recipient (age1…), an OpenBao/Vault transit key URI (https://HOST:PORT/v1/transit/keys/NAME) or an AWS KMS key ARN (arn:aws:kms:…, with `+ROLE_ARN`, `|context=k:v,…`, `|profile=NAME`), or one of .sops.yaml's map forms",
+            "anyOf": [
+                {"type": "string"},
+                {
+                    "type": "object",
+                    "properties": {
+                        "age": {"type": "string"},
+                        "hc_vault_transit_uri": {"type": "string"},
+                        "hc_vault": {"type": "string"},
+                        "kms": {"type": "string"},
+                        "arn": {"type": "string"},
+                        "role": {"type": "string"},
+                        "aws_profile": {"type": "string"},
+                        "context": {"type": "object", "additionalProperties": {"type": "string"}},
+                        "encryption_context": {"type": "object", "additionalProperties": {"type": "string"}}
+                    },
+                    "anyOf": [
+                        {"required": ["age"]},
+                        {"required": ["hc_vault_transit_uri"]},
+                        {"required": ["hc_vault"]},
+                        {"required": ["kms"]},
+                        {"required": ["arn"]}
+                    ]
+                }
+            ]
+        })
+    }
+}
+
 /// A recipient written as a string or in `.sops.yaml`'s map forms.
 pub fn recipient_from_json(json: &serde_json::Value) -> Result<Recipient, String> {
     use serde_json::Value as Json;
