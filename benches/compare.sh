@@ -43,12 +43,7 @@ export KDEPLOY_CLUSTER_DIR=$repo/target/bench-cluster
 results=$work/results.md
 : > "$results"
 
-bench() { # bench TITLE hyperfine-args...
-  local title=$1
-  shift
-  hyperfine --style basic --warmup 1 --runs "$runs" --export-json "$work/one.json" "$@" > /dev/null
-  { echo "### $title"; echo; python3 "$repo/benches/hyperfine_table.py" "$work/one.json"; echo; } >> "$results"
-}
+. "$repo/benches/bench.sh"
 
 peak_kib() { /usr/bin/time -f %M sh -c "$1 > /dev/null 2>&1" 2>&1 | tail -1; }
 

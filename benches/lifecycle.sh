@@ -30,12 +30,7 @@ helm="$tools/helm --kubeconfig $KUBECONFIG"
 results=$work/results.md
 : > "$results"
 
-bench() { # bench TITLE hyperfine-args...
-  local title=$1
-  shift
-  hyperfine --style basic --warmup 1 --runs "$runs" --export-json "$work/one.json" "$@" > /dev/null
-  { echo "### $title"; echo; python3 "$repo/benches/hyperfine_table.py" "$work/one.json"; echo; } >> "$results"
-}
+. "$repo/benches/bench.sh"
 
 for count in 300 5000; do
   d=$work/$count

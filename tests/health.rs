@@ -7,9 +7,7 @@ mod support;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{
-    DeleteOnDrop, Run, TestProject as Project, VaultHome, crd, run, run_with_stdin, unique_group, wait_until,
-};
+use support::{DeleteOnDrop, Run, TestProject as Project, VaultHome, crd, run, unique_group, wait_until};
 
 /// The project helpers these tests share.
 trait Deploys {
@@ -300,16 +298,7 @@ fn a_changed_config_rolls_its_workload_and_an_unchanged_one_does_not() {
         "health-rollout",
         &format!("secrets: [secrets.sops.yaml]\nrecipients: [{recipient}]\n"),
     );
-    let set_secret = |value: &str| {
-        let mut set = home.kdeploy();
-        set.current_dir(p.dir.path()).env("SOPS_AGE_KEY_FILE", &identity).args([
-            "vault",
-            "set",
-            "secrets.sops.yaml",
-            "token",
-        ]);
-        run_with_stdin(&mut set, Some(value)).ok();
-    };
+    let set_secret = |value: &str| home.vault_set(p.dir.path(), &identity, "secrets.sops.yaml", "token", value);
     set_secret(CANARY);
     p.write(
         "manifests/config.yaml",

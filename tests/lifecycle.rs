@@ -74,16 +74,7 @@ fn a_failed_apply_rolls_back_and_a_rollback_from_anywhere_restores_values_replic
         "life",
         &format!("secrets: [secrets.sops.yaml]\nrecipients: [{recipient}]\n"),
     );
-    let set_secret = |value: &str| {
-        let mut set = home.kdeploy();
-        set.current_dir(p.dir.path()).env("SOPS_AGE_KEY_FILE", &identity).args([
-            "vault",
-            "set",
-            "secrets.sops.yaml",
-            "token",
-        ]);
-        run_with_stdin(&mut set, Some(value)).ok();
-    };
+    let set_secret = |value: &str| home.vault_set(p.dir.path(), &identity, "secrets.sops.yaml", "token", value);
     let in_home = |mut command: Command| {
         home.isolate(&mut command);
         command.env("SOPS_AGE_KEY_FILE", &identity);

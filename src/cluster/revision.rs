@@ -17,7 +17,6 @@
 //! The outcome lives in a label, so that a later step (an automatic rollback) can change it with one
 //! small patch; `superseded` is not stored but read: a deployed revision with a newer one after it.
 
-use std::collections::BTreeSet;
 use std::io::{Read as _, Write as _};
 
 use k8s_openapi::ByteString;
@@ -78,6 +77,11 @@ impl Outcome {
             Outcome::Failed => "failed",
             Outcome::RolledBack => "rolled-back",
         }
+    }
+
+    /// Deployed, whether or not a newer revision came after it.
+    pub fn is_deployed(self) -> bool {
+        matches!(self, Outcome::Deployed | Outcome::Superseded)
     }
 
     fn parse(text: &str) -> Option<Outcome> {
@@ -167,15 +171,15 @@ impl Record {
             })
             .collect()
     }
+}
 
-    /// The stubs' objects, as references.
-    pub fn sealed_objects(&self) -> Vec<ObjectRef> {
-        self.objects
-            .iter()
-            .filter(|o| stub_index(o).is_some())
-            .map(reference)
-            .collect()
-    }
+/// The objects of `objects` that are stubs of sealed ones (their values not at hand), as references.
+pub fn stubs(objects: &[Json]) -> Vec<ObjectRef> {
+    objects
+        .iter()
+        .filter(|o| stub_index(o).is_some())
+        .map(reference)
+        .collect()
 }
 
 /// The index a stub stands for.
@@ -502,17 +506,7 @@ impl History {
     /// The revision a rollback goes back to by default: the newest one that deployed, before the
     /// newest revision.
     pub fn last_good_before_latest(&self) -> Option<&Stored> {
-        self.revisions
-            .iter()
-            .skip(1)
-            .find(|r| matches!(r.outcome, Outcome::Deployed | Outcome::Superseded))
-    }
-
-    /// The newest revision that deployed.
-    pub fn last_deployed(&self) -> Option<&Stored> {
-        self.revisions
-            .iter()
-            .find(|r| matches!(r.outcome, Outcome::Deployed | Outcome::Superseded))
+        self.revisions.iter().skip(1).find(|r| r.outcome.is_deployed())
     }
 }
 
@@ -646,11 +640,6 @@ pub fn is_newer_version(version: &str) -> bool {
     parse(version) > parse(env!("CARGO_PKG_VERSION"))
 }
 
-/// The references in `objects`, as a set.
-pub fn references(objects: &[Json]) -> BTreeSet<ObjectRef> {
-    objects.iter().map(reference).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -697,7 +686,7 @@ mod tests {
             object_count: 4,
         };
         assert_eq!(record.objects_unsealed(Some(&sealed)), objects);
-        assert_eq!(record.sealed_objects().len(), 3);
+        assert_eq!(stubs(&record.objects).len(), 3);
     }
 
     #[test]

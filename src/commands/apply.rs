@@ -411,7 +411,7 @@ async fn roll_back_failed(
     let target = history
         .revisions
         .iter()
-        .find(|r| r.record.number < context.failed_number && revisions::deployed(r.outcome));
+        .find(|r| r.record.number < context.failed_number && r.outcome.is_deployed());
     let to = target.map(|t| t.record.number);
     match to {
         Some(to) => ui::warn(&format!(

@@ -187,7 +187,7 @@ impl Recorder<'_> {
 
 /// A stored revision's objects, Secrets unsealed: with `known` when it seals them under that key, else
 /// with the identities. Err says why the sealed ones cannot be opened (or that they were never stored).
-pub fn open_objects(
+fn open_objects(
     record: &Record,
     known: Option<&Sealing>,
     identities: &mut IdentityChain,
@@ -215,18 +215,9 @@ pub fn open_objects(
     }
 }
 
-/// The objects of `objects` that are stubs of sealed ones (their values not at hand).
-pub fn stubs(objects: &[Json]) -> Vec<ObjectRef> {
-    objects
-        .iter()
-        .filter(|o| revision::stub_index(o).is_some())
-        .map(revision::reference)
-        .collect()
-}
-
 /// The stubs whose live object is still exactly what the revision applied (the same applied digest):
 /// they need no restoring, so their values are not needed.
-pub async fn stubs_as_applied(resources: &Resources, objects: &[Json]) -> BTreeSet<ObjectRef> {
+async fn stubs_as_applied(resources: &Resources, objects: &[Json]) -> BTreeSet<ObjectRef> {
     let mut same = BTreeSet::new();
     for stub in objects.iter().filter(|o| revision::stub_index(o).is_some()) {
         let Some(wanted) = unchanged::recorded(stub) else {
@@ -267,18 +258,13 @@ pub async fn restorable(
         return (objects, BTreeSet::new(), None);
     };
     let same = stubs_as_applied(resources, &objects).await;
-    let differing: Vec<String> = stubs(&objects)
+    let left_alone: BTreeSet<ObjectRef> = revision::stubs(&objects).into_iter().collect();
+    let differing: Vec<String> = left_alone
         .iter()
         .filter(|o| !same.contains(*o))
         .map(ToString::to_string)
         .collect();
-    let left_alone: BTreeSet<ObjectRef> = stubs(&objects).into_iter().collect();
     objects.retain(|o| revision::stub_index(o).is_none());
     let why = (!differing.is_empty()).then(|| format!("{why}; and these differ from it now: {}", differing.join(", ")));
     (objects, left_alone, why)
-}
-
-/// Whether an outcome counts as deployed.
-pub fn deployed(outcome: Outcome) -> bool {
-    matches!(outcome, Outcome::Deployed | Outcome::Superseded)
 }

@@ -400,6 +400,15 @@ impl VaultHome {
         path
     }
 
+    /// `kdeploy vault set FILE KEY` in `dir` with `identity`, the value on stdin; it must succeed.
+    pub fn vault_set(&self, dir: &Path, identity: &Path, file: &str, key: &str, value: &str) {
+        let mut set = self.kdeploy();
+        set.current_dir(dir)
+            .env("SOPS_AGE_KEY_FILE", identity)
+            .args(["vault", "set", file, key]);
+        run_with_stdin(&mut set, Some(value)).ok();
+    }
+
     /// The pinned sops CLI, with this home's environment and `identity` as its key file.
     pub fn sops(&self, identity: &Path) -> Command {
         let mut command = Command::new(tool_bin("sops"));
