@@ -26,6 +26,9 @@ pub struct Cli {
 pub enum Command {
     /// Render templates to a YAML stream on stdout
     Render(RenderArgs),
+    /// Render, then check every object against the Kubernetes schemas and the CRDs, offline: every
+    /// mistake at the template line that wrote it, exit 2 if there is any
+    Validate(ValidateArgs),
     /// Show what applying would change in the cluster (server-side dry run); exit 1 if anything would
     Diff(DiffArgs),
     /// Apply the rendered objects with server-side apply, prune what left, and wait until ready
@@ -151,6 +154,33 @@ pub struct InputArgs {
 
     #[command(flatten)]
     pub identity: IdentityArgs,
+
+    #[command(flatten)]
+    pub validation: ValidationArgs,
+}
+
+/// How the rendered objects and the values are checked before anything else sees them.
+#[derive(Debug, Args, Clone, Default)]
+pub struct ValidationArgs {
+    /// Skip validation against the Kubernetes schemas, the CRDs and the values schema
+    #[arg(long)]
+    pub no_validate: bool,
+
+    /// Validate against the schemas of this Kubernetes version (default: the cluster's own when diff or
+    /// apply are connected, else the version kdeploy is built for); an unknown version lists the known
+    /// ones. Also KDEPLOY_KUBE_VERSION
+    #[arg(long, value_name = "VERSION", env = "KDEPLOY_KUBE_VERSION")]
+    pub kube_version: Option<String>,
+
+    /// An object whose kind has no schema anywhere (no CRD in the stream, the cluster or the schema
+    /// folders) is an error, not a warning
+    #[arg(long)]
+    pub strict: bool,
+
+    /// A value that no template reads is an error, not a warning (also `strict_values: true` in
+    /// kdeploy.yaml)
+    #[arg(long)]
+    pub strict_values: bool,
 }
 
 /// Which age identity opens vault files.
@@ -323,6 +353,12 @@ pub struct RenderArgs {
     /// Output format: a YAML stream, or a JSON v1 List
     #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Yaml)]
     pub output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
 }
 
 #[derive(Debug, Args)]

@@ -3,12 +3,13 @@
 //!
 //! The modules follow the data: [`project`] and [`values`] gather the inputs, [`source`] turns each
 //! source (templates rendered by [`template`], plain YAML, kustomize, Helm charts, pinned URLs) into
-//! YAML documents, [`manifest`] turns those into patched, validated, ordered Kubernetes objects, and
-//! [`cluster`] diffs and applies them.
+//! YAML documents, [`manifest`] turns those into patched, ordered Kubernetes objects, [`check`] validates them
+//! against the Kubernetes schemas and their CRDs offline, and [`cluster`] diffs and applies them.
 //! [`yaml`] is the data model they share, [`diagnostic`] the way they report errors, [`parallel`]
 //! spreads the per-object work of large manifests over the cores, and [`util`] holds the few helpers
 //! (hex, the cache folder, UTC time) that every stage uses and none owns.
 
+pub mod check;
 pub mod cli;
 pub mod cluster;
 pub mod commands;

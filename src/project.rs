@@ -108,6 +108,14 @@ pub struct ProjectConfig {
     pub health: Vec<HealthRule>,
     /// Whether workloads get checksums of the ConfigMaps and Secrets they use (default: yes).
     pub config_checksums: Option<bool>,
+    /// Folders of schemas for custom resources: CRD manifests, or JSON Schema files laid out as
+    /// kubeconform's CRD catalogues are (`GROUP/KIND_VERSION.json`).
+    #[serde(default)]
+    pub schemas: Vec<PathBuf>,
+    /// A JSON Schema (2020-12, YAML or JSON) the merged values must meet before anything renders.
+    pub values_schema: Option<PathBuf>,
+    /// A value that no template reads is an error, not a warning.
+    pub strict_values: Option<bool>,
     #[serde(default)]
     pub targets: BTreeMap<String, TargetConfig>,
 }
@@ -151,6 +159,8 @@ pub struct TargetConfig {
     pub env_files: Vec<PathBuf>,
     #[serde(default)]
     pub secrets: Vec<PathBuf>,
+    /// The values schema for this target, in place of the project's.
+    pub values_schema: Option<PathBuf>,
 }
 
 /// A loaded project file.
@@ -186,6 +196,10 @@ pub struct Selection {
     pub health: HealthRules,
     /// The project said `config_checksums: false`: workloads get no checksums of their configs.
     pub config_checksums_off: bool,
+    /// Folders of custom resource schemas.
+    pub schema_folders: Vec<PathBuf>,
+    pub values_schema: Option<PathBuf>,
+    pub strict_values: bool,
 }
 
 impl Project {
@@ -460,6 +474,9 @@ impl Project {
             identity: config.name.clone(),
             health: HealthRules(config.health.clone()),
             config_checksums_off: config.config_checksums == Some(false),
+            schema_folders: resolve(&config.schemas),
+            values_schema: config.values_schema.as_deref().map(|p| self.path(p)),
+            strict_values: config.strict_values == Some(true),
         };
         if let Some(name) = target {
             let target = config.targets.get(name).ok_or_else(|| ProjectError::UnknownTarget {
@@ -470,6 +487,9 @@ impl Project {
             selection.values_files.extend(resolve(&target.values));
             selection.env_files.extend(resolve(&target.env_files));
             selection.secrets_files.extend(resolve(&target.secrets));
+            if let Some(schema) = &target.values_schema {
+                selection.values_schema = Some(self.path(schema));
+            }
             if target.namespace.is_some() {
                 selection.namespace = target.namespace.clone();
             }

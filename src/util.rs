@@ -26,6 +26,19 @@ pub fn cache_dir() -> PathBuf {
     home.join(".cache").join("kdeploy")
 }
 
+/// Writes a cache file whole or not at all (a temporary file renamed into place), making its folder;
+/// a cache that cannot be written is only a slower next run, so errors are ignored.
+pub fn write_cache_file(file: &Path, bytes: &[u8]) {
+    use std::io::Write;
+    let Some(dir) = file.parent() else { return };
+    let written = std::fs::create_dir_all(dir).ok().and_then(|()| {
+        let mut temporary = tempfile::NamedTempFile::new_in(dir).ok()?;
+        temporary.write_all(bytes).ok()?;
+        temporary.persist(file).ok()
+    });
+    let _ = written;
+}
+
 /// The most a cache folder of downloads may hold: `KDEPLOY_CACHE_MAX_MB`, else 1 GiB.
 pub fn cache_limit() -> u64 {
     std::env::var("KDEPLOY_CACHE_MAX_MB")

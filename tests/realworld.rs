@@ -120,8 +120,12 @@ fn every_corpus_file_renders_to_exactly_what_kubectl_decodes() {
                     let Some(file) = queue.lock().unwrap().pop() else { return };
                     let expected = kubectl_objects(&file);
                     // What is compared is reading: kdeploy's one addition to objects (checksums of the
-                    // configs a pod template uses) is turned off.
-                    let out = run(kdeploy().current_dir(std::env::temp_dir()).args(["render", "--no-config-checksums", "-o", "json", "-m"]).arg(&file));
+                    // configs a pod template uses) is turned off, and so is validation against the
+                    // schemas (its own test below), as kubectl's decoding knows nothing of them.
+                    let out = run(kdeploy()
+                        .current_dir(std::env::temp_dir())
+                        .args(["render", "--no-config-checksums", "--no-validate", "-o", "json", "-m"])
+                        .arg(&file));
                     let shown = file.strip_prefix(&root).unwrap().display().to_string();
                     let mut tally = tally.lock().unwrap();
                     if out.code != 0 {
@@ -322,12 +326,91 @@ fn rendering_the_real_world_stacks_prints_no_hint_about_vaults() {
     ] {
         let dir = root.join(stack);
         assert!(dir.exists(), "{} is missing", dir.display());
+        // doks-monitoring's RBAC is rbac.authorization.k8s.io/v1beta1, which validation refuses.
         let out = run(kdeploy()
             .current_dir(elsewhere.path())
-            .arg("render")
-            .arg("-m")
+            .args(["render", "--no-validate", "-m"])
             .arg(&dir));
         assert_eq!(out.code, 0, "{stack}: {}", out.stderr);
         assert!(!out.stderr.to_lowercase().contains("vault"), "{stack}: {}", out.stderr);
     }
+}
+
+/// Every stack kubectl applies validates clean against the embedded Kubernetes 1.36 schemas and its
+/// own CRDs: no false alarm from int-or-string, quantities, preserve-unknown-fields, `*List` kinds,
+/// nulls or empty maps. Custom resources whose CRD is in the stack are checked against it.
+#[test]
+fn the_stacks_kubectl_applies_validate_with_no_false_alarm() {
+    let root = realworld();
+    let elsewhere = tempfile::tempdir().unwrap();
+    for (stack, objects, custom) in [
+        ("kube-prometheus/manifests", 125, 23),
+        ("argo-cd/manifests/install.yaml", 59, 0),
+        ("argo-cd/manifests/ha/base/redis-ha/chart/upstream.yaml", 15, 0),
+        ("ingress-nginx", 19, 0),
+        ("metallb", 26, 0),
+        ("knative-serving", 59, 2),
+        ("gateway-api", 5, 0),
+    ] {
+        let out = run(kdeploy()
+            .current_dir(elsewhere.path())
+            .env("KUBECONFIG", elsewhere.path().join("none"))
+            .args(["validate", "-n", "stack", "-m"])
+            .arg(root.join(stack)));
+        assert_eq!(out.code, 0, "{stack}: {}", out.stderr);
+        let summary = format!("{objects} objects valid against Kubernetes 1.36 ({custom} custom resource");
+        assert!(out.stderr.contains(&summary), "{stack}: {}", out.stderr);
+        assert!(
+            !out.stderr.contains("no schema"),
+            "{stack}: a kind went unchecked: {}",
+            out.stderr
+        );
+    }
+    // File by file (custom resources without their CRDs only warn), every Argo Workflows example
+    // that kdeploy reads at all has no error.
+    let mut files = Vec::new();
+    manifest_files(&root.join("argo-workflows"), &mut files);
+    let mut checked = 0;
+    for file in &files {
+        let out = run(kdeploy()
+            .current_dir(elsewhere.path())
+            .args(["validate", "-n", "stack", "-m"])
+            .arg(file));
+        assert!(
+            !out.stderr.contains("checked against"),
+            "{}: {}",
+            file.display(),
+            out.stderr
+        );
+        checked += usize::from(out.code == 0);
+    }
+    assert!(checked >= 20, "only {checked} Argo Workflows files validated");
+}
+
+/// doks-monitoring targets a Kubernetes of 2019: its RBAC apiVersion is refused with the release that
+/// removed it and its replacement, and its envsubst placeholder is no Secret data.
+#[test]
+fn a_stack_for_an_old_kubernetes_is_refused_with_what_replaced_its_apis() {
+    let elsewhere = tempfile::tempdir().unwrap();
+    let out = run(kdeploy()
+        .current_dir(elsewhere.path())
+        .args(["validate", "-n", "stack", "-m"])
+        .arg(realworld().join("doks-monitoring")));
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("ClusterRole/prometheus apiVersion: rbac.authorization.k8s.io/v1beta1 ClusterRole was removed in Kubernetes 1.22; use rbac.authorization.k8s.io/v1"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("data.admin-password: is not a valid base64 text"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("doks-monitoring/manifest/prometheus-0serviceaccount.yaml:8:13"),
+        "{}",
+        out.stderr
+    );
 }

@@ -111,7 +111,7 @@ fn phases_example_renders_in_apply_order_with_config_checksums() {
     assert!(before.as_str().is_some_and(|c| c.len() == 32), "{before}");
     // The same config gives the same checksum; another log level another one; other values none.
     assert_eq!(checksum(&render_in(&dir, &[])), before);
-    assert_eq!(checksum(&render_in(&dir, &["-v", "replicas=3"])), before);
+    assert_eq!(checksum(&render_in(&dir, &["--data-value-yaml", "replicas=3"])), before);
     assert_ne!(checksum(&render_in(&dir, &["-v", "log_level=debug"])), before);
     assert!(checksum(&render_in(&dir, &["--no-config-checksums"])).is_null());
 }

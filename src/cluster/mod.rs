@@ -8,6 +8,7 @@ pub mod applyset;
 pub mod client;
 pub mod health;
 pub mod lock;
+pub mod openapi;
 pub mod plan;
 pub mod resources;
 pub mod revision;

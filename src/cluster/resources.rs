@@ -267,13 +267,9 @@ impl Resources {
             core,
             groups,
         };
-        let Some(dir) = file.parent() else { return };
-        let written = std::fs::create_dir_all(dir).ok().and_then(|()| {
-            let mut temporary = tempfile::NamedTempFile::new_in(dir).ok()?;
-            serde_json::to_writer(&mut temporary, &entry).ok()?;
-            temporary.persist(file).ok()
-        });
-        let _ = written;
+        if let Ok(bytes) = serde_json::to_vec(&entry) {
+            crate::util::write_cache_file(file, &bytes);
+        }
     }
 
     async fn resolve_per_group(&self, api_version: &str, kind: &str) -> Result<Option<Resolved>, ClusterError> {

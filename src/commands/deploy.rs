@@ -71,6 +71,44 @@ fn choose_applyset(inputs: &Inputs, flag: Option<&str>, namespace: &str) -> (Opt
     (Some(applyset), prune_off)
 }
 
+/// The schemas the cluster serves for the group-versions of the manifest, when validation will use
+/// them (not with `--no-validate` or an explicit `--kube-version`). A cluster that cannot say leaves
+/// validation to the embedded schemas, with a warning.
+async fn served_schemas(
+    rendered: &RenderedInputs,
+    cluster: &crate::cluster::client::Cluster,
+) -> Option<crate::check::Catalog> {
+    let args = &rendered.inputs.validation;
+    if args.no_validate || args.kube_version.is_some() {
+        return None;
+    }
+    let group_versions: std::collections::BTreeSet<String> = rendered
+        .manifest
+        .objects
+        .iter()
+        .map(|o| o.api_version().to_owned())
+        .chain(["v1".to_owned()])
+        .collect();
+    let fetched = async {
+        let version = cluster.client.apiserver_version().await.map_err(|e| e.to_string())?;
+        let documents = crate::cluster::openapi::served_documents(&cluster.client, &cluster.server, &group_versions)
+            .await
+            .map_err(|e| e.to_string())?;
+        crate::check::Catalog::served(version.git_version.trim_start_matches('v'), &documents)
+            .map_err(|e| e.to_string())
+    };
+    match fetched.await {
+        Ok(catalog) => Some(catalog),
+        Err(why) => {
+            ui::warn(&format!(
+                "validating against kdeploy's own Kubernetes {} schemas: the cluster's could not be read ({why})",
+                crate::check::kubernetes::DEFAULT_VERSION
+            ));
+            None
+        }
+    }
+}
+
 /// A runtime for the cluster commands (the machines kdeploy runs on are small: two threads suffice).
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
@@ -86,7 +124,9 @@ pub async fn prepare(
     cluster_args: &ClusterArgs,
     lock_timeout: Option<std::time::Duration>,
 ) -> anyhow::Result<Prepared> {
-    let inputs = Inputs::gather(input)?;
+    let mut inputs = Inputs::gather(input)?;
+    // Validation waits for the cluster's own schemas, fetched for the group-versions the render uses.
+    inputs.validate_later = true;
     ui::note(&inputs.project_line());
     let selection = &inputs.selection;
     let target_context = selection.context.clone().zip(selection.target.clone());
@@ -101,11 +141,14 @@ pub async fn prepare(
     } else {
         None
     };
+    let rendered = inputs.render_for(facts.as_ref())?;
+    rendered.validate(served_schemas(&rendered, &cluster).await)?;
     let RenderedInputs {
         inputs,
         manifest,
         redactor,
-    } = inputs.render_for(facts.as_ref())?;
+        ..
+    } = rendered;
     let selection = &inputs.selection;
     let namespace = selection.namespace.clone().unwrap_or_else(|| cluster.namespace.clone());
     let (applyset, prune_off) = choose_applyset(&inputs, cluster_args.applyset.as_deref(), &namespace);

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 
-use crate::cli::InputArgs;
+use crate::check;
+use crate::cli::{InputArgs, ValidationArgs};
 use crate::manifest::{Manifest, checksum};
 use crate::project::{DEFAULT_TEMPLATES, PROJECT_FILE, Project, Selection};
 use crate::source::{self, Capabilities, SourceContext, SourceKind, SourceSpec};
@@ -46,6 +47,10 @@ pub struct Inputs {
     pub secrets: Secrets,
     /// Bounds the render's time and memory until it is done (see [`trust::watch`]).
     watchdog: Option<trust::Watchdog>,
+    pub validation: ValidationArgs,
+    /// Set by diff and apply, which validate against the schemas the cluster serves once they know
+    /// which group-versions the manifest uses ([`RenderedInputs::validate`]).
+    pub validate_later: bool,
 }
 
 /// The result of a render, with the inputs that produced it.
@@ -55,6 +60,21 @@ pub struct RenderedInputs {
     pub manifest: Manifest,
     /// Masks vault values wherever they appear (diffs, logs, errors).
     pub redactor: Redactor,
+    /// What places a wrong field at the line that wrote it.
+    origins: RenderOrigins,
+}
+
+impl RenderedInputs {
+    /// Validates the manifest (unless `--no-validate`) against `served` (the schemas a connected
+    /// cluster serves), else the embedded schemas of the version asked for; the stream's own CRDs and
+    /// the project's schema folders come on top. Every error is placed where it was written.
+    pub fn validate(&self, served: Option<check::Catalog>) -> anyhow::Result<()> {
+        let args = &self.inputs.validation;
+        if args.no_validate {
+            return Ok(());
+        }
+        validate(&self.manifest, served, args, &self.inputs.selection, &self.origins)
+    }
 }
 
 impl Inputs {
@@ -147,6 +167,8 @@ impl Inputs {
             env,
             secrets,
             watchdog,
+            validation: args.validation.clone(),
+            validate_later: false,
         })
     }
 
@@ -174,6 +196,41 @@ impl Inputs {
             ));
         }
         line
+    }
+
+    /// Warns about each value no template reads (an error with `--strict-values` or
+    /// `strict_values: true`). The project file's own text counts as a reader: a chart's `values:` may
+    /// name values too.
+    fn check_unread_values(&self, templates: &crate::template::TemplateSet) -> anyhow::Result<()> {
+        if self.validation.no_validate {
+            return Ok(());
+        }
+        let mut read = templates.value_paths_read();
+        if let Some((file, _)) = &self.project
+            && let Ok(text) = std::fs::read_to_string(file)
+        {
+            for tag in crate::template::tag_texts(&text) {
+                crate::template::value_paths_in(tag, &mut read);
+            }
+        }
+        let leaves = self.values.leaves();
+        let unread = check::values::unread(leaves.iter().map(|(path, _, origin)| (path.clone(), *origin)), &read);
+        if unread.is_empty() {
+            return Ok(());
+        }
+        let lines: Vec<String> = unread.iter().map(check::values::describe).collect();
+        if self.validation.strict_values || self.selection.strict_values {
+            bail!(
+                "{} value{} read by no template (--strict-values):\n  {}",
+                unread.len(),
+                if unread.len() == 1 { " is" } else { "s are" },
+                lines.join("\n  ")
+            );
+        }
+        for line in &lines {
+            ui::warn(&format!("{line} (--strict-values makes this an error)"));
+        }
+        Ok(())
     }
 
     /// Whether any source is a Helm chart (which may ask what the cluster serves).
@@ -244,6 +301,21 @@ impl Inputs {
         for warning in &rendered.warnings {
             ui::warn(warning);
         }
+        if let Some(templates) = &rendered.templates {
+            self.check_unread_values(templates)?;
+        }
+        let mut origins = RenderOrigins {
+            templates: rendered.templates,
+            context,
+            texts: std::collections::HashMap::new(),
+        };
+        for document in &rendered.documents {
+            if let Some(text) = &document.text
+                && !origins.texts.contains_key(&document.template)
+            {
+                origins.texts.insert(document.template.clone(), text.clone());
+            }
+        }
         let mut manifest = Manifest::from_documents_shaped(
             rendered.documents,
             self.selection.namespace.as_deref(),
@@ -284,13 +356,96 @@ impl Inputs {
                 object
             ));
         }
-        drop(watchdog);
-        Ok(RenderedInputs {
+        let rendered = RenderedInputs {
             inputs: self,
             manifest,
             redactor,
+            origins,
+        };
+        if !rendered.inputs.validate_later {
+            rendered.validate(None)?;
+        }
+        drop(watchdog);
+        Ok(rendered)
+    }
+}
+
+/// What placing a wrong field needs: the templates to render again, and the texts files and programs
+/// gave.
+struct RenderOrigins {
+    templates: Option<crate::template::TemplateSet>,
+    context: TemplateContext,
+    texts: std::collections::HashMap<PathBuf, std::sync::Arc<str>>,
+}
+
+impl std::fmt::Debug for RenderOrigins {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RenderOrigins")
+            .field("templates", &self.templates)
+            .finish_non_exhaustive()
+    }
+}
+
+impl check::locate::Origins for RenderOrigins {
+    fn place(&self, source: &crate::manifest::Source) -> Option<check::locate::Placed> {
+        use check::locate::{Lines, Placed};
+        if let Some(text) = self.texts.get(&source.template) {
+            let documents = crate::yaml::parse_stream(text, &mut |_| Ok(None)).ok()?;
+            let document = documents.into_iter().nth(source.document.checked_sub(1)?)?;
+            let lines = if source.rendered {
+                Lines::Output {
+                    label: source.template.clone(),
+                    text: text.clone(),
+                }
+            } else {
+                Lines::File {
+                    path: source.template.clone(),
+                    text: text.clone(),
+                }
+            };
+            return Some(Placed {
+                root: document.root,
+                lines,
+            });
+        }
+        let placed = self
+            .templates
+            .as_ref()?
+            .place(&self.context, &source.template, source.document)?;
+        Some(Placed {
+            root: placed.root,
+            lines: Lines::Templates(placed.lines),
         })
     }
+}
+
+/// Validates the manifest against the cluster's schemas when connected (else the embedded ones of
+/// the version asked for), the stream's own CRDs and the project's schema folders; every error at
+/// the place it was written.
+fn validate(
+    manifest: &Manifest,
+    served: Option<check::Catalog>,
+    args: &ValidationArgs,
+    selection: &Selection,
+    origins: &dyn check::locate::Origins,
+) -> anyhow::Result<()> {
+    let mut catalog = match (served, &args.kube_version) {
+        (Some(served), None) => served,
+        (_, version) => check::Catalog::embedded(version.as_deref().unwrap_or(check::kubernetes::DEFAULT_VERSION))?,
+    };
+    catalog.add_stream_crds(&manifest.objects);
+    for folder in &selection.schema_folders {
+        catalog.add_folder(folder)?;
+    }
+    let options = check::Options { strict: args.strict };
+    let report = check::validate(&manifest.objects, &catalog, &options);
+    for warning in &report.warnings {
+        ui::warn(warning);
+    }
+    if report.errors.is_empty() {
+        return Ok(());
+    }
+    Err(check::failure(&report, &manifest.objects, &catalog, origins).into())
 }
 
 /// Resolves the secret references (`ref+vault://…`, `ref+awssecrets://…`, `ref+awsssm://…`) among the

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use crate::cli::{OutputFormat, RenderArgs};
+use crate::cli::{OutputFormat, RenderArgs, ValidateArgs};
 
 pub fn run(args: &RenderArgs) -> anyhow::Result<ExitCode> {
     let inputs = super::Inputs::gather(&args.input)?;
@@ -26,5 +26,33 @@ pub fn run(args: &RenderArgs) -> anyhow::Result<ExitCode> {
     // milliseconds at 10,000 objects), so the memory goes back with the process instead.
     std::mem::forget(rendered);
     std::mem::forget(text);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `kdeploy validate`: render and validate, offline; nothing on stdout, a summary on stderr.
+pub fn validate(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
+    if args.input.validation.no_validate {
+        anyhow::bail!("`kdeploy validate --no-validate` would check nothing");
+    }
+    let inputs = super::Inputs::gather(&args.input)?;
+    let version = args
+        .input
+        .validation
+        .kube_version
+        .clone()
+        .unwrap_or_else(|| crate::check::kubernetes::DEFAULT_VERSION.to_owned());
+    let rendered = inputs.render()?;
+    let objects = &rendered.manifest.objects;
+    let custom = objects
+        .iter()
+        .filter(|o| !crate::check::kubernetes::is_builtin_group(o.group()))
+        .count();
+    crate::ui::note(&format!(
+        "{} object{} valid against Kubernetes {version} ({custom} custom resource{} against their CRDs)",
+        objects.len(),
+        if objects.len() == 1 { "" } else { "s" },
+        if custom == 1 { "" } else { "s" },
+    ));
+    std::mem::forget(rendered);
     Ok(ExitCode::SUCCESS)
 }

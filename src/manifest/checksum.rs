@@ -248,6 +248,7 @@ mod tests {
                 line: 1,
                 rendered: true,
                 source: 0,
+                list_item: None,
             },
         }
     }

@@ -36,6 +36,8 @@ pub struct Source {
     pub rendered: bool,
     /// The project source it came from (its position in the list).
     pub source: usize,
+    /// Its position among the `items` of a `List` document, when it came in one.
+    pub list_item: Option<usize>,
 }
 
 impl fmt::Display for Source {
@@ -194,6 +196,7 @@ impl Manifest {
                 line: document.line,
                 rendered: document.rendered,
                 source: document.source,
+                list_item: None,
             };
             let mut objects = Vec::new();
             let mut problems = Vec::new();
@@ -406,8 +409,12 @@ fn unpack(value: Json, source: &Source, objects: &mut Vec<Object>, problems: &mu
         && !map.contains_key("metadata");
     if is_list {
         if let Some(Json::Array(items)) = map.get("items") {
-            for item in items {
-                unpack(item.clone(), source, objects, problems);
+            for (i, item) in items.iter().enumerate() {
+                let in_list = Source {
+                    list_item: source.list_item.or(Some(i)),
+                    ..source.clone()
+                };
+                unpack(item.clone(), &in_list, objects, problems);
             }
         }
         return;

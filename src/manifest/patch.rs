@@ -83,6 +83,7 @@ impl Shaping {
                         line: 1,
                         rendered: false,
                         source: 0,
+                        list_item: None,
                     },
                     message: format!(
                         "this patch matches no object (target {}); check its kind, name and namespace",
@@ -539,6 +540,7 @@ mod tests {
                 line: 1,
                 rendered: false,
                 source: 0,
+                list_item: None,
             },
         };
         let target = |selector: &str| PatchTarget {

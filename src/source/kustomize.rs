@@ -79,15 +79,7 @@ fn check_tree(dir: &Path, seen: &mut crate::trust::Walk) -> Result<(), SourceErr
         "kustomization",
         crate::trust::policy().limits.max_text_file_bytes,
     )?;
-    let documents = crate::yaml::json_documents(&text).map_err(|e| {
-        SourceError::Message(format!(
-            "{}:{}:{}: {}",
-            file.display(),
-            e.mark.line,
-            e.mark.column,
-            e.message
-        ))
-    })?;
+    let documents = crate::yaml::json_documents(&text).map_err(|e| SourceError::Message(e.at(&file)))?;
     let refuse = |what: &str| {
         SourceError::Message(format!(
             "{}: {what}: untrusted mode builds only kustomizations whose every file lies inside the repository",

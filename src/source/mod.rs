@@ -142,12 +142,15 @@ pub struct SourceContext<'a> {
 pub struct Rendered {
     pub documents: Vec<RenderedDocument>,
     pub warnings: Vec<String>,
+    /// The project's templates, kept to place a wrong field at the line that wrote it.
+    pub templates: Option<TemplateSet>,
 }
 
 /// Renders every source. Templates from all template sources form one set (a template may include
 /// one from another folder); the other sources run side by side, each in its own thread.
 pub fn render_all(specs: &[SourceSpec], context: &SourceContext<'_>) -> Result<Rendered, SourceError> {
     let mut outputs: Vec<Option<Rendered>> = (0..specs.len()).map(|_| None).collect();
+    let mut templates = None;
     let template_roots: Vec<(usize, &PathBuf)> = specs
         .iter()
         .enumerate()
@@ -161,10 +164,7 @@ pub fn render_all(specs: &[SourceSpec], context: &SourceContext<'_>) -> Result<R
         let set = TemplateSet::load(&roots, context.data_files)?;
         let rendered = set.render(context.templates)?;
         for (i, _) in &template_roots {
-            outputs[*i] = Some(Rendered {
-                documents: Vec::new(),
-                warnings: Vec::new(),
-            });
+            outputs[*i] = Some(Rendered::default());
         }
         let first = template_roots[0].0;
         if let Some(output) = outputs[first].as_mut() {
@@ -190,6 +190,7 @@ pub fn render_all(specs: &[SourceSpec], context: &SourceContext<'_>) -> Result<R
                 output.documents.push(document);
             }
         }
+        templates = Some(set);
     }
     let others: Vec<(usize, &SourceSpec)> = specs
         .iter()
@@ -218,7 +219,10 @@ pub fn render_all(specs: &[SourceSpec], context: &SourceContext<'_>) -> Result<R
         })?;
         outputs[i] = Some(rendered);
     }
-    let mut all = Rendered::default();
+    let mut all = Rendered {
+        templates,
+        ..Rendered::default()
+    };
     for (i, output) in outputs.into_iter().enumerate() {
         let Some(output) = output else { continue };
         all.warnings.extend(output.warnings);
@@ -250,7 +254,7 @@ fn render_one(spec: &SourceSpec, context: &SourceContext<'_>) -> Result<Rendered
     };
     Ok(Rendered {
         documents,
-        warnings: Vec::new(),
+        ..Rendered::default()
     })
 }
 

@@ -87,6 +87,7 @@ pub fn parse(label: &Path, text: &str, rendered: bool) -> Result<Vec<RenderedDoc
         diagnostic::SourceError::new(message, label, Some(text), mark.line, mark.column).into()
     };
     let documents = yaml::json_documents(text).map_err(|e| error(e.mark, &e.message))?;
+    let shared: std::sync::Arc<str> = std::sync::Arc::from(text);
     Ok(documents
         .into_iter()
         .enumerate()
@@ -96,6 +97,7 @@ pub fn parse(label: &Path, text: &str, rendered: bool) -> Result<Vec<RenderedDoc
             line: document.mark.line,
             rendered,
             value: document.root,
+            text: Some(shared.clone()),
             ..RenderedDocument::default()
         })
         .collect())

@@ -22,6 +22,7 @@ use crate::diagnostic::{SourceError, line_column};
 use crate::yaml;
 
 pub use placeholder::value_text;
+pub use rewrite::tag_texts;
 
 /// Template files are `.yaml` and `.yml`; a file whose name starts with `_`, and any `.tera` or `.tpl`
 /// file, is a partial: available to `include` and components, not rendered on its own.
@@ -78,6 +79,9 @@ pub struct RenderedDocument {
     /// The namespace its source gives namespaced objects that set none (before the project's).
     pub namespace: Option<String>,
     pub value: Json,
+    /// The whole text the document was read from (a file, a program's output), where its fields are
+    /// placed when one is wrong; none for templates, which render again for that.
+    pub text: Option<std::sync::Arc<str>>,
 }
 
 /// The documents of a render, and what looked like a mistake on the way.
@@ -156,6 +160,108 @@ impl std::io::Write for BoundedOutput {
     }
 }
 
+fn new_tera() -> tera::Tera {
+    let mut tera = tera::Tera::new();
+    tera.autoescape_on(Vec::<&str>::new());
+    filters::register(&mut tera);
+    tera.register_filter(placeholder::FILTER_NAME, placeholder::placeholder_filter);
+    tera.register_filter(placeholder::INDENT_FILTER_NAME, placeholder::indent_filter);
+    tera
+}
+
+fn tera_context(context: &TemplateContext) -> tera::Context {
+    let mut tera_context = tera::Context::new();
+    tera_context.insert("values", &context.values);
+    tera_context.insert("env", &context.env);
+    tera_context.insert("secrets", &context.secrets);
+    tera_context
+}
+
+/// The `values…` paths named in one tag's text (see [`TemplateSet::value_paths_read`]).
+pub fn value_paths_in(tag: &str, read: &mut std::collections::BTreeSet<String>) {
+    let bytes = tag.as_bytes();
+    let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    let mut from = 0;
+    while let Some(found) = tag[from..].find("values") {
+        let start = from + found;
+        let mut i = start + "values".len();
+        from = i;
+        if start > 0 && (word(bytes[start - 1]) || bytes[start - 1] == b'.') || bytes.get(i).is_some_and(|&b| word(b)) {
+            continue;
+        }
+        let mut path = String::new();
+        loop {
+            match bytes.get(i) {
+                Some(b'.') => {
+                    let key_start = i + 1;
+                    let mut end = key_start;
+                    while bytes.get(end).is_some_and(|&b| word(b) || b == b'-') {
+                        end += 1;
+                    }
+                    if end == key_start {
+                        break;
+                    }
+                    crate::yaml::push_path_key(&mut path, &tag[key_start..end]);
+                    i = end;
+                }
+                Some(b'[') => {
+                    let inner_start = i + 1;
+                    let Some(close) = tag[inner_start..].find(']') else {
+                        break;
+                    };
+                    let inner = tag[inner_start..inner_start + close].trim();
+                    let quoted = inner.len() >= 2
+                        && (inner.starts_with('"') && inner.ends_with('"')
+                            || inner.starts_with('\'') && inner.ends_with('\''));
+                    if quoted {
+                        crate::yaml::push_path_key(&mut path, &inner[1..inner.len() - 1]);
+                    } else if let Ok(index) = inner.parse::<usize>() {
+                        path.push_str(&format!("[{index}]"));
+                    } else {
+                        break;
+                    }
+                    i = inner_start + close + 1;
+                }
+                _ => break,
+            }
+        }
+        from = i;
+        read.insert(path);
+    }
+}
+
+/// A rendered line's text without the line marks in it.
+fn strip_marks(line: &str) -> impl Iterator<Item = char> + '_ {
+    let mut inside = false;
+    line.chars().filter(move |&c| match c {
+        placeholder::MARK_OPEN => {
+            inside = true;
+            false
+        }
+        placeholder::MARK_CLOSE => {
+            inside = false;
+            false
+        }
+        _ => !inside,
+    })
+}
+
+/// A line of a template as its author wrote it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateLine {
+    pub path: PathBuf,
+    pub line: usize,
+    pub text: String,
+}
+
+/// A rendered document with positions, and for each line of the text its marks count (index
+/// `line - 1`) the template line that wrote it, when one did.
+#[derive(Debug)]
+pub struct PlacedDocument {
+    pub root: yaml::Node,
+    pub lines: Vec<Option<TemplateLine>>,
+}
+
 /// One template's text and where it came from.
 pub struct TemplateSource {
     /// The name includes and components refer to it by.
@@ -178,6 +284,14 @@ struct TemplateFile {
 pub struct TemplateSet {
     tera: tera::Tera,
     files: Vec<TemplateFile>,
+}
+
+impl std::fmt::Debug for TemplateSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.files.iter().map(|file| &file.path))
+            .finish()
+    }
 }
 
 impl TemplateSet {
@@ -229,7 +343,7 @@ impl TemplateSet {
             if let Some(offset) = original.find(placeholder::is_reserved) {
                 let (line, column) = line_column(&original, offset);
                 return Err(SourceError::new(
-                    "templates may not contain the private-use characters U+E000 and U+E001 (kdeploy uses them for value placeholders)",
+                    "templates may not contain the private-use characters U+E000 to U+E003 (kdeploy uses them for value placeholders and line marks)",
                     &path,
                     Some(&original),
                     line,
@@ -246,18 +360,76 @@ impl TemplateSet {
                 renderable,
             });
         }
-        let mut tera = tera::Tera::new();
-        tera.autoescape_on(Vec::<&str>::new());
-        filters::register(&mut tera);
-        tera.register_filter(placeholder::FILTER_NAME, placeholder::placeholder_filter);
-        tera.register_filter(placeholder::INDENT_FILTER_NAME, placeholder::indent_filter);
-        let set = TemplateSet { tera, files };
+        let set = TemplateSet {
+            tera: new_tera(),
+            files,
+        };
         let mut tera = set.tera.clone();
         let sources = set.files.iter().map(|f| (f.name.as_str(), f.rewritten.source.as_str()));
         if let Err(e) = tera.add_raw_templates(sources) {
             return Err(set.syntax_error(e));
         }
         Ok(TemplateSet { tera, files: set.files })
+    }
+
+    /// Renders `template` again with every line of template text marked, and returns its document
+    /// `index` (from 1) with positions: each line of it traced to the template line that wrote it. Only
+    /// asked for when something is wrong with an object, so a render pays nothing for it.
+    pub fn place(&self, context: &TemplateContext, template: &Path, index: usize) -> Option<PlacedDocument> {
+        let file = self.files.iter().find(|f| f.renderable && f.path == template)?;
+        let mut tera = new_tera();
+        let marked: Vec<(String, String)> = self
+            .files
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (f.name.clone(), rewrite::rewrite_marked(&f.original, i)))
+            .collect();
+        tera.add_raw_templates(marked.iter().map(|(n, t)| (n.as_str(), t.as_str())))
+            .ok()?;
+        let mut output = BoundedOutput::default();
+        tera.render_to(&file.name, &tera_context(context), &mut output).ok()?;
+        let text = String::from_utf8(output.bytes).ok()?;
+        let mut stripped = String::with_capacity(text.len());
+        let mut lines = Vec::new();
+        for line in text.split('\n') {
+            lines.push(self.first_mark(line));
+            stripped.extend(strip_marks(line));
+            stripped.push('\n');
+        }
+        let documents = yaml::parse_stream(&stripped, &mut |event| placeholder::substitute(event)).ok()?;
+        let document = documents.into_iter().nth(index.checked_sub(1)?)?;
+        Some(PlacedDocument {
+            root: document.root,
+            lines,
+        })
+    }
+
+    /// The template line named by the first mark on a rendered line.
+    fn first_mark(&self, line: &str) -> Option<TemplateLine> {
+        let start = line.find(placeholder::MARK_OPEN)? + placeholder::MARK_OPEN.len_utf8();
+        let end = start + line[start..].find(placeholder::MARK_CLOSE)?;
+        let (file, number) = line[start..end].split_once(':')?;
+        let file = self.files.get(file.parse::<usize>().ok()?)?;
+        let number: usize = number.parse().ok()?;
+        Some(TemplateLine {
+            path: file.path.clone(),
+            line: number,
+            text: file.original.lines().nth(number.checked_sub(1)?)?.to_owned(),
+        })
+    }
+
+    /// Every path below `values` that some template (or partial) names inside a tag, as written:
+    /// `values.db.host` gives `db.host`; `values` alone, or read with a key that is itself an
+    /// expression, gives the part before it (`""` for all of them). A path read is read whole, with
+    /// everything below it: what a loop, a filter or a component takes.
+    pub fn value_paths_read(&self) -> std::collections::BTreeSet<String> {
+        let mut read = std::collections::BTreeSet::new();
+        for file in &self.files {
+            for tag in rewrite::tag_texts(&file.original) {
+                value_paths_in(tag, &mut read);
+            }
+        }
+        read
     }
 
     /// The template files that render on their own (partials excluded).
@@ -268,10 +440,7 @@ impl TemplateSet {
     /// Renders every template, in order, into YAML documents (empty ones included).
     pub fn render(&self, context: &TemplateContext) -> Result<Rendered, TemplateError> {
         RENDERED_BYTES.store(0, std::sync::atomic::Ordering::Relaxed);
-        let mut tera_context = tera::Context::new();
-        tera_context.insert("values", &context.values);
-        tera_context.insert("env", &context.env);
-        tera_context.insert("secrets", &context.secrets);
+        let tera_context = tera_context(context);
         let renderable: Vec<&TemplateFile> = self.files.iter().filter(|f| f.renderable).collect();
         let workers = std::thread::available_parallelism()
             .map_or(1, |n| n.get())

@@ -95,8 +95,13 @@ fn indent_continuation_lines(text: &str, width: usize) -> String {
 
 /// The characters that delimit placeholders, which templates themselves may not contain.
 pub fn is_reserved(c: char) -> bool {
-    c == START || c == END
+    c == START || c == END || c == MARK_OPEN || c == MARK_CLOSE
 }
+
+/// Open and close the line marks that trace rendered text back to template lines (see
+/// `rewrite::rewrite_marked`); reserved beside the placeholders' own.
+pub const MARK_OPEN: char = '\u{E002}';
+pub const MARK_CLOSE: char = '\u{E003}';
 
 /// Whether rendered text contains a placeholder.
 pub fn has_placeholder(text: &str) -> bool {

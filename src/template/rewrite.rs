@@ -13,7 +13,7 @@
 
 use std::ops::Range;
 
-use super::placeholder::{FILTER_NAME, INDENT_FILTER_NAME};
+use super::placeholder::{FILTER_NAME, INDENT_FILTER_NAME, MARK_CLOSE, MARK_OPEN};
 
 /// A template after the rewrite, with the insertions it made.
 #[derive(Debug)]
@@ -90,7 +90,25 @@ fn standalone_indent(source: &str, at: usize) -> Option<usize> {
 
 /// Rewrites every expression tag in `source`.
 pub fn rewrite(source: &str) -> Rewritten {
+    rewrite_with(source, None)
+}
+
+/// Rewrites as [`rewrite`] does, and ends every line of template text (outside tags) with a mark
+/// naming template `file` and the line: what the rendered text is traced back through, to say where
+/// a field was written. Marks pass through loops, includes and components as text does.
+pub fn rewrite_marked(source: &str, file: usize) -> String {
+    rewrite_with(source, Some(file)).source
+}
+
+fn rewrite_with(source: &str, marked: Option<usize>) -> Rewritten {
     let bytes = source.as_bytes();
+    let mut line = 1;
+    let mut counted = 0;
+    let mut line_at = |at: usize| {
+        line += bytes[counted..at].iter().filter(|&&b| b == b'\n').count();
+        counted = at;
+        line
+    };
     let mut w = Writer {
         source,
         out: String::with_capacity(source.len() + source.len() / 8),
@@ -153,10 +171,29 @@ pub fn rewrite(source: &str) -> Rewritten {
                 }
                 i = tag_end;
             }
+            (b'\n', _) if let Some(file) = marked => {
+                let mark = format!("{MARK_OPEN}{file}:{}{MARK_CLOSE}", line_at(i));
+                w.insert(i, &mark, None);
+                i += 1;
+            }
             _ => i += 1,
         }
     }
+    // The loop reads pairs of bytes, so a final line break is never its `i`.
+    if let Some(file) = marked
+        && bytes.last() == Some(&b'\n')
+        && w.insertions.last().is_none_or(|last| last.at != bytes.len() - 1)
+    {
+        let mark = format!("{MARK_OPEN}{file}:{}{MARK_CLOSE}", line_at(bytes.len() - 1));
+        w.insert(bytes.len() - 1, &mark, None);
+    }
     w.out.push_str(&source[w.copied..]);
+    if let Some(file) = marked
+        && !source.ends_with('\n')
+    {
+        let mark = format!("{MARK_OPEN}{file}:{}{MARK_CLOSE}", line_at(bytes.len()));
+        w.out.push_str(&mark);
+    }
     Rewritten {
         source: w.out,
         insertions: w.insertions,
@@ -196,6 +233,32 @@ fn tag_end(source: &str, from: usize, closer: &str) -> Option<usize> {
         i += 1;
     }
     None
+}
+
+/// The text inside every `{{ … }}` and `{% … %}` tag of `source` (comments and raw blocks left out):
+/// where templates read values.
+pub fn tag_texts(source: &str) -> Vec<&str> {
+    let bytes = source.as_bytes();
+    let mut tags = Vec::new();
+    let mut i = 0;
+    while i + 1 < bytes.len() {
+        match (bytes[i], bytes[i + 1]) {
+            (b'{', b'#') => i = find(source, i + 2, "#}").map_or(bytes.len(), |end| end + 2),
+            (b'{', open @ (b'{' | b'%')) => {
+                let closer = if open == b'{' { "}}" } else { "%}" };
+                let closed = tag_end(source, i + 2, closer);
+                if open == b'%' && tag_body(source, i, closed) == "raw" {
+                    i = skip_raw_block(source, closed.unwrap_or(bytes.len()));
+                    continue;
+                }
+                let end = closed.unwrap_or(bytes.len());
+                tags.push(&source[i + 2..end.saturating_sub(2).max(i + 2)]);
+                i = end;
+            }
+            _ => i += 1,
+        }
+    }
+    tags
 }
 
 /// Skips to the end of the `{% endraw %}` tag that closes a raw block.
@@ -250,6 +313,22 @@ mod tests {
         // An unclosed tag ending in a multi-byte character is left for Tera to report.
         assert_eq!(rewrite("{% if ۉ").source, "{% if ۉ");
         assert_eq!(rewrite("{% raw %}x{% endraw ۉ").source, "{% raw %}x{% endraw ۉ");
+    }
+
+    #[test]
+    fn marks_end_every_line_of_text_and_skip_tags() {
+        let marked = rewrite_marked("a: 1\n{% if x\n %}b: {{ y }}\n{% endif %}\n", 3);
+        let mark = |line: usize| format!("{MARK_OPEN}3:{line}{MARK_CLOSE}");
+        assert_eq!(
+            marked,
+            format!(
+                "a: 1{}\n{{% if x\n %}}b: {{{{ (y) | {FILTER_NAME} }}}}{}\n{{% endif %}}{}\n",
+                mark(1),
+                mark(3),
+                mark(4)
+            )
+        );
+        assert!(rewrite_marked("a: 1", 0).ends_with(&format!("{MARK_OPEN}0:1{MARK_CLOSE}")));
     }
 
     #[test]

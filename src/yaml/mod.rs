@@ -182,6 +182,14 @@ impl Node {
     }
 }
 
+/// Appends `key` to a dotted path in place (`a` + `b` -> `a.b`), as [`join_path`] does.
+pub fn push_path_key(path: &mut String, key: &str) {
+    if !path.is_empty() {
+        path.push('.');
+    }
+    path.push_str(key);
+}
+
 /// `a` + `b` -> `a.b`; an empty prefix gives `b`.
 pub fn join_path(prefix: &str, key: &str) -> String {
     if prefix.is_empty() {

@@ -58,6 +58,19 @@ pub struct ParseError {
 }
 
 impl ParseError {
+    /// `path:line:column: message`, for a text read from `path`.
+    pub fn at(&self, path: &std::path::Path) -> String {
+        format!(
+            "{}:{}:{}: {}",
+            path.display(),
+            self.mark.line,
+            self.mark.column,
+            self.message
+        )
+    }
+}
+
+impl ParseError {
     fn new(message: impl Into<String>, mark: Mark) -> Self {
         ParseError {
             message: message.into(),
