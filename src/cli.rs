@@ -385,6 +385,11 @@ pub struct ValuesArgs {
     /// Output format: YAML with the origin of each value as a comment, or JSON
     #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Yaml)]
     pub output: OutputFormat,
+
+    /// Print a starting JSON Schema for the values instead (their keys and types, never a value), to
+    /// save as the project's `values_schema:`
+    #[arg(long)]
+    pub schema: bool,
 }
 
 /// Which cluster, and how hard to push it.

@@ -112,6 +112,9 @@ pub struct ProjectConfig {
     /// kubeconform's CRD catalogues are (`GROUP/KIND_VERSION.json`).
     #[serde(default)]
     pub schemas: Vec<PathBuf>,
+    /// A JSON Schema (2020-12 unless it says otherwise; YAML or JSON) the merged values must meet
+    /// before anything renders.
+    pub values_schema: Option<PathBuf>,
     /// A value that no template reads is an error, not a warning.
     pub strict_values: Option<bool>,
     #[serde(default)]
@@ -157,6 +160,8 @@ pub struct TargetConfig {
     pub env_files: Vec<PathBuf>,
     #[serde(default)]
     pub secrets: Vec<PathBuf>,
+    /// The values schema for this target, in place of the project's.
+    pub values_schema: Option<PathBuf>,
 }
 
 /// A loaded project file.
@@ -194,6 +199,8 @@ pub struct Selection {
     pub config_checksums_off: bool,
     /// Folders of custom resource schemas.
     pub schema_folders: Vec<PathBuf>,
+    /// The JSON Schema the merged values must meet.
+    pub values_schema: Option<PathBuf>,
     pub strict_values: bool,
 }
 
@@ -470,6 +477,7 @@ impl Project {
             health: HealthRules(config.health.clone()),
             config_checksums_off: config.config_checksums == Some(false),
             schema_folders: resolve(&config.schemas),
+            values_schema: config.values_schema.as_deref().map(|p| self.path(p)),
             strict_values: config.strict_values == Some(true),
         };
         if let Some(name) = target {
@@ -481,6 +489,9 @@ impl Project {
             selection.values_files.extend(resolve(&target.values));
             selection.env_files.extend(resolve(&target.env_files));
             selection.secrets_files.extend(resolve(&target.secrets));
+            if let Some(schema) = &target.values_schema {
+                selection.values_schema = Some(self.path(schema));
+            }
             if target.namespace.is_some() {
                 selection.namespace = target.namespace.clone();
             }

@@ -393,3 +393,107 @@ fn values_nobody_reads_are_warned_about_at_their_line_and_strict_values_refuses_
     .unwrap();
     fails(dir.path(), &["render"]);
 }
+
+#[test]
+fn a_values_schema_refuses_a_flags_value_by_its_name_and_accepts_valid_values() {
+    let dir = project(&[
+        (
+            "kdeploy.yaml",
+            "name: shop\ntemplates: [templates]\nvalues: [values.yaml]\nvalues_schema: values.schema.yaml\n",
+        ),
+        ("values.yaml", "replicas: 2\nimage: {tag: \"1.0\"}\n"),
+        (
+            "templates/cm.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata:\n  replicas: \"{{ values.replicas }}\"\n  tag: \"{{ values.image.tag }}\"\n",
+        ),
+    ]);
+    // The starting schema comes from the values themselves.
+    let inferred = run(offline(dir.path()).args(["values", "--schema"])).ok().stdout;
+    assert!(
+        inferred.contains("https://json-schema.org/draft/2020-12/schema"),
+        "{inferred}"
+    );
+    std::fs::write(dir.path().join("values.schema.yaml"), &inferred).unwrap();
+    run(offline(dir.path()).arg("render")).ok();
+    let out = fails(dir.path(), &["render", "--data-value-yaml", "replicas=two-canary"]);
+    assert!(
+        out.stderr
+            .contains("--data-value-yaml replicas: `replicas` must be of type integer"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !out.stderr.contains("two-canary"),
+        "a value is never echoed: {}",
+        out.stderr
+    );
+    let out = fails(dir.path(), &["render", "-v", "colour=red"]);
+    assert!(
+        out.stderr
+            .contains("the values do not meet the schema values.schema.yaml"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("has key(s) the schema does not allow: colour"),
+        "{}",
+        out.stderr
+    );
+    // An env-prefix value is named by its variable.
+    let out = run(offline(dir.path())
+        .env("APP_replicas", "0.5")
+        .args(["render", "--data-values-env-yaml", "APP"]));
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("env APP_replicas: `replicas` must be of type integer"),
+        "{}",
+        out.stderr
+    );
+}
+
+/// With a cluster, diff and apply validate against what it serves at `/openapi/v3`: a custom resource
+/// whose CRD is only in the cluster is checked against it, placed at its template line, and nothing is
+/// written. The documents are kept on disk under the server's content hash.
+#[test]
+fn apply_validates_against_the_clusters_own_schemas_before_writing_anything() {
+    use support::{DeleteOnDrop, TestProject, cluster, unique_group};
+    let cluster = cluster();
+    let group = unique_group("gadgets");
+    let crd = format!(
+        "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata:\n  name: gadgets.{group}\nspec:\n  group: {group}\n  scope: Namespaced\n  names: {{kind: Gadget, plural: gadgets, singular: gadget}}\n  versions:\n    - name: v1\n      served: true\n      storage: true\n      schema:\n        openAPIV3Schema:\n          type: object\n          properties:\n            spec:\n              type: object\n              properties:\n                size: {{type: string, enum: [S, M, L]}}\n"
+    );
+    let crd_file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(crd_file.path(), &crd).unwrap();
+    cluster.kubectl_ok(&["apply", "-f", crd_file.path().to_str().unwrap()]);
+    let _cleanup = DeleteOnDrop(cluster, "crd", vec![format!("gadgets.{group}")]);
+    cluster.kubectl_ok(&["wait", "--for=condition=Established", &format!("crd/gadgets.{group}"), "--timeout=60s"]);
+    let cache = tempfile::tempdir().unwrap();
+    let project = TestProject::new("served-schemas", "templates: [templates]\n");
+    project.write(
+        "templates/gadget.yaml",
+        &format!("apiVersion: {group}/v1\nkind: Gadget\nmetadata:\n  name: g\nspec:\n  size: XL\n"),
+    );
+    // The CRD's schema is published a moment after it is Established.
+    let mut out = None;
+    support::wait_until(std::time::Duration::from_secs(60), || {
+        let attempt = run(project.command(&["apply", "--yes"]).env("KDEPLOY_CACHE_DIR", cache.path()));
+        let published = attempt.stderr.contains("must be one of");
+        out = Some(attempt);
+        published
+    });
+    let out = out.unwrap();
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("checked against the cluster (Kubernetes 1.36"), "{}", out.stderr);
+    assert_eq!(place_of(&out.stderr, "Gadget/g"), "templates/gadget.yaml:6:9");
+    assert!(project.get(&format!("gadgets.{group}"), "g").is_none(), "nothing may be written");
+    let kept = std::fs::read_dir(cache.path().join("openapi")).map_or(0, |d| d.count());
+    assert!(kept >= 2, "the cluster's documents are cached ({kept})");
+    // A valid one applies.
+    project.write(
+        "templates/gadget.yaml",
+        &format!("apiVersion: {group}/v1\nkind: Gadget\nmetadata:\n  name: g\nspec:\n  size: M\n"),
+    );
+    run(project.command(&["apply", "--yes"]).env("KDEPLOY_CACHE_DIR", cache.path())).ok();
+    assert!(project.get(&format!("gadgets.{group}"), "g").is_some());
+}

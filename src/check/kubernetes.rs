@@ -2,8 +2,9 @@
 //! each supported version (embedded, gzipped, written by `scripts/kubernetes-schemas` from the official
 //! k8s.io/kubernetes module), and the apiVersions that were removed, with what replaced them.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::Read;
+use std::sync::OnceLock;
 
 use serde_json::Value as Json;
 
@@ -108,25 +109,31 @@ fn embedded_document(version: &str) -> Result<Json, SchemaError> {
     })
 }
 
-/// The built-in `(group, version, kind)`s each embedded version serves, read only when an object's
-/// apiVersion is not served by the target: to say when it went away and what replaced it.
-fn served_by(version: &str) -> Vec<(String, String, String)> {
-    let Ok(document) = embedded_document(version) else {
-        return Vec::new();
-    };
-    let mut served = Vec::new();
-    for schema in document["definitions"].as_object().into_iter().flat_map(|d| d.values()) {
-        for gvk in schema
-            .get("x-kubernetes-group-version-kind")
-            .and_then(Json::as_array)
-            .into_iter()
-            .flatten()
-        {
-            let field = |key: &str| gvk.get(key).and_then(Json::as_str).unwrap_or_default().to_owned();
-            served.push((field("group"), field("version"), field("kind")));
+/// The built-in `(group, version, kind)`s each embedded version serves, read (once per version and
+/// process) only when an object's apiVersion is not served by the target: to say when it went away
+/// and what replaced it.
+fn served_by(version: &str) -> &'static HashSet<(String, String, String)> {
+    static SERVED: [OnceLock<HashSet<(String, String, String)>>; EMBEDDED.len()] =
+        [const { OnceLock::new() }; EMBEDDED.len()];
+    let position = EMBEDDED.iter().position(|(v, _)| *v == version).unwrap_or(0);
+    SERVED[position].get_or_init(|| {
+        let mut served = HashSet::new();
+        let Ok(document) = embedded_document(EMBEDDED[position].0) else {
+            return served;
+        };
+        for schema in document["definitions"].as_object().into_iter().flat_map(|d| d.values()) {
+            for gvk in schema
+                .get("x-kubernetes-group-version-kind")
+                .and_then(Json::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let field = |key: &str| gvk.get(key).and_then(Json::as_str).unwrap_or_default().to_owned();
+                served.insert((field("group"), field("version"), field("kind")));
+            }
         }
-    }
-    served
+        served
+    })
 }
 
 /// Removals before the oldest embedded version, from Kubernetes' deprecated API migration guide:

@@ -5,7 +5,8 @@
 //! cluster when one is connected (its own `/openapi/v3`), from the embedded Kubernetes schemas of the
 //! target version ([`kubernetes`]), and from the schema folders a project names (`schemas:`, the
 //! layout of kubeconform's CRD catalogues). [`openapi`] holds the rules; [`locate`] turns a field path
-//! into a template's `file:line:column`; [`values`] finds the values that no template reads.
+//! into a template's `file:line:column`; [`values`] finds the values that no template reads, and
+//! [`values_schema`] checks them against the project's JSON Schema.
 //!
 //! The stage sits between the manifest and the cluster: it reads [`crate::manifest::Object`]s and
 //! reports; it never changes them and never asks a cluster anything itself.
@@ -14,6 +15,7 @@ pub mod kubernetes;
 pub mod locate;
 pub mod openapi;
 pub mod values;
+pub mod values_schema;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -40,7 +42,7 @@ pub enum SchemaOrigin {
 }
 
 /// Every schema one validation may use.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Catalog {
     set: SchemaSet,
     /// What the schemas describe: `Kubernetes 1.36.3`, or `the cluster (v1.36.3)`.

@@ -231,7 +231,7 @@ pub enum Dialect {
 pub struct SchemaError(pub String);
 
 /// Compiled schemas, and the kinds they describe.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct SchemaSet {
     nodes: Vec<Schema>,
     definitions: HashMap<String, SchemaId>,

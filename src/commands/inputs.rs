@@ -280,6 +280,14 @@ impl Inputs {
         let mut values = self.values.to_json().context("data values")?;
         let mut env = self.env.vars.clone();
         let references = resolve_references(&mut values, &mut env, &self.env.origins)?;
+        if let Some(schema) = selection
+            .values_schema
+            .as_deref()
+            .filter(|_| !self.validation.no_validate)
+        {
+            let validator = check::values_schema::load(schema)?;
+            check::values_schema::validate(&validator, schema, &values, &|path| self.values.origin(path).cloned())?;
+        }
         let context = TemplateContext {
             values,
             env,
@@ -301,9 +309,6 @@ impl Inputs {
         for warning in &rendered.warnings {
             ui::warn(warning);
         }
-        if let Some(templates) = &rendered.templates {
-            self.check_unread_values(templates)?;
-        }
         let mut origins = RenderOrigins {
             templates: rendered.templates,
             context,
@@ -321,6 +326,10 @@ impl Inputs {
             self.selection.namespace.as_deref(),
             &self.selection.shaping,
         )?;
+        // Only a render that made a manifest is worth a word about values it did not read.
+        if let Some(templates) = &origins.templates {
+            self.check_unread_values(templates)?;
+        }
         if !self.selection.config_checksums_off {
             let unkeyed = checksum::annotate(&mut manifest.objects, self.secrets.checksum_key());
             // Only the project's own Secrets (its templates, where vault values land) are worth a word:

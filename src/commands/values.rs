@@ -1,5 +1,5 @@
 //! `kdeploy values`: the merged data values, each with where it came from, and the names of the vault
-//! values (masked).
+//! values (masked); with `--schema`, a starting JSON Schema for them.
 
 use std::process::ExitCode;
 
@@ -9,6 +9,15 @@ use crate::cli::{OutputFormat, ValuesArgs};
 
 pub fn run(args: &ValuesArgs) -> anyhow::Result<ExitCode> {
     let inputs = super::Inputs::gather(&args.input)?;
+    if args.schema {
+        let schema = crate::check::values_schema::infer(&inputs.values.to_json()?);
+        let text = match args.output {
+            OutputFormat::Json => format!("{}\n", serde_json::to_string_pretty(&schema)?),
+            OutputFormat::Yaml => crate::yaml::emit::json_to_yaml(&schema)?,
+        };
+        super::write_stdout(&text)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let leaves = inputs.values.leaves();
     let text = match args.output {
         OutputFormat::Json => {

@@ -109,6 +109,11 @@ impl Values {
         self.root.to_json()
     }
 
+    /// Where the value at a dotted path was set, when it is a leaf that was set somewhere.
+    pub fn origin(&self, path: &str) -> Option<&Origin> {
+        self.origins.get(path)
+    }
+
     /// Every leaf with its dotted path, value and origin, in document order.
     pub fn leaves(&self) -> Vec<(String, Json, Option<&Origin>)> {
         let mut out = Vec::new();
