@@ -467,7 +467,12 @@ fn apply_validates_against_the_clusters_own_schemas_before_writing_anything() {
     std::fs::write(crd_file.path(), &crd).unwrap();
     cluster.kubectl_ok(&["apply", "-f", crd_file.path().to_str().unwrap()]);
     let _cleanup = DeleteOnDrop(cluster, "crd", vec![format!("gadgets.{group}")]);
-    cluster.kubectl_ok(&["wait", "--for=condition=Established", &format!("crd/gadgets.{group}"), "--timeout=60s"]);
+    cluster.kubectl_ok(&[
+        "wait",
+        "--for=condition=Established",
+        &format!("crd/gadgets.{group}"),
+        "--timeout=60s",
+    ]);
     let cache = tempfile::tempdir().unwrap();
     let project = TestProject::new("served-schemas", "templates: [templates]\n");
     project.write(
@@ -477,16 +482,25 @@ fn apply_validates_against_the_clusters_own_schemas_before_writing_anything() {
     // The CRD's schema is published a moment after it is Established.
     let mut out = None;
     support::wait_until(std::time::Duration::from_secs(60), || {
-        let attempt = run(project.command(&["apply", "--yes"]).env("KDEPLOY_CACHE_DIR", cache.path()));
+        let attempt = run(project
+            .command(&["apply", "--yes"])
+            .env("KDEPLOY_CACHE_DIR", cache.path()));
         let published = attempt.stderr.contains("must be one of");
         out = Some(attempt);
         published
     });
     let out = out.unwrap();
     assert_eq!(out.code, 2, "{}", out.stderr);
-    assert!(out.stderr.contains("checked against the cluster (Kubernetes 1.36"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("checked against the cluster (Kubernetes 1.36"),
+        "{}",
+        out.stderr
+    );
     assert_eq!(place_of(&out.stderr, "Gadget/g"), "templates/gadget.yaml:6:9");
-    assert!(project.get(&format!("gadgets.{group}"), "g").is_none(), "nothing may be written");
+    assert!(
+        project.get(&format!("gadgets.{group}"), "g").is_none(),
+        "nothing may be written"
+    );
     let kept = std::fs::read_dir(cache.path().join("openapi")).map_or(0, |d| d.count());
     assert!(kept >= 2, "the cluster's documents are cached ({kept})");
     // A valid one applies.
@@ -494,6 +508,46 @@ fn apply_validates_against_the_clusters_own_schemas_before_writing_anything() {
         "templates/gadget.yaml",
         &format!("apiVersion: {group}/v1\nkind: Gadget\nmetadata:\n  name: g\nspec:\n  size: M\n"),
     );
-    run(project.command(&["apply", "--yes"]).env("KDEPLOY_CACHE_DIR", cache.path())).ok();
+    run(project
+        .command(&["apply", "--yes"])
+        .env("KDEPLOY_CACHE_DIR", cache.path()))
+    .ok();
     assert!(project.get(&format!("gadgets.{group}"), "g").is_some());
+}
+
+#[test]
+fn a_charts_values_are_compared_with_its_own_values_yaml() {
+    let dir = project(&[
+        (
+            "kdeploy.yaml",
+            "name: shop\nsources:\n  - helm:\n      chart: chart\n      release: web\n      values: {replicaCuont: 3, podAnnotations: {team: a}, global: {x: 1}}\n",
+        ),
+        ("chart/Chart.yaml", "apiVersion: v2\nname: web\nversion: 0.1.0\n"),
+        ("chart/values.yaml", "replicaCount: 1\npodAnnotations: {}\n"),
+        (
+            "chart/templates/cm.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}\ndata:\n  replicas: \"{{ .Values.replicaCount }}\"\n",
+        ),
+    ]);
+    let out = run(offline(dir.path()).env("PATH", helm_path()).arg("render")).ok();
+    assert!(
+        out.stderr.contains("helm web: value `replicaCuont` is not in the chart's values.yaml, so no template of it reads it; did you mean `replicaCount`?"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !out.stderr.contains("podAnnotations") && !out.stderr.contains("global"),
+        "{}",
+        out.stderr
+    );
+    let out = run(offline(dir.path())
+        .env("PATH", helm_path())
+        .args(["render", "--strict-values"]));
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("1 value is read by no template (--strict-values)"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stdout.is_empty());
 }

@@ -4,7 +4,9 @@
 //!
 //! The comparison is static and errs on the side of silence: a path named anywhere in a tag counts
 //! as read, in a branch not taken too, and a path read whole (a map given to a loop, a filter or a
-//! component) covers everything below it.
+//! component) covers everything below it. A Helm source's `values:` are compared with its chart's own
+//! values.yaml in the same way ([`unknown_chart_values`]); its values.schema.json is helm's to apply,
+//! and `helm template` does.
 
 use std::collections::BTreeSet;
 
@@ -76,6 +78,51 @@ fn edit_distance(a: &str, b: &str) -> usize {
     row[b.len()]
 }
 
+/// The dotted paths of every leaf of `value` (a scalar, an empty map or an empty list), as
+/// [`crate::values::Values::leaves`] names them.
+pub fn json_leaves(value: &serde_json::Value) -> Vec<String> {
+    fn walk(value: &serde_json::Value, path: &mut String, out: &mut Vec<String>) {
+        match value {
+            serde_json::Value::Object(map) if !map.is_empty() => {
+                for (key, item) in map {
+                    let length = path.len();
+                    crate::yaml::push_path_key(path, key);
+                    walk(item, path, out);
+                    path.truncate(length);
+                }
+            }
+            serde_json::Value::Array(items) if !items.is_empty() => {
+                for (i, item) in items.iter().enumerate() {
+                    let length = path.len();
+                    path.push_str(&format!("[{i}]"));
+                    walk(item, path, out);
+                    path.truncate(length);
+                }
+            }
+            _ if !path.is_empty() => out.push(path.clone()),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(value, &mut String::new(), &mut out);
+    out
+}
+
+/// The keys of a Helm source's `values:` that its chart's own values.yaml does not have, below
+/// `global` and the subcharts' keys (which their own charts read): helm passes them to templates that
+/// never look. What the chart's values.yaml holds as a whole (`podAnnotations: {}`, `tolerations: []`)
+/// covers any key below it.
+pub fn unknown_chart_values(
+    given: &serde_json::Value,
+    defaults: &serde_json::Value,
+    subcharts: &BTreeSet<String>,
+) -> Vec<Unread> {
+    let mut known: BTreeSet<String> = json_leaves(defaults).into_iter().collect();
+    known.insert("global".to_owned());
+    known.extend(subcharts.iter().cloned());
+    unread(json_leaves(given).into_iter().map(|path| (path, None)), &known)
+}
+
 /// One line per unread value: where it was set, and what was probably meant.
 pub fn describe(unread: &Unread) -> String {
     let at = unread
@@ -124,6 +171,22 @@ mod tests {
         assert!(unread_paths(&["db"], &["db.host"]).is_empty());
         // A sibling with a shared prefix is not covered.
         assert_eq!(unread_paths(&["app_name"], &["app"]), [("app_name".to_owned(), None)]);
+    }
+
+    #[test]
+    fn chart_values_are_compared_with_the_charts_own() {
+        let defaults =
+            serde_json::json!({"replicaCount": 1, "image": {"tag": ""}, "podAnnotations": {}, "tolerations": []});
+        let given = serde_json::json!({
+            "replicaCuont": 3, "image": {"tag": "1.0"}, "podAnnotations": {"a": "b"},
+            "tolerations": [{"key": "x"}], "global": {"any": 1}, "redis": {"enabled": true}
+        });
+        let subcharts = read(&["redis"]);
+        let unknown: Vec<(String, Option<String>)> = unknown_chart_values(&given, &defaults, &subcharts)
+            .into_iter()
+            .map(|u| (u.path, u.closest))
+            .collect();
+        assert_eq!(unknown, [("replicaCuont".to_owned(), Some("replicaCount".to_owned()))]);
     }
 
     #[test]

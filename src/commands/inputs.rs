@@ -198,14 +198,14 @@ impl Inputs {
         line
     }
 
-    /// Warns about each value no template reads (an error with `--strict-values` or
-    /// `strict_values: true`). The project file's own text counts as a reader: a chart's `values:` may
-    /// name values too.
-    fn check_unread_values(&self, templates: &crate::template::TemplateSet) -> anyhow::Result<()> {
+    /// Warns about each value no template reads, and each key of a local chart's `values:` that its
+    /// values.yaml lacks (errors with `--strict-values` or `strict_values: true`). The project file's
+    /// own text counts as a reader: a chart's `values:` may name values too.
+    fn check_unread_values(&self, templates: Option<&crate::template::TemplateSet>) -> anyhow::Result<()> {
         if self.validation.no_validate {
             return Ok(());
         }
-        let mut read = templates.value_paths_read();
+        let mut read = templates.map(|t| t.value_paths_read()).unwrap_or_default();
         if let Some((file, _)) = &self.project
             && let Ok(text) = std::fs::read_to_string(file)
         {
@@ -215,15 +215,20 @@ impl Inputs {
         }
         let leaves = self.values.leaves();
         let unread = check::values::unread(leaves.iter().map(|(path, _, origin)| (path.clone(), *origin)), &read);
-        if unread.is_empty() {
+        let mut lines: Vec<String> = unread.iter().map(check::values::describe).collect();
+        for spec in &self.selection.sources {
+            if let SourceKind::Helm(chart) = &spec.kind {
+                lines.extend(unknown_chart_values(chart));
+            }
+        }
+        if lines.is_empty() {
             return Ok(());
         }
-        let lines: Vec<String> = unread.iter().map(check::values::describe).collect();
         if self.validation.strict_values || self.selection.strict_values {
             bail!(
                 "{} value{} read by no template (--strict-values):\n  {}",
-                unread.len(),
-                if unread.len() == 1 { " is" } else { "s are" },
+                lines.len(),
+                if lines.len() == 1 { " is" } else { "s are" },
                 lines.join("\n  ")
             );
         }
@@ -327,9 +332,7 @@ impl Inputs {
             &self.selection.shaping,
         )?;
         // Only a render that made a manifest is worth a word about values it did not read.
-        if let Some(templates) = &origins.templates {
-            self.check_unread_values(templates)?;
-        }
+        self.check_unread_values(origins.templates.as_ref())?;
         if !self.selection.config_checksums_off {
             let unkeyed = checksum::annotate(&mut manifest.objects, self.secrets.checksum_key());
             // Only the project's own Secrets (its templates, where vault values land) are worth a word:
@@ -377,6 +380,62 @@ impl Inputs {
         drop(watchdog);
         Ok(rendered)
     }
+}
+
+/// The keys of a local chart's `values:` that its values.yaml does not have (see
+/// [`check::values::unknown_chart_values`]); a chart from a repository or an archive is not read.
+fn unknown_chart_values(chart: &crate::source::HelmChart) -> Vec<String> {
+    let Some(given) = chart.values.as_ref().filter(|v| v.is_object()) else {
+        return Vec::new();
+    };
+    let dir = Path::new(&chart.chart);
+    if chart.is_remote() || !dir.is_dir() {
+        return Vec::new();
+    }
+    let read_yaml = |name: &str| {
+        let text = trust::read_text(
+            &dir.join(name),
+            "chart file",
+            trust::policy().limits.max_text_file_bytes,
+        )
+        .ok()?;
+        crate::yaml::json_documents(&text)
+            .ok()?
+            .into_iter()
+            .next()
+            .map(|d| d.root)
+    };
+    let Some(defaults) = read_yaml("values.yaml") else {
+        return Vec::new();
+    };
+    let mut subcharts = std::collections::BTreeSet::new();
+    if let Some(meta) = read_yaml("Chart.yaml") {
+        for dependency in meta["dependencies"].as_array().into_iter().flatten() {
+            for key in ["name", "alias"] {
+                if let Some(name) = dependency[key].as_str() {
+                    subcharts.insert(name.to_owned());
+                }
+            }
+        }
+    }
+    for entry in std::fs::read_dir(dir.join("charts")).into_iter().flatten().flatten() {
+        subcharts.insert(entry.file_name().to_string_lossy().trim_end_matches(".tgz").to_owned());
+    }
+    check::values::unknown_chart_values(given, &defaults, &subcharts)
+        .iter()
+        .map(|unknown| {
+            let hint = unknown
+                .closest
+                .as_ref()
+                .map_or_else(String::new, |c| format!("; did you mean `{c}`?"));
+            format!(
+                "{}: helm {}: value `{}` is not in the chart's values.yaml, so no template of it reads it{hint}",
+                chart.project_file.display(),
+                chart.release_name(),
+                unknown.path
+            )
+        })
+        .collect()
 }
 
 /// What placing a wrong field needs: the templates to render again, and the texts files and programs
