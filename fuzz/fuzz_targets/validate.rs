@@ -13,10 +13,14 @@ use kdeploy::manifest::{Object, Source};
 use kdeploy::yaml::parse_stream;
 use libfuzzer_sys::fuzz_target;
 
-/// The embedded schemas, compiled once; each input gets a copy to add its own CRDs to.
+/// The embedded schemas, every definition compiled once; each input gets a copy to add its own CRDs to.
 fn embedded() -> &'static Catalog {
     static CATALOG: OnceLock<Catalog> = OnceLock::new();
-    CATALOG.get_or_init(|| Catalog::embedded(kubernetes::DEFAULT_VERSION).expect("the embedded schemas load"))
+    CATALOG.get_or_init(|| {
+        let mut catalog = Catalog::embedded(kubernetes::DEFAULT_VERSION).expect("the embedded schemas load");
+        catalog.compile_all().expect("the embedded schemas compile");
+        catalog
+    })
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -40,15 +44,9 @@ fuzz_target!(|data: &[u8]| {
         objects.push(Object { value, source });
         roots.push(document.root);
     }
-    // A copy only when the input brings CRDs of its own.
-    let catalog = if objects.iter().any(|o| o.kind() == "CustomResourceDefinition") {
-        let mut own = embedded().clone();
-        own.add_stream_crds(&objects);
-        std::borrow::Cow::Owned(own)
-    } else {
-        std::borrow::Cow::Borrowed(embedded())
-    };
-    let report = validate(&objects, &catalog, &Options { strict: true });
+    let mut catalog = embedded().clone();
+    catalog.add_stream_crds(&objects);
+    let report = validate(&objects, &mut catalog, &Options { strict: true }).expect("compiled schemas validate");
     let shared: Arc<str> = Arc::from(text);
     for finding in &report.errors {
         let placed = Placed {

@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 
 use serde_json::Value as Json;
 
-use super::openapi::{SchemaError, SchemaId, SchemaSet};
+use super::openapi::{SchemaError, SchemaSet};
 
 /// The version kdeploy is built for (k8s-openapi's `v1_36`, the API server the tests build).
 pub const DEFAULT_VERSION: &str = "1.36";
@@ -40,56 +40,64 @@ pub fn normalize_version(asked: &str) -> Result<&'static str, String> {
     })
 }
 
-/// The built-in kinds of one Kubernetes version, compiled.
+/// The built-in kinds of one Kubernetes version, their definitions added to a [`SchemaSet`].
 #[derive(Debug)]
 pub struct BuiltIn {
     pub version: String,
-    /// `(group, version, kind)` → the kind's top-level schema.
-    pub kinds: HashMap<(String, String, String), SchemaId>,
-    pub object_meta: Option<SchemaId>,
+    /// `(group, version, kind)` → the name of the kind's definition.
+    pub kinds: HashMap<(String, String, String), String>,
 }
 
+/// The definition of ObjectMeta, which custom resources' and embedded resources' metadata meet.
+pub const OBJECT_META: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta";
+
 /// Reads the `x-kubernetes-group-version-kind` of every definition into `kinds`.
-pub fn index_kinds(
-    set: &SchemaSet,
-    definitions: &serde_json::Map<String, Json>,
-    kinds: &mut HashMap<(String, String, String), SchemaId>,
-) {
+pub fn index_kinds(definitions: &serde_json::Map<String, Json>, kinds: &mut HashMap<(String, String, String), String>) {
     for (name, schema) in definitions {
-        let Some(gvks) = schema.get("x-kubernetes-group-version-kind").and_then(Json::as_array) else {
-            continue;
-        };
-        let Some(id) = set.definition(name) else { continue };
-        for gvk in gvks {
+        for gvk in schema
+            .get("x-kubernetes-group-version-kind")
+            .and_then(Json::as_array)
+            .into_iter()
+            .flatten()
+        {
             let field = |key: &str| gvk.get(key).and_then(Json::as_str).unwrap_or_default().to_owned();
-            kinds.insert((field("group"), field("version"), field("kind")), id);
+            kinds.insert((field("group"), field("version"), field("kind")), name.clone());
         }
     }
+}
+
+/// An embedded version as written by `scripts/kubernetes-schemas`: each definition kept as text until
+/// a kind needs it.
+#[derive(serde::Deserialize)]
+struct Embedded {
+    kubernetes: String,
+    /// `[group, version, kind, definition]`.
+    kinds: Vec<(String, String, String, String)>,
+    definitions: HashMap<String, Box<serde_json::value::RawValue>>,
 }
 
 /// Loads an embedded version's schemas into `set`.
 pub fn load(version: &str, set: &mut SchemaSet) -> Result<BuiltIn, SchemaError> {
     let version = normalize_version(version).map_err(SchemaError)?;
-    let document = embedded_document(version)?;
-    let definitions = document
-        .get("definitions")
-        .and_then(Json::as_object)
-        .ok_or_else(|| SchemaError("the embedded schemas have no definitions".into()))?;
-    set.add_definitions(definitions)?;
-    let mut kinds = HashMap::new();
-    index_kinds(set, definitions, &mut kinds);
+    let embedded = embedded_document(version)?;
+    set.add_definitions(
+        embedded
+            .definitions
+            .into_iter()
+            .map(|(name, text)| (name, super::openapi::Pending::Text(text))),
+    );
+    let kinds = embedded
+        .kinds
+        .into_iter()
+        .map(|(group, version, kind, name)| ((group, version, kind), name))
+        .collect();
     Ok(BuiltIn {
-        version: document
-            .get("kubernetes")
-            .and_then(Json::as_str)
-            .unwrap_or(version)
-            .to_owned(),
+        version: embedded.kubernetes,
         kinds,
-        object_meta: set.definition("io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
     })
 }
 
-fn embedded_document(version: &str) -> Result<Json, SchemaError> {
+fn embedded_document(version: &str) -> Result<Embedded, SchemaError> {
     let (_, bytes) = EMBEDDED
         .iter()
         .find(|(v, _)| *v == version)
@@ -117,22 +125,9 @@ fn served_by(version: &str) -> &'static HashSet<(String, String, String)> {
         [const { OnceLock::new() }; EMBEDDED.len()];
     let position = EMBEDDED.iter().position(|(v, _)| *v == version).unwrap_or(0);
     SERVED[position].get_or_init(|| {
-        let mut served = HashSet::new();
-        let Ok(document) = embedded_document(EMBEDDED[position].0) else {
-            return served;
-        };
-        for schema in document["definitions"].as_object().into_iter().flat_map(|d| d.values()) {
-            for gvk in schema
-                .get("x-kubernetes-group-version-kind")
-                .and_then(Json::as_array)
-                .into_iter()
-                .flatten()
-            {
-                let field = |key: &str| gvk.get(key).and_then(Json::as_str).unwrap_or_default().to_owned();
-                served.insert((field("group"), field("version"), field("kind")));
-            }
-        }
-        served
+        embedded_document(EMBEDDED[position].0)
+            .map(|embedded| embedded.kinds.into_iter().map(|(g, v, k, _)| (g, v, k)).collect())
+            .unwrap_or_default()
     })
 }
 
@@ -413,7 +408,9 @@ mod tests {
                     "{version} lacks {kind}"
                 );
             }
-            assert!(built_in.object_meta.is_some());
+            assert!(set.definition(OBJECT_META).unwrap().is_some());
+            let deployment = &built_in.kinds[&("apps".to_owned(), "v1".to_owned(), "Deployment".to_owned())];
+            assert!(set.definition(deployment).unwrap().is_some());
         }
     }
 

@@ -49,7 +49,10 @@ pub struct Catalog {
     pub target: String,
     /// The embedded version the target is compared with for removed apiVersions.
     embedded_version: &'static str,
-    builtin: HashMap<(String, String, String), SchemaId>,
+    /// Built-in kinds: the name of each one's definition, compiled when an object needs it.
+    builtin: HashMap<(String, String, String), String>,
+    /// The built-in kinds compiled so far.
+    compiled: HashMap<(String, String, String), SchemaId>,
     custom: HashMap<(String, String, String), (SchemaId, SchemaOrigin)>,
     object_meta: Option<SchemaId>,
     pub warnings: Vec<String>,
@@ -81,13 +84,15 @@ impl Catalog {
         let version = kubernetes::normalize_version(version).map_err(CheckError::Version)?;
         let mut set = SchemaSet::new();
         let built_in = kubernetes::load(version, &mut set)?;
+        let object_meta = set.definition(kubernetes::OBJECT_META)?;
         Ok(Catalog {
             set,
             target: format!("Kubernetes {}", built_in.version),
             embedded_version: version,
             builtin: built_in.kinds,
+            compiled: HashMap::new(),
             custom: HashMap::new(),
-            object_meta: built_in.object_meta,
+            object_meta,
             warnings: Vec::new(),
         })
     }
@@ -103,21 +108,25 @@ impl Catalog {
             let Some(definitions) = document.pointer("/components/schemas").and_then(Json::as_object) else {
                 continue;
             };
-            set.add_definitions(definitions)?;
-            kubernetes::index_kinds(&set, definitions, &mut served);
+            kubernetes::index_kinds(definitions, &mut served);
+            set.add_definitions(
+                definitions
+                    .iter()
+                    .map(|(name, schema)| (name.clone(), openapi::Pending::Parsed(schema.clone()))),
+            );
         }
         // The served documents replace the embedded ones wholesale (one arena, one ObjectMeta); a
         // cluster that serves no ObjectMeta served nothing usable, and the embedded schemas stay.
-        let Some(object_meta) = set.definition("io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta") else {
+        let Some(object_meta) = set.definition(kubernetes::OBJECT_META)? else {
             return Ok(catalog);
         };
         catalog.object_meta = Some(object_meta);
         catalog.set = set;
         catalog.builtin = HashMap::new();
-        for (key, id) in served {
+        for (key, name) in served {
             if kubernetes::is_builtin_group(&key.0) {
-                catalog.builtin.insert(key, id);
-            } else {
+                catalog.builtin.insert(key, name);
+            } else if let Some(id) = catalog.set.definition(&name)? {
                 catalog.custom.insert(key, (id, SchemaOrigin::Cluster));
             }
         }
@@ -222,13 +231,41 @@ impl Catalog {
         Ok(())
     }
 
+    /// Compiles the built-in kinds `objects` use, and every definition they refer to.
+    fn prepare(&mut self, objects: &[Object]) -> Result<(), CheckError> {
+        for object in objects {
+            let key = gvk(object.api_version(), object.kind());
+            if self.compiled.contains_key(&key) || self.custom.contains_key(&key) {
+                continue;
+            }
+            if let Some(name) = self.builtin.get(&key)
+                && let Some(id) = self.set.definition(name)?
+            {
+                self.compiled.insert(key, id);
+            }
+        }
+        Ok(())
+    }
+
+    /// Compiles every definition, so that copies of the catalog need no more work.
+    pub fn compile_all(&mut self) -> Result<(), CheckError> {
+        self.set.compile_all()?;
+        let compiled: Vec<_> = self
+            .builtin
+            .iter()
+            .filter_map(|(key, name)| Some((key.clone(), self.set.definition(name).ok()??)))
+            .collect();
+        self.compiled.extend(compiled);
+        Ok(())
+    }
+
     /// The schema of a kind, and whether it is a custom resource's.
     fn schema_for(&self, api_version: &str, kind: &str) -> Option<(SchemaId, bool)> {
         let key = gvk(api_version, kind);
         if let Some((id, _)) = self.custom.get(&key) {
             return Some((*id, true));
         }
-        if let Some(id) = self.builtin.get(&key) {
+        if let Some(id) = self.compiled.get(&key) {
             return Some((*id, false));
         }
         let folder_key = (key.0, key.1, key.2.to_lowercase());
@@ -277,12 +314,13 @@ pub struct Report {
     pub errors: Vec<Finding>,
     /// Kinds with no schema anywhere (errors under `--strict`), and schemas that could not be read.
     pub warnings: Vec<String>,
-    /// Custom resources whose schemas carry CEL rules, which only the API server evaluates.
-    pub cel_rules_unchecked: usize,
 }
 
-/// Validates every object against its kind's schema, on every core.
-pub fn validate(objects: &[Object], catalog: &Catalog, options: &Options) -> Report {
+/// Validates every object against its kind's schema, on every core (the kinds' schemas compiled
+/// first).
+pub fn validate(objects: &[Object], catalog: &mut Catalog, options: &Options) -> Result<Report, CheckError> {
+    catalog.prepare(objects)?;
+    let catalog = &*catalog;
     enum Outcome {
         Checked(Vec<openapi::Violation>),
         Unserved(String),
@@ -353,10 +391,7 @@ pub fn validate(objects: &[Object], catalog: &Catalog, options: &Options) -> Rep
             "{kind}: no schema (no CRD for it in the stream, the cluster or the schema folders), so {count} object(s) go unchecked; --strict makes this an error"
         ));
     }
-    report.cel_rules_unchecked = (0..catalog.set.len())
-        .map(|id| catalog.set.get(id as SchemaId).cel_rules)
-        .sum();
-    report
+    Ok(report)
 }
 
 /// The report's errors as one error: each at the place its author wrote it, as far as that can be
@@ -422,7 +457,7 @@ mod tests {
     fn messages(objects: &[Object], options: &Options) -> (Vec<String>, Vec<String>) {
         let mut catalog = Catalog::embedded(kubernetes::DEFAULT_VERSION).unwrap();
         catalog.add_stream_crds(objects);
-        let report = validate(objects, &catalog, options);
+        let report = validate(objects, &mut catalog, options).unwrap();
         let errors = report
             .errors
             .iter()

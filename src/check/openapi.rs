@@ -181,8 +181,6 @@ pub struct Schema {
     pub any_of: Vec<SchemaId>,
     pub one_of: Vec<SchemaId>,
     pub not: Option<SchemaId>,
-    /// `x-kubernetes-validations`: CEL rules, which only the API server evaluates.
-    pub cel_rules: usize,
 }
 
 impl Default for Schema {
@@ -212,7 +210,6 @@ impl Default for Schema {
             any_of: Vec::new(),
             one_of: Vec::new(),
             not: None,
-            cel_rules: 0,
         }
     }
 }
@@ -230,11 +227,22 @@ pub enum Dialect {
 #[error("{0}")]
 pub struct SchemaError(pub String);
 
-/// Compiled schemas, and the kinds they describe.
+/// Compiled schemas, and named definitions waiting to be compiled: a definition is compiled the
+/// first time something needs it (a kind in the manifest, a reference), so a render pays for the few
+/// dozen definitions its kinds use, not for all of Kubernetes.
 #[derive(Debug, Default, Clone)]
 pub struct SchemaSet {
     nodes: Vec<Schema>,
     definitions: HashMap<String, SchemaId>,
+    pending: HashMap<String, Pending>,
+}
+
+/// A definition not yet compiled: parsed already, or still JSON text (the embedded schemas, parsed
+/// one by one as kinds need them).
+#[derive(Debug, Clone)]
+pub enum Pending {
+    Parsed(Json),
+    Text(Box<serde_json::value::RawValue>),
 }
 
 /// The name an OpenAPI `$ref` points at.
@@ -254,8 +262,49 @@ impl SchemaSet {
         &self.nodes[id as usize]
     }
 
-    pub fn definition(&self, name: &str) -> Option<SchemaId> {
-        self.definitions.get(name).copied()
+    /// A definition, compiled now if it was waiting; none if there is no such definition.
+    pub fn definition(&mut self, name: &str) -> Result<Option<SchemaId>, SchemaError> {
+        if let Some(id) = self.definitions.get(name) {
+            return Ok(Some(*id));
+        }
+        let schema = match self.pending.remove(name) {
+            None => return Ok(None),
+            Some(Pending::Parsed(schema)) => schema,
+            Some(Pending::Text(text)) => serde_json::from_str(text.get())
+                .map_err(|e| SchemaError(format!("the definition of {name} does not parse: {e}")))?,
+        };
+        let id = self.push(Schema::default());
+        self.definitions.insert(name.to_owned(), id);
+        let compiled = self.compile_node(&schema, Dialect::BuiltIn, 0)? as usize;
+        // A definition compiled to a node of its own moves into its slot; one that is only a
+        // reference to another is a copy of it.
+        let mut node = if compiled > id as usize && compiled == self.nodes.len() - 1 {
+            self.nodes.pop().unwrap_or_default()
+        } else {
+            self.nodes[compiled].clone()
+        };
+        if name.ends_with(".pkg.api.resource.Quantity") {
+            node = Schema {
+                special: Some(Special::Quantity),
+                ..Schema::default()
+            };
+        } else if name.ends_with(".pkg.util.intstr.IntOrString") {
+            node = Schema {
+                special: Some(Special::IntOrString),
+                ..Schema::default()
+            };
+        }
+        self.nodes[id as usize] = node;
+        Ok(Some(id))
+    }
+
+    /// Compiles every definition still waiting.
+    pub fn compile_all(&mut self) -> Result<(), SchemaError> {
+        let names: Vec<String> = self.pending.keys().cloned().collect();
+        for name in names {
+            self.definition(&name)?;
+        }
+        Ok(())
     }
 
     pub fn len(&self) -> usize {
@@ -266,44 +315,14 @@ impl SchemaSet {
         self.nodes.is_empty()
     }
 
-    /// Adds named OpenAPI definitions (`components.schemas`); references between them resolve among
-    /// these and the ones added before.
-    pub fn add_definitions(&mut self, definitions: &serde_json::Map<String, Json>) -> Result<(), SchemaError> {
-        let first_new = self.nodes.len();
-        for name in definitions.keys() {
-            if !self.definitions.contains_key(name) {
-                let id = self.push(Schema::default());
-                self.definitions.insert(name.clone(), id);
-            }
-        }
-        let reserved_end = self.nodes.len();
+    /// Adds named OpenAPI definitions (`components.schemas`), to be compiled when first needed;
+    /// references between them resolve among these and the ones added before.
+    pub fn add_definitions(&mut self, definitions: impl IntoIterator<Item = (String, Pending)>) {
         for (name, schema) in definitions {
-            let id = self.definitions[name];
-            if (id as usize) < first_new {
-                continue;
+            if !self.definitions.contains_key(&name) {
+                self.pending.entry(name).or_insert(schema);
             }
-            let compiled = self.compile_node(schema, Dialect::BuiltIn, 0)? as usize;
-            // A definition compiled to a node of its own moves into its slot; one that is only a
-            // reference to another is a copy of it.
-            let mut node = if compiled >= reserved_end && compiled == self.nodes.len() - 1 {
-                self.nodes.pop().unwrap_or_default()
-            } else {
-                self.nodes[compiled].clone()
-            };
-            if name.ends_with(".pkg.api.resource.Quantity") {
-                node = Schema {
-                    special: Some(Special::Quantity),
-                    ..Schema::default()
-                };
-            } else if name.ends_with(".pkg.util.intstr.IntOrString") {
-                node = Schema {
-                    special: Some(Special::IntOrString),
-                    ..Schema::default()
-                };
-            }
-            self.nodes[id as usize] = node;
         }
-        Ok(())
     }
 
     /// Compiles one schema that is not a named definition (a CRD version's `openAPIV3Schema`).
@@ -413,10 +432,6 @@ impl SchemaSet {
             _ => ListType::Atomic,
         };
         node.default = map.get("default").filter(|d| !d.is_object() && !d.is_array()).cloned();
-        node.cel_rules = map
-            .get("x-kubernetes-validations")
-            .and_then(Json::as_array)
-            .map_or(0, Vec::len);
         for (key, target) in [("allOf", 0), ("anyOf", 1), ("oneOf", 2)] {
             if let Some(Json::Array(subs)) = map.get(key) {
                 let mut ids = Vec::with_capacity(subs.len());
@@ -442,9 +457,7 @@ impl SchemaSet {
 
     fn resolve(&mut self, reference: &str) -> Result<SchemaId, SchemaError> {
         let name = reference_name(reference);
-        self.definitions
-            .get(name)
-            .copied()
+        self.definition(name)?
             .ok_or_else(|| SchemaError(format!("the schema refers to `{name}`, which is not defined")))
     }
 }
@@ -482,20 +495,27 @@ pub struct Violation {
     pub message: String,
 }
 
+/// A step of the path being walked, borrowed from the value: owned only when something is reported.
+#[derive(Debug, Clone, Copy)]
+enum StepRef<'v> {
+    Key(&'v str),
+    Index(usize),
+}
+
 /// Walks a value against a schema, collecting every violation.
-pub struct Validator<'s> {
+pub struct Validator<'s, 'v> {
     set: &'s SchemaSet,
     /// The schema of `metadata` in embedded resources and custom resources (ObjectMeta).
     object_meta: Option<SchemaId>,
-    path: Vec<Step>,
+    path: Vec<StepRef<'v>>,
     pub violations: Vec<Violation>,
 }
 
 /// Stops a hostile or broken document from producing an unbounded report.
 const MAX_VIOLATIONS: usize = 200;
 
-impl<'s> Validator<'s> {
-    pub fn new(set: &'s SchemaSet, object_meta: Option<SchemaId>) -> Validator<'s> {
+impl<'s, 'v> Validator<'s, 'v> {
+    pub fn new(set: &'s SchemaSet, object_meta: Option<SchemaId>) -> Validator<'s, 'v> {
         Validator {
             set,
             object_meta,
@@ -507,7 +527,14 @@ impl<'s> Validator<'s> {
     fn report(&mut self, at_key: bool, message: String) {
         if self.violations.len() < MAX_VIOLATIONS {
             self.violations.push(Violation {
-                path: self.path.clone(),
+                path: self
+                    .path
+                    .iter()
+                    .map(|step| match step {
+                        StepRef::Key(key) => Step::Key((*key).to_owned()),
+                        StepRef::Index(i) => Step::Index(*i),
+                    })
+                    .collect(),
                 at_key,
                 message,
             });
@@ -516,7 +543,7 @@ impl<'s> Validator<'s> {
 
     /// Validates a whole object: a built-in kind's top-level schema, or a custom resource's
     /// `openAPIV3Schema` (whose `metadata` is ObjectMeta, whatever the CRD says).
-    pub fn object(&mut self, value: &Json, schema: SchemaId, custom: bool) {
+    pub fn object(&mut self, value: &'v Json, schema: SchemaId, custom: bool) {
         self.path.clear();
         if custom {
             self.resource(value, schema);
@@ -526,13 +553,13 @@ impl<'s> Validator<'s> {
     }
 
     /// A whole resource: apiVersion, kind and metadata as the API server reads them, the rest by `schema`.
-    fn resource(&mut self, value: &Json, schema: SchemaId) {
+    fn resource(&mut self, value: &'v Json, schema: SchemaId) {
         let Json::Object(map) = value else {
             return self.value(value, schema);
         };
         let node = self.set.get(schema);
         for (key, field) in map {
-            self.path.push(Step::Key(key.clone()));
+            self.path.push(StepRef::Key(key));
             match key.as_str() {
                 "apiVersion" | "kind" if !field.is_string() && !field.is_null() => {
                     self.report(false, format!("must be a string, not {}", type_name(field)))
@@ -557,7 +584,7 @@ impl<'s> Validator<'s> {
         self.object_rules(node, map);
     }
 
-    fn additional(&mut self, additional: Additional, key: &str, field: &Json) {
+    fn additional(&mut self, additional: Additional, key: &str, field: &'v Json) {
         match additional {
             Additional::Open => {}
             Additional::Each(sub) => self.value(field, sub),
@@ -583,7 +610,7 @@ impl<'s> Validator<'s> {
         }
     }
 
-    pub fn value(&mut self, value: &Json, schema: SchemaId) {
+    pub fn value(&mut self, value: &'v Json, schema: SchemaId) {
         // A field set to null is a field left out, to the API server's decoders and to CRD pruning.
         if value.is_null() {
             return;
@@ -628,7 +655,7 @@ impl<'s> Validator<'s> {
         match value {
             Json::Object(map) => {
                 for (key, field) in map {
-                    self.path.push(Step::Key(key.clone()));
+                    self.path.push(StepRef::Key(key));
                     match node.properties.get(key.as_str()) {
                         Some(&sub) => self.value(field, sub),
                         None => self.additional(node.additional, key, field),
@@ -641,7 +668,7 @@ impl<'s> Validator<'s> {
             Json::Array(items) => {
                 if let Some(sub) = node.items {
                     for (i, item) in items.iter().enumerate() {
-                        self.path.push(Step::Index(i));
+                        self.path.push(StepRef::Index(i));
                         self.value(item, sub);
                         self.path.pop();
                     }
@@ -653,7 +680,7 @@ impl<'s> Validator<'s> {
         self.value_rules(node, value);
     }
 
-    fn list_rules(&mut self, node: &Schema, items: &[Json]) {
+    fn list_rules(&mut self, node: &Schema, items: &'v [Json]) {
         let count = items.len() as u64;
         if let Some(min) = node.min_items.filter(|&m| count < m) {
             self.report(false, format!("must have at least {min} item(s), has {count}"));
@@ -666,7 +693,7 @@ impl<'s> Validator<'s> {
             ListType::Set => {
                 for (i, item) in items.iter().enumerate() {
                     if let Some(first) = items[..i].iter().position(|earlier| earlier == item) {
-                        self.path.push(Step::Index(i));
+                        self.path.push(StepRef::Index(i));
                         self.report(
                             false,
                             format!("repeats item [{first}] of a list whose items must be unique"),
@@ -695,7 +722,7 @@ impl<'s> Validator<'s> {
                         .position(|earlier| earlier.as_ref() == Some(identity))
                     {
                         let described: Vec<String> = keys.iter().map(|k| format!("`{k}`")).collect();
-                        self.path.push(Step::Index(i));
+                        self.path.push(StepRef::Index(i));
                         self.report(
                             false,
                             format!(
@@ -765,7 +792,7 @@ impl<'s> Validator<'s> {
     }
 
     /// Rules that apply to a value of any type: enum, and the combinators.
-    fn value_rules(&mut self, node: &Schema, value: &Json) {
+    fn value_rules(&mut self, node: &Schema, value: &'v Json) {
         if let Some(allowed) = &node.enumeration
             && !allowed.iter().any(|a| a == value)
         {
@@ -796,7 +823,7 @@ impl<'s> Validator<'s> {
     }
 
     /// Whether `value` passes `schema`, without reporting anything.
-    fn passes(&self, value: &Json, schema: SchemaId) -> bool {
+    fn passes(&self, value: &'v Json, schema: SchemaId) -> bool {
         let mut probe = Validator::new(self.set, self.object_meta);
         probe.value(value, schema);
         probe.violations.is_empty()
@@ -1052,8 +1079,14 @@ mod tests {
             "Ports": {"type": "array", "items": {"$ref": "#/components/schemas/Port"},
                 "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["containerPort", "protocol"]}
         });
-        set.add_definitions(definitions.as_object().unwrap()).unwrap();
-        let id = set.definition("Ports").unwrap();
+        set.add_definitions(
+            definitions
+                .as_object()
+                .unwrap()
+                .iter()
+                .map(|(name, schema)| (name.clone(), Pending::Parsed(schema.clone()))),
+        );
+        let id = set.definition("Ports").unwrap().unwrap();
         assert!(
             messages(
                 &set,

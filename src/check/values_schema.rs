@@ -4,13 +4,13 @@
 //! `--data-value-yaml replicas`, `env APP_REPLICAS`. A message never quotes the value: it may have come
 //! from a secret store. `kdeploy values --schema` starts one from the values at hand ([`infer`]).
 //!
-//! The schema is compiled by the `jsonschema` crate with patterns on the linear-time `regex` engine
-//! and no way to fetch what a `$ref` names: a schema from an untrusted repository can neither stall
-//! validation nor send a request.
+//! The schema is compiled by the `boon` crate, whose patterns run on the linear-time `regex` engine,
+//! with a loader that refuses every `$ref` to another document: a schema from an untrusted repository
+//! can neither stall validation nor read a file or send a request.
 
 use std::path::Path;
 
-use jsonschema::error::ValidationErrorKind;
+use boon::ErrorKind;
 use serde_json::{Map, Value as Json, json};
 
 use crate::values::Origin;
@@ -23,8 +23,48 @@ pub enum ValuesSchemaError {
     Invalid(String),
 }
 
+/// A compiled values schema.
+pub struct ValuesSchema {
+    schemas: boon::Schemas,
+    root: boon::SchemaIndex,
+}
+
+/// Every `$ref` to a document other than the schema itself is refused, never fetched or read.
+struct NoLoader;
+
+impl boon::UrlLoader for NoLoader {
+    fn load(&self, url: &str) -> Result<Json, Box<dyn std::error::Error>> {
+        Err(format!("{url} is another document; a values schema must be whole in itself").into())
+    }
+}
+
+/// Compiles `schema`, read from `label` (the name errors give it).
+pub fn compile(schema: Json, label: &str) -> Result<ValuesSchema, String> {
+    let mut compiler = boon::Compiler::new();
+    compiler.use_loader(Box::new(NoLoader));
+    compiler.enable_format_assertions();
+    let location = "file:///values.schema.json";
+    compiler.add_resource(location, schema).map_err(|e| e.to_string())?;
+    let mut schemas = boon::Schemas::new();
+    let root = compiler
+        .compile(location, &mut schemas)
+        .map_err(|e| format!("is not a valid JSON Schema: {}", chain(&e).replace(location, label)))?;
+    Ok(ValuesSchema { schemas, root })
+}
+
+/// An error and its causes, `: `-joined.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    text
+}
+
 /// Reads and compiles the schema at `path`.
-pub fn load(path: &Path) -> Result<jsonschema::Validator, ValuesSchemaError> {
+pub fn load(path: &Path) -> Result<ValuesSchema, ValuesSchemaError> {
     let fail = |message: String| ValuesSchemaError::Schema {
         path: path.to_path_buf(),
         message,
@@ -35,94 +75,99 @@ pub fn load(path: &Path) -> Result<jsonschema::Validator, ValuesSchemaError> {
     if documents.len() != 1 {
         return Err(fail(format!("holds {} documents; a schema is one", documents.len())));
     }
-    let schema = documents.remove(0).root;
-    jsonschema::options()
-        .with_pattern_options(jsonschema::PatternOptions::regex())
-        .build(&schema)
-        .map_err(|e| fail(format!("is not a valid JSON Schema: {e}")))
+    compile(documents.remove(0).root, &path.display().to_string()).map_err(fail)
 }
 
-/// `a.b[0]` from the JSON pointer `/a/b/0` (indexes of lists as `[i]`, as values are shown elsewhere).
-fn dotted(value: &Json, pointer: &jsonschema::paths::Location) -> String {
+/// `a.b[0]`, as values are shown elsewhere.
+fn dotted(location: &boon::InstanceLocation<'_>) -> String {
     let mut path = String::new();
-    let mut node = Some(value);
-    for segment in pointer {
-        let text = segment.to_string();
-        match node {
-            Some(Json::Array(items)) => {
-                path.push_str(&format!("[{text}]"));
-                node = text.parse::<usize>().ok().and_then(|i| items.get(i));
-            }
-            _ => {
-                crate::yaml::push_path_key(&mut path, &text);
-                node = node.and_then(|n| n.get(&text));
-            }
+    for token in &location.tokens {
+        match token {
+            boon::InstanceToken::Prop(key) => crate::yaml::push_path_key(&mut path, key),
+            boon::InstanceToken::Item(index) => path.push_str(&format!("[{index}]")),
         }
     }
     path
 }
 
 /// What the error says, from the schema's side only: never the value.
-fn describe(kind: &ValidationErrorKind) -> String {
+fn describe(kind: &ErrorKind<'_, '_>) -> String {
+    let listed = |values: &[Json]| values.iter().map(Json::to_string).collect::<Vec<_>>().join(", ");
     match kind {
-        ValidationErrorKind::Type { kind } => format!("must be of type {}", type_text(kind)),
-        ValidationErrorKind::Required { property } => format!("is missing the required key {property}"),
-        ValidationErrorKind::AdditionalProperties { unexpected }
-        | ValidationErrorKind::UnevaluatedProperties { unexpected } => {
-            format!("has key(s) the schema does not allow: {}", unexpected.join(", "))
+        ErrorKind::Type { want, .. } => {
+            let names: Vec<String> = want.iter().map(|t| t.to_string()).collect();
+            format!("must be of type {}", names.join(" or "))
         }
-        ValidationErrorKind::Enum { options } => format!("must be one of {options}"),
-        ValidationErrorKind::Constant { expected_value } => format!("must be {expected_value}"),
-        ValidationErrorKind::Minimum { limit } => format!("must be at least {limit}"),
-        ValidationErrorKind::Maximum { limit } => format!("must be at most {limit}"),
-        ValidationErrorKind::ExclusiveMinimum { limit } => format!("must be greater than {limit}"),
-        ValidationErrorKind::ExclusiveMaximum { limit } => format!("must be less than {limit}"),
-        ValidationErrorKind::MinLength { limit } => format!("must be at least {limit} character(s) long"),
-        ValidationErrorKind::MaxLength { limit } => format!("may be at most {limit} character(s) long"),
-        ValidationErrorKind::MinItems { limit } => format!("must have at least {limit} item(s)"),
-        ValidationErrorKind::MaxItems { limit } => format!("may have at most {limit} item(s)"),
-        ValidationErrorKind::MinProperties { limit } => format!("must have at least {limit} key(s)"),
-        ValidationErrorKind::MaxProperties { limit } => format!("may have at most {limit} key(s)"),
-        ValidationErrorKind::Pattern { pattern } => format!("does not match the pattern `{pattern}`"),
-        ValidationErrorKind::Format { format } => format!("is not a valid {format}"),
-        ValidationErrorKind::UniqueItems => "must not repeat an item".to_owned(),
-        ValidationErrorKind::MultipleOf { .. } => "is not a multiple the schema allows (multipleOf)".to_owned(),
-        ValidationErrorKind::FalseSchema => "is not allowed here (the schema is `false`)".to_owned(),
-        other => format!("does not meet the schema ({})", other.keyword()),
+        ErrorKind::Required { want } => format!("is missing the required key(s) {}", want.join(", ")),
+        ErrorKind::AdditionalProperties { got } => {
+            let keys: Vec<&str> = got.iter().map(|k| k.as_ref()).collect();
+            format!("has key(s) the schema does not allow: {}", keys.join(", "))
+        }
+        ErrorKind::Enum { want } => format!("must be one of {}", listed(want)),
+        ErrorKind::Const { want } => format!("must be {want}"),
+        ErrorKind::Minimum { want, .. } => format!("must be at least {want}"),
+        ErrorKind::Maximum { want, .. } => format!("must be at most {want}"),
+        ErrorKind::ExclusiveMinimum { want, .. } => format!("must be greater than {want}"),
+        ErrorKind::ExclusiveMaximum { want, .. } => format!("must be less than {want}"),
+        ErrorKind::MultipleOf { want, .. } => format!("must be a multiple of {want}"),
+        ErrorKind::MinLength { want, .. } => format!("must be at least {want} character(s) long"),
+        ErrorKind::MaxLength { want, .. } => format!("may be at most {want} character(s) long"),
+        ErrorKind::MinItems { want, .. } => format!("must have at least {want} item(s)"),
+        ErrorKind::MaxItems { want, .. } => format!("may have at most {want} item(s)"),
+        ErrorKind::MinProperties { want, .. } => format!("must have at least {want} key(s)"),
+        ErrorKind::MaxProperties { want, .. } => format!("may have at most {want} key(s)"),
+        ErrorKind::Pattern { want, .. } => format!("does not match the pattern `{want}`"),
+        ErrorKind::Format { want, .. } => format!("is not a valid {want}"),
+        ErrorKind::UniqueItems { got } => format!("repeats item [{}] at [{}]", got[0], got[1]),
+        ErrorKind::DependentRequired { prop, missing } | ErrorKind::Dependency { prop, missing } => {
+            format!("has `{prop}`, which needs {}", missing.join(", "))
+        }
+        ErrorKind::FalseSchema => "is not allowed here (the schema is `false`)".to_owned(),
+        ErrorKind::Not => "matches the schema it must not match (not)".to_owned(),
+        ErrorKind::AnyOf => "matches none of the schemas listed in anyOf".to_owned(),
+        ErrorKind::OneOf(None) => "matches none of the schemas listed in oneOf".to_owned(),
+        ErrorKind::OneOf(Some((a, b))) => format!("matches both schemas {a} and {b} of oneOf; one is allowed"),
+        ErrorKind::PropertyName { prop } => format!("has a key the schema's propertyNames refuses: {prop}"),
+        _ => "does not meet the schema".to_owned(),
     }
 }
 
-fn type_text(kind: &jsonschema::error::TypeKind) -> String {
-    match kind {
-        jsonschema::error::TypeKind::Single(one) => one.to_string(),
-        jsonschema::error::TypeKind::Multiple(set) => {
-            let names: Vec<String> = set.iter().map(|t| t.to_string()).collect();
-            names.join(" or ")
-        }
+/// The errors that say something: the leaves of boon's tree of causes.
+fn leaves<'e, 's, 'v>(error: &'e boon::ValidationError<'s, 'v>, out: &mut Vec<&'e boon::ValidationError<'s, 'v>>) {
+    if error.causes.is_empty() {
+        out.push(error);
+    }
+    for cause in &error.causes {
+        leaves(cause, out);
     }
 }
 
 /// Validates `values`; `origin_of` says where the value at a dotted path was set.
 pub fn validate(
-    validator: &jsonschema::Validator,
+    schema: &ValuesSchema,
     schema_path: &Path,
     values: &Json,
     origin_of: &dyn Fn(&str) -> Option<Origin>,
 ) -> Result<(), ValuesSchemaError> {
-    let mut lines = Vec::new();
-    for error in validator.iter_errors(values).take(100) {
-        let path = dotted(values, error.instance_path());
-        let shown = if path.is_empty() {
-            "the values".to_owned()
-        } else {
-            format!("`{path}`")
-        };
-        let at = origin_of(&path).map_or_else(String::new, |o| format!("{o}: "));
-        lines.push(format!("{at}{shown} {}", describe(error.kind())));
-    }
-    if lines.is_empty() {
+    let Err(error) = schema.schemas.validate(values, schema.root) else {
         return Ok(());
-    }
+    };
+    let mut found = Vec::new();
+    leaves(&error, &mut found);
+    let lines: Vec<String> = found
+        .iter()
+        .take(100)
+        .map(|error| {
+            let path = dotted(&error.instance_location);
+            let shown = if path.is_empty() {
+                "the values".to_owned()
+            } else {
+                format!("`{path}`")
+            };
+            let at = origin_of(&path).map_or_else(String::new, |o| format!("{o}: "));
+            format!("{at}{shown} {}", describe(&error.kind))
+        })
+        .collect();
     Err(ValuesSchemaError::Invalid(format!(
         "the values do not meet the schema {} ({} problem{}):\n  {}",
         schema_path.display(),
@@ -169,7 +214,7 @@ mod tests {
     use super::*;
 
     fn check(schema: Json, values: Json) -> Result<(), String> {
-        let validator = jsonschema::validator_for(&schema).unwrap();
+        let validator = compile(schema, "values.schema.yaml").unwrap();
         let origin = |path: &str| {
             (path == "replicas").then(|| Origin::Flag {
                 flag: "--data-value-yaml",
@@ -197,7 +242,7 @@ mod tests {
             error.contains("--data-value-yaml replicas: `replicas` must be at least 1"),
             "{error}"
         );
-        assert!(error.contains("`image` is missing the required key \"tag\""), "{error}");
+        assert!(error.contains("`image` is missing the required key(s) tag"), "{error}");
         assert!(error.contains("`token` does not match the pattern"), "{error}");
         assert!(!error.contains("s3cret-canary"), "{error}");
     }
@@ -213,8 +258,14 @@ mod tests {
     }
 
     #[test]
-    fn remote_references_are_never_fetched() {
-        let schema = json!({"$ref": "https://example.invalid/schema.json"});
-        assert!(jsonschema::options().build(&schema).is_err());
+    fn other_documents_are_never_read_or_fetched() {
+        for reference in [
+            "https://example.invalid/schema.json",
+            "file:///etc/passwd",
+            "other.json",
+        ] {
+            let error = compile(json!({"$ref": reference}), "values.schema.yaml").err().unwrap();
+            assert!(error.contains("must be whole in itself"), "{reference}: {error}");
+        }
     }
 }

@@ -90,6 +90,11 @@ fn generate(env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<ExitCode> {
     if inputs.selection.namespace.is_none() {
         inputs.selection.namespace = env("ARGOCD_APP_NAMESPACE");
     }
+    // Validation meets the destination cluster's version when kdeploy has its schemas (Argo CD says
+    // which it is), else the version kdeploy is built for.
+    inputs.validation.kube_version = env("KUBE_VERSION")
+        .filter(|version| crate::check::kubernetes::normalize_version(version).is_ok())
+        .or(inputs.validation.kube_version.take());
     let facts = env("KUBE_VERSION").map(|version| Capabilities {
         kube_version: if version.starts_with('v') {
             version

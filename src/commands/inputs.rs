@@ -65,15 +65,15 @@ pub struct RenderedInputs {
 }
 
 impl RenderedInputs {
-    /// Validates the manifest (unless `--no-validate`) against `served` (the schemas a connected
+    /// Validates the manifest (unless `--no-validate`) against `catalog` (the schemas a connected
     /// cluster serves), else the embedded schemas of the version asked for; the stream's own CRDs and
     /// the project's schema folders come on top. Every error is placed where it was written.
-    pub fn validate(&self, served: Option<check::Catalog>) -> anyhow::Result<()> {
+    pub fn validate(&self, catalog: Option<check::Catalog>) -> anyhow::Result<()> {
         let args = &self.inputs.validation;
         if args.no_validate {
             return Ok(());
         }
-        validate(&self.manifest, served, args, &self.inputs.selection, &self.origins)
+        validate(&self.manifest, catalog, args, &self.inputs.selection, &self.origins)
     }
 }
 
@@ -254,6 +254,17 @@ impl Inputs {
     /// Renders every source into a validated manifest; charts see `cluster`'s version and APIs.
     pub fn render_for(mut self, cluster: Option<&Capabilities>) -> anyhow::Result<RenderedInputs> {
         let watchdog = self.watchdog.take();
+        // The embedded schemas compile (a few milliseconds) while the templates render; not in
+        // untrusted mode, where one more thread's allocator reservations would count against a
+        // sidecar's address-space limit for no gain worth it (the catalog compiles after the render).
+        let embedded = (!self.validation.no_validate && !self.validate_later && !trust::untrusted()).then(|| {
+            let version = self
+                .validation
+                .kube_version
+                .clone()
+                .unwrap_or_else(|| check::kubernetes::DEFAULT_VERSION.to_owned());
+            std::thread::spawn(move || check::Catalog::embedded(&version))
+        });
         let selection = &self.selection;
         let only_default = !self.explicit_sources
             && self.project.is_none()
@@ -374,8 +385,15 @@ impl Inputs {
             redactor,
             origins,
         };
-        if !rendered.inputs.validate_later {
-            rendered.validate(None)?;
+        match embedded {
+            Some(compiling) => {
+                let catalog = compiling
+                    .join()
+                    .map_err(|_| anyhow::anyhow!("compiling the Kubernetes schemas panicked"))??;
+                rendered.validate(Some(catalog))?;
+            }
+            None if !rendered.inputs.validate_later => rendered.validate(None)?,
+            None => {}
         }
         drop(watchdog);
         Ok(rendered)
@@ -487,26 +505,30 @@ impl check::locate::Origins for RenderOrigins {
     }
 }
 
-/// Validates the manifest against the cluster's schemas when connected (else the embedded ones of
-/// the version asked for), the stream's own CRDs and the project's schema folders; every error at
-/// the place it was written.
+/// Validates the manifest against `catalog` (the cluster's schemas, or the embedded ones compiled
+/// while the templates rendered), else the embedded schemas of the version asked for; the stream's own
+/// CRDs and the project's schema folders come on top. Every error at the place it was written.
 fn validate(
     manifest: &Manifest,
-    served: Option<check::Catalog>,
+    catalog: Option<check::Catalog>,
     args: &ValidationArgs,
     selection: &Selection,
     origins: &dyn check::locate::Origins,
 ) -> anyhow::Result<()> {
-    let mut catalog = match (served, &args.kube_version) {
-        (Some(served), None) => served,
-        (_, version) => check::Catalog::embedded(version.as_deref().unwrap_or(check::kubernetes::DEFAULT_VERSION))?,
+    let mut catalog = match catalog {
+        Some(catalog) => catalog,
+        None => check::Catalog::embedded(
+            args.kube_version
+                .as_deref()
+                .unwrap_or(check::kubernetes::DEFAULT_VERSION),
+        )?,
     };
     catalog.add_stream_crds(&manifest.objects);
     for folder in &selection.schema_folders {
         catalog.add_folder(folder)?;
     }
     let options = check::Options { strict: args.strict };
-    let report = check::validate(&manifest.objects, &catalog, &options);
+    let report = check::validate(&manifest.objects, &mut catalog, &options)?;
     for warning in &report.warnings {
         ui::warn(warning);
     }
