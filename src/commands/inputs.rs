@@ -202,7 +202,9 @@ impl Inputs {
     /// values.yaml lacks (errors with `--strict-values` or `strict_values: true`). The project file's
     /// own text counts as a reader: a chart's `values:` may name values too.
     fn check_unread_values(&self, templates: Option<&crate::template::TemplateSet>) -> anyhow::Result<()> {
-        if self.validation.no_validate {
+        // Sources named on the command line are a part of the project at most: its values were
+        // written for the rest of it.
+        if self.validation.no_validate || self.explicit_sources {
             return Ok(());
         }
         let mut read = templates.map(|t| t.value_paths_read()).unwrap_or_default();
