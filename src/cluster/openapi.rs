@@ -51,6 +51,8 @@ pub async fn served_documents(
         if let Some(url) = index
             .pointer(&format!("/paths/{}", key.replace('~', "~0").replace('/', "~1")))
             .and_then(|p| p["serverRelativeURL"].as_str())
+            // Only a path on the same server: the request carries the kubeconfig's credentials.
+            .filter(|url| url.starts_with("/openapi/v3/"))
         {
             urls.push(url.to_owned());
         }
