@@ -32,12 +32,12 @@ pub struct Options {
     pub strict: bool,
 }
 
-/// Where a kind's schema came from, for messages.
+/// Where a custom kind's schema came from: the stream's own CRD replaces any other, and a folder's
+/// only fills a gap.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SchemaOrigin {
     Stream,
     Cluster,
-    Embedded,
     Folder,
 }
 
