@@ -48,7 +48,7 @@ pub fn validate(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
         .filter(|o| !crate::check::kubernetes::is_builtin_group(o.group()))
         .count();
     crate::ui::note(&format!(
-        "{} object{} valid against Kubernetes {version} ({custom} custom resource{} against their CRDs)",
+        "{} object{} valid against Kubernetes {version} ({custom} custom resource{})",
         objects.len(),
         if objects.len() == 1 { "" } else { "s" },
         if custom == 1 { "" } else { "s" },
