@@ -399,6 +399,10 @@ fn no_path_the_repository_names_leaves_it() {
             format!("sources: [{{helm: {{chart: chart, values_files: [{victim}/values.yaml]}}}}]\n"),
             "chart values file",
         ),
+        // Validation's own inputs: a schema folder and a values schema.
+        (format!("templates: [t]\nschemas: [{victim}]\n"), "schema folder"),
+        ("templates: [t]\nschemas: [/etc]\n".into(), "schema folder"),
+        (format!("templates: [t]\nvalues_schema: {key}\n"), "values schema"),
     ];
     for (config, reason) in cases {
         let repo = sidecar.repo(&[
