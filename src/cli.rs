@@ -59,6 +59,9 @@ pub enum Command {
     /// kdeploy as an Argo CD config management plugin (run by argocd-cmp-server; see deploy/argocd)
     #[command(subcommand)]
     Argocd(ArgocdCommand),
+    /// Turn another tool's configuration into a kdeploy project
+    #[command(subcommand)]
+    Convert(ConvertCommand),
     /// Print shell completions
     Completions {
         /// The shell to complete for
@@ -103,29 +106,8 @@ pub struct InputArgs {
     #[arg(short = 'n', long, value_name = "NAMESPACE")]
     pub namespace: Option<String>,
 
-    /// Data values file (YAML; maps merge deeply, lists replace); repeatable
-    #[arg(long = "data-values-file", value_name = "PATH")]
-    pub data_values_files: Vec<PathBuf>,
-
-    /// Take data values from environment variables PREFIX_key__subkey=value (strings)
-    #[arg(long = "data-values-env", value_name = "PREFIX")]
-    pub data_values_env: Vec<String>,
-
-    /// Like --data-values-env, with each value read as YAML
-    #[arg(long = "data-values-env-yaml", value_name = "PREFIX")]
-    pub data_values_env_yaml: Vec<String>,
-
-    /// Set a data value to a string: key.path=value
-    #[arg(short = 'v', long = "data-value", value_name = "KEY=VALUE")]
-    pub data_values: Vec<String>,
-
-    /// Set a data value from YAML: key.path=yaml
-    #[arg(long = "data-value-yaml", value_name = "KEY=YAML")]
-    pub data_values_yaml: Vec<String>,
-
-    /// Set a data value to the content of a file: key.path=file
-    #[arg(long = "data-value-file", value_name = "KEY=FILE")]
-    pub data_value_files: Vec<String>,
+    #[command(flatten)]
+    pub data_values: DataValueArgs,
 
     /// Env file (.env syntax, .envrc in direnv's common subset, or an age-encrypted .env.age) for
     /// `env` in templates; repeatable
@@ -157,6 +139,71 @@ pub struct InputArgs {
 
     #[command(flatten)]
     pub validation: ValidationArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConvertCommand {
+    /// Convert a ytt configuration (what `ytt -f …` reads) into a kdeploy project in --out that
+    /// renders the same objects. What cannot be converted exactly is refused: nothing is written, every
+    /// refusal is listed with file:line, exit 2. With --partial, what converts is written, each refusal is
+    /// marked in place with a {# TODO(ytt): … #} comment, exit 1
+    Ytt(ConvertYttArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ConvertYttArgs {
+    /// A ytt file or folder, as `ytt -f` takes it (folders recursively, _ytt_lib left out); repeatable
+    #[arg(short = 'f', long = "file", value_name = "PATH", required = true)]
+    pub files: Vec<PathBuf>,
+
+    /// The folder to write the kdeploy project into (created; it must be empty if it exists)
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+
+    /// Write what converts and mark each refused construct with a TODO comment (exit 1)
+    #[arg(long)]
+    pub partial: bool,
+
+    /// The project's name in kdeploy.yaml (default: the name of the --out folder)
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+
+    /// Print the report as JSON instead of text
+    #[arg(short = 'o', long, value_enum, default_value_t = ReportFormat::Text)]
+    pub output: ReportFormat,
+
+    /// Data values to bake into the converted project's values.yaml, with ytt's meaning
+    #[command(flatten)]
+    pub data_values: DataValueArgs,
+}
+
+/// The data-value flags, with ytt's names and meaning (shared by the commands that render and by
+/// `convert ytt`).
+#[derive(Debug, Args, Clone, Default)]
+pub struct DataValueArgs {
+    /// Data values file (YAML; maps merge deeply, lists replace); repeatable
+    #[arg(long = "data-values-file", value_name = "PATH")]
+    pub data_values_files: Vec<PathBuf>,
+
+    /// Take data values from environment variables PREFIX_key__subkey=value (strings)
+    #[arg(long = "data-values-env", value_name = "PREFIX")]
+    pub data_values_env: Vec<String>,
+
+    /// Like --data-values-env, with each value read as YAML
+    #[arg(long = "data-values-env-yaml", value_name = "PREFIX")]
+    pub data_values_env_yaml: Vec<String>,
+
+    /// Set a data value to a string: key.path=value
+    #[arg(short = 'v', long = "data-value", value_name = "KEY=VALUE")]
+    pub strings: Vec<String>,
+
+    /// Set a data value from YAML: key.path=yaml
+    #[arg(long = "data-value-yaml", value_name = "KEY=YAML")]
+    pub data_values_yaml: Vec<String>,
+
+    /// Set a data value to the content of a file: key.path=file
+    #[arg(long = "data-value-file", value_name = "KEY=FILE")]
+    pub data_value_files: Vec<String>,
 }
 
 /// How the rendered objects and the values are checked before anything else sees them.

@@ -7,12 +7,14 @@
 //! against the Kubernetes schemas and their CRDs offline, and [`cluster`] diffs and applies them.
 //! [`yaml`] is the data model they share, [`diagnostic`] the way they report errors, [`parallel`]
 //! spreads the per-object work of large manifests over the cores, and [`util`] holds the few helpers
-//! (hex, the cache folder, UTC time) that every stage uses and none owns.
+//! (hex, the cache folder, UTC time) that every stage uses and none owns. [`convert`] stands beside
+//! the pipeline: it turns other tools' configurations (ytt) into kdeploy projects.
 
 pub mod check;
 pub mod cli;
 pub mod cluster;
 pub mod commands;
+pub mod convert;
 pub mod diagnostic;
 pub mod manifest;
 pub mod parallel;

@@ -82,7 +82,10 @@ fn generate(env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<ExitCode> {
     let (target, values) = read_parameters(env("ARGOCD_APP_PARAMETERS"))?;
     let input = InputArgs {
         target: target.or_else(|| env("ARGOCD_ENV_KDEPLOY_TARGET")),
-        data_values_yaml: values,
+        data_values: crate::cli::DataValueArgs {
+            data_values_yaml: values,
+            ..Default::default()
+        },
         untrusted: true,
         ..Default::default()
     };

@@ -138,12 +138,7 @@ impl Inputs {
         let process_env = process_environment();
         let flags = ValueFlags {
             project_files: selection.values_files.clone(),
-            files: args.data_values_files.clone(),
-            env_prefixes: args.data_values_env.clone(),
-            env_yaml_prefixes: args.data_values_env_yaml.clone(),
-            strings: args.data_values.clone(),
-            yamls: args.data_values_yaml.clone(),
-            file_contents: args.data_value_files.clone(),
+            ..value_flags(&args.data_values)
         };
         let values = load_values(&flags, &process_env)?;
         let mut identities = IdentityChain::from_process(args.identity.identity.as_deref());
@@ -600,4 +595,17 @@ fn process_environment() -> BTreeMap<String, String> {
     std::env::vars_os()
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
         .collect()
+}
+
+/// The data-value flags as the values stage takes them (project files left to the caller).
+pub fn value_flags(args: &crate::cli::DataValueArgs) -> ValueFlags {
+    ValueFlags {
+        project_files: Vec::new(),
+        files: args.data_values_files.clone(),
+        env_prefixes: args.data_values_env.clone(),
+        env_yaml_prefixes: args.data_values_env_yaml.clone(),
+        strings: args.strings.clone(),
+        yamls: args.data_values_yaml.clone(),
+        file_contents: args.data_value_files.clone(),
+    }
 }

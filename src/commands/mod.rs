@@ -3,6 +3,7 @@
 
 mod apply;
 mod argocd;
+mod convert;
 mod delete;
 mod deploy;
 mod diff;
@@ -49,6 +50,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Vendor(args) => vendor::run(&args),
         Command::Vault(command) => vault::run(&command),
         Command::Argocd(command) => argocd::run(&command),
+        Command::Convert(command) => convert::run(&command),
         Command::Completions { shell } => docs::completions(shell),
         Command::Man => docs::man(),
         Command::Schema => docs::schema(),

@@ -1,0 +1,180 @@
+//! `kdeploy convert ytt`: convert, check that the result renders, then write it in one step (a
+//! temporary folder renamed into place), or write nothing.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use serde_json::json;
+
+use super::{EXIT_CHANGES, EXIT_ERROR, Inputs};
+use crate::cli::{ConvertCommand, ConvertYttArgs, InputArgs, ReportFormat};
+use crate::convert::ytt::{self, Conversion, Mode, Options, Refusal};
+use crate::values::load_values;
+
+pub fn run(command: &ConvertCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        ConvertCommand::Ytt(args) => ytt_command(args),
+    }
+}
+
+fn ytt_command(args: &ConvertYttArgs) -> anyhow::Result<ExitCode> {
+    let out = &args.out;
+    if out.exists() {
+        let empty = std::fs::read_dir(out)
+            .with_context(|| format!("{}: not a folder kdeploy can write into", out.display()))?
+            .next()
+            .is_none();
+        if !empty {
+            anyhow::bail!(
+                "{}: the folder exists and is not empty (convert writes a new project)",
+                out.display()
+            );
+        }
+    }
+    let flags = super::inputs::value_flags(&args.data_values);
+    let given = !(flags.files.is_empty()
+        && flags.env_prefixes.is_empty()
+        && flags.env_yaml_prefixes.is_empty()
+        && flags.strings.is_empty()
+        && flags.yamls.is_empty()
+        && flags.file_contents.is_empty());
+    let flag_values = if given {
+        let process_env: std::collections::BTreeMap<String, String> = std::env::vars().collect();
+        Some(load_values(&flags, &process_env)?.to_json()?)
+    } else {
+        None
+    };
+    let name = args.name.clone().unwrap_or_else(|| {
+        absolute(out)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "converted".into())
+    });
+    let options = Options {
+        files: args.files.clone(),
+        flag_values,
+        mode: if args.partial { Mode::Partial } else { Mode::Strict },
+        name,
+    };
+    let mut conversion = ytt::convert(&options)?;
+
+    // Written beside the destination, checked, then renamed into place.
+    let parent = absolute(out)
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    std::fs::create_dir_all(&parent).with_context(|| format!("{}: cannot create it", parent.display()))?;
+    let staging = tempfile::Builder::new()
+        .prefix(".kdeploy-convert-")
+        .tempdir_in(&parent)
+        .with_context(|| format!("{}: cannot write there", parent.display()))?;
+    write_files(staging.path(), &conversion)?;
+    if let Err(e) = renders(staging.path()) {
+        conversion.refusals.push(Refusal {
+            file: "(the converted project)".into(),
+            line: 0,
+            why: format!("it does not render: {e:#}"),
+        });
+    }
+    let refused = !conversion.refusals.is_empty();
+    let write = !refused || args.partial;
+    if write {
+        if out.exists() {
+            std::fs::remove_dir(out).with_context(|| format!("{}: cannot replace it", out.display()))?;
+        }
+        let staged = staging.keep();
+        std::fs::rename(&staged, out).with_context(|| format!("{}: cannot move the project there", out.display()))?;
+    }
+    print_report(args, &conversion, write)?;
+    if !refused {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let n = conversion.refusals.len();
+    if args.partial {
+        crate::ui::warn(&format!(
+            "{n} construct{} could not be converted exactly; each is marked with a TODO(ytt) comment in {}",
+            if n == 1 { "" } else { "s" },
+            out.display()
+        ));
+        Ok(ExitCode::from(EXIT_CHANGES))
+    } else {
+        eprintln!(
+            "error: {n} construct{} cannot be converted exactly, so nothing was written (--partial writes the rest, marked)",
+            if n == 1 { "" } else { "s" }
+        );
+        Ok(ExitCode::from(EXIT_ERROR))
+    }
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+fn write_files(dir: &Path, conversion: &Conversion) -> anyhow::Result<()> {
+    for (path, text) in &conversion.files {
+        let target = dir.join(path);
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).with_context(|| format!("{}: cannot create it", parent.display()))?;
+        }
+        std::fs::write(&target, text).with_context(|| format!("{}: cannot write it", target.display()))?;
+    }
+    Ok(())
+}
+
+/// Renders the converted project as `kdeploy render` would (validation aside: that checks the
+/// objects, which are ytt's, not the conversion).
+fn renders(dir: &Path) -> anyhow::Result<()> {
+    let mut input = InputArgs {
+        project: Some(dir.join("kdeploy.yaml")),
+        ..Default::default()
+    };
+    input.validation.no_validate = true;
+    let rendered = Inputs::gather(&input)?.render()?;
+    drop(rendered);
+    Ok(())
+}
+
+fn print_report(args: &ConvertYttArgs, conversion: &Conversion, written: bool) -> anyhow::Result<()> {
+    if args.output == ReportFormat::Json {
+        let report = json!({
+            "files": conversion.report.iter().map(|f| json!({
+                "file": f.file,
+                "became": f.became,
+                "constructs": f.constructs,
+            })).collect::<Vec<_>>(),
+            "refusals": conversion.refusals.iter().map(|r| json!({
+                "file": r.file,
+                "line": r.line,
+                "why": r.why,
+            })).collect::<Vec<_>>(),
+            "written": written,
+            "out": args.out,
+        });
+        return super::write_stdout(&format!("{}\n", serde_json::to_string_pretty(&report)?));
+    }
+    let mut text = String::new();
+    for file in &conversion.report {
+        let constructs: Vec<String> = file.constructs.iter().map(|(what, n)| format!("{what}: {n}")).collect();
+        text.push_str(&format!("{}: {}", file.file, file.became));
+        if !constructs.is_empty() {
+            text.push_str(&format!(" ({})", constructs.join(", ")));
+        }
+        text.push('\n');
+    }
+    if !conversion.refusals.is_empty() {
+        text.push_str(&format!("\nrefused ({}):\n", conversion.refusals.len()));
+        for r in &conversion.refusals {
+            if r.line == 0 {
+                text.push_str(&format!("  {}: {}\n", r.file, r.why));
+            } else {
+                text.push_str(&format!("  {}:{}: {}\n", r.file, r.line, r.why));
+            }
+        }
+    }
+    if written {
+        let files: Vec<String> = conversion.files.iter().map(|(p, _)| p.display().to_string()).collect();
+        text.push_str(&format!("\nwrote {}: {}\n", args.out.display(), files.join(", ")));
+    }
+    super::write_stdout(&text)
+}

@@ -1,0 +1,745 @@
+//! `kdeploy convert ytt`: a ytt configuration read as ytt reads it, written out as a kdeploy project
+//! that renders the same objects, or refused construct by construct.
+//!
+//! The stages: [`lines`] classifies each line of a YAML file, [`starlark`] parses the code on them,
+//! [`template`] finds each file's loads, functions and constants and translates its lines, with
+//! [`translate`] turning each expression into Tera, and [`values`] works out the data values and
+//! their schema. This module reads the files, resolves `load()`s between them, and assembles the
+//! project; writing it and checking that it renders is the command's.
+
+pub mod lines;
+pub mod starlark;
+pub mod template;
+pub mod translate;
+pub mod values;
+
+use std::collections::BTreeMap;
+use std::path::{Component, Path, PathBuf};
+
+use serde_json::{Value as Json, json};
+
+pub use template::Mode;
+use template::{Converted, Translator};
+use translate::{Binding, Helper, Module, Modules, Scope};
+
+/// The largest file the converter reads; ytt configurations are far smaller.
+const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
+/// The most files it reads.
+const MAX_FILES: usize = 10_000;
+
+/// What to convert.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// `-f` files and folders, in order.
+    pub files: Vec<PathBuf>,
+    /// The data values the flags of `convert` gave, merged as kdeploy merges them (ytt's meaning).
+    pub flag_values: Option<Json>,
+    pub mode: Mode,
+    /// The project's name in kdeploy.yaml.
+    pub name: String,
+}
+
+/// A refused construct.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub file: String,
+    pub line: usize,
+    pub why: String,
+}
+
+/// What each input file became.
+#[derive(Debug, Clone)]
+pub struct FileReport {
+    pub file: String,
+    pub became: String,
+    pub constructs: BTreeMap<&'static str, usize>,
+}
+
+/// The project to write, and the report.
+#[derive(Debug, Default)]
+pub struct Conversion {
+    /// (path inside the output folder, content)
+    pub files: Vec<(PathBuf, String)>,
+    pub report: Vec<FileReport>,
+    pub refusals: Vec<Refusal>,
+}
+
+/// Why nothing could be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ConvertError {
+    #[error("{path}: {message}")]
+    Input { path: String, message: String },
+}
+
+fn input_error(path: &Path, message: impl Into<String>) -> ConvertError {
+    ConvertError::Input {
+        path: path.display().to_string(),
+        message: message.into(),
+    }
+}
+
+/// One file of the configuration.
+struct InputFile {
+    /// Its path as ytt names it: relative to the `-f` folder, or the file's name.
+    name: String,
+    text: String,
+    kind: FileKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FileKind {
+    Template,
+    Library,
+    Star,
+    Other,
+}
+
+fn kind_of(name: &str) -> FileKind {
+    if name.ends_with(".lib.yml") || name.ends_with(".lib.yaml") {
+        FileKind::Library
+    } else if name.ends_with(".yml") || name.ends_with(".yaml") {
+        FileKind::Template
+    } else if name.ends_with(".star") {
+        FileKind::Star
+    } else {
+        FileKind::Other
+    }
+}
+
+/// Reads the `-f` paths as ytt does: folders recursively in path order, `_ytt_lib` left out.
+fn read_inputs(paths: &[PathBuf], report: &mut Vec<FileReport>) -> Result<Vec<InputFile>, ConvertError> {
+    let mut out: Vec<InputFile> = Vec::new();
+    for path in paths {
+        let meta = std::fs::symlink_metadata(path).map_err(|e| input_error(path, e.to_string()))?;
+        if meta.is_dir() {
+            let mut found = Vec::new();
+            walk(path, path, &mut found, report)?;
+            found.sort();
+            for (name, file) in found {
+                out.push(read_file(&file, name)?);
+            }
+        } else if meta.is_file() {
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .ok_or_else(|| input_error(path, "not a file name"))?;
+            out.push(read_file(path, name)?);
+        } else {
+            return Err(input_error(
+                path,
+                "not a regular file or folder (links are not followed)",
+            ));
+        }
+        if out.len() > MAX_FILES {
+            return Err(input_error(path, format!("more than {MAX_FILES} files")));
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    for f in &out {
+        if !seen.insert(f.name.clone()) {
+            return Err(ConvertError::Input {
+                path: f.name.clone(),
+                message: "given twice (two -f paths hold a file of this name)".into(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn walk(
+    root: &Path,
+    dir: &Path,
+    found: &mut Vec<(String, PathBuf)>,
+    report: &mut Vec<FileReport>,
+) -> Result<(), ConvertError> {
+    let entries = std::fs::read_dir(dir).map_err(|e| input_error(dir, e.to_string()))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| input_error(dir, e.to_string()))?;
+        let path = entry.path();
+        let file_type = entry.file_type().map_err(|e| input_error(&path, e.to_string()))?;
+        let name = relative_name(root, &path);
+        if file_type.is_dir() {
+            if entry.file_name() == "_ytt_lib" {
+                report.push(FileReport {
+                    file: format!("{name}/"),
+                    became: "left out: ytt libraries (_ytt_lib) do not convert, and ytt renders them only when loaded"
+                        .into(),
+                    constructs: BTreeMap::new(),
+                });
+                continue;
+            }
+            walk(root, &path, found, report)?;
+        } else if file_type.is_file() {
+            found.push((name, path));
+        } else {
+            return Err(input_error(&path, "a link (the converter does not follow links)"));
+        }
+        if found.len() > MAX_FILES {
+            return Err(input_error(dir, format!("more than {MAX_FILES} files")));
+        }
+    }
+    Ok(())
+}
+
+fn relative_name(root: &Path, path: &Path) -> String {
+    let relative = path.strip_prefix(root).unwrap_or(path);
+    relative
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+fn read_file(path: &Path, name: String) -> Result<InputFile, ConvertError> {
+    use std::io::Read;
+    let kind = kind_of(&name);
+    let file = std::fs::File::open(path).map_err(|e| input_error(path, e.to_string()))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| input_error(path, e.to_string()))?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(input_error(path, format!("larger than {} MiB", MAX_FILE_BYTES >> 20)));
+    }
+    let text = match String::from_utf8(bytes) {
+        Ok(t) => t,
+        Err(_) if kind == FileKind::Other => String::new(),
+        Err(_) => return Err(input_error(path, "not UTF-8 text")),
+    };
+    Ok(InputFile { name, text, kind })
+}
+
+/// The input a `load("path")` in `from` names, by ytt's rules: relative to the loading file.
+fn resolve_load(from: &str, target: &str) -> Option<String> {
+    let mut parts: Vec<&str> = from.split('/').collect();
+    parts.pop();
+    for c in Path::new(target).components() {
+        match c {
+            Component::Normal(p) => parts.push(p.to_str()?),
+            Component::CurDir => {}
+            Component::ParentDir => {
+                parts.pop()?;
+            }
+            _ => return None,
+        }
+    }
+    Some(parts.join("/"))
+}
+
+/// A component name for `def` `name` of file `file`.
+fn component_name(file: &str, name: &str) -> String {
+    let stem: String = file
+        .trim_end_matches(".lib.yml")
+        .trim_end_matches(".lib.yaml")
+        .trim_end_matches(".yml")
+        .trim_end_matches(".yaml")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("ytt_{stem}_{name}")
+}
+
+/// Everything known of one file while converting.
+struct Prepared<'a> {
+    lines: Vec<lines::Line<'a>>,
+    outline: template::Outline,
+}
+
+/// Converts the configuration; refusals are in the result, errors only for unreadable input.
+pub fn convert(options: &Options) -> Result<Conversion, ConvertError> {
+    let mut conversion = Conversion::default();
+    let inputs = read_inputs(&options.files, &mut conversion.report)?;
+    let index: BTreeMap<&str, usize> = inputs.iter().enumerate().map(|(i, f)| (f.name.as_str(), i)).collect();
+    let mut refusals: Vec<Refusal> = Vec::new();
+    let mut refuse = |file: &str, line: usize, why: String| {
+        refusals.push(Refusal {
+            file: file.to_owned(),
+            line,
+            why,
+        })
+    };
+
+    // 1. Each file's lines and outline (star modules: their statements).
+    let mut prepared: Vec<Option<Prepared<'_>>> = Vec::new();
+    let mut stars: Vec<Option<starlark::StarModule>> = Vec::new();
+    for file in &inputs {
+        match file.kind {
+            FileKind::Template | FileKind::Library => {
+                let lines = lines::classify(&file.text);
+                let outline = template::outline(&lines);
+                for (line, why) in &outline.refusals {
+                    refuse(&file.name, *line, why.clone());
+                }
+                prepared.push(Some(Prepared { lines, outline }));
+                stars.push(None);
+            }
+            FileKind::Star => {
+                prepared.push(None);
+                match starlark::parse_star(&file.text) {
+                    Ok(m) => stars.push(Some(m)),
+                    Err((line, e)) => {
+                        refuse(&file.name, line, e.message);
+                        stars.push(None);
+                    }
+                }
+            }
+            FileKind::Other => {
+                prepared.push(None);
+                stars.push(None);
+            }
+        }
+    }
+
+    // 2. The names of every module, loaded ones first.
+    let mut modules = Modules {
+        modules: vec![Module::default(); inputs.len()],
+    };
+    let mut state = vec![0u8; inputs.len()]; // 0 new, 1 in progress, 2 done
+    let mut components: Vec<(usize, usize)> = Vec::new(); // (file, def index)
+    for i in 0..inputs.len() {
+        register(
+            i,
+            &inputs,
+            &index,
+            &prepared,
+            &stars,
+            &mut modules,
+            &mut state,
+            &mut components,
+            &mut refuse,
+        );
+    }
+
+    // 3. Templates, in ytt's order.
+    let mut values_documents = Vec::new();
+    let mut schema_documents = Vec::new();
+    let mut outputs: Vec<(String, String)> = Vec::new();
+    for (i, file) in inputs.iter().enumerate() {
+        let mut report = FileReport {
+            file: file.name.clone(),
+            became: String::new(),
+            constructs: BTreeMap::new(),
+        };
+        match (file.kind, &prepared[i]) {
+            (FileKind::Template, Some(p)) => {
+                let mut scope = Scope::new(&modules, i);
+                let mut t = Translator::new(&mut scope, options.mode, true);
+                t.lines(&p.lines, &p.outline.consumed);
+                let converted = Converted {
+                    template: std::mem::take(&mut t.out),
+                    values: std::mem::take(&mut t.values),
+                    schemas: std::mem::take(&mut t.schemas),
+                    constructs: std::mem::take(&mut t.constructs),
+                    refusals: std::mem::take(&mut t.refusals),
+                };
+                for (line, why) in converted.refusals {
+                    refuse(&file.name, line, why);
+                }
+                report.constructs = converted.constructs;
+                for load in &p.outline.loads {
+                    *report.constructs.entry("load").or_default() += load.2.len();
+                }
+                let has_template = converted.template.lines().any(|l| {
+                    let t = l.trim();
+                    !t.is_empty() && t != "---" && !t.starts_with('#')
+                });
+                let mut became = Vec::new();
+                if has_template {
+                    let out = format!("templates/{}", file.name);
+                    became.push(format!("template {out}"));
+                    outputs.push((out, converted.template));
+                }
+                if !converted.values.is_empty() {
+                    became.push("data values (in values.yaml)".into());
+                }
+                if !converted.schemas.is_empty() {
+                    became.push("data values schema (defaults in values.yaml, types in values.schema.json)".into());
+                }
+                if became.is_empty() {
+                    became.push("nothing to render".into());
+                }
+                report.became = became.join("; ");
+                values_documents.extend(converted.values.into_iter().map(|d| (file.name.clone(), d)));
+                schema_documents.extend(converted.schemas.into_iter().map(|d| (file.name.clone(), d)));
+            }
+            (FileKind::Library, Some(_)) => {
+                report.became = "library: its functions became components in templates/_ytt_functions.tera".into();
+            }
+            (FileKind::Star, _) => {
+                report.became = "Starlark module: its functions and constants are inlined where they are used".into();
+            }
+            (FileKind::Other, _) if file.name.ends_with(".txt") => {
+                report.became = "left out: ytt writes text files only with --output-files, never to stdout".into();
+            }
+            _ => {
+                report.became = "left out: not a YAML, Starlark or text file, so ytt does not render it".into();
+            }
+        }
+        conversion.report.push(report);
+    }
+
+    // 4. Components of every fragment function.
+    let mut partial = String::new();
+    for (file_index, def_index) in components {
+        let p = prepared[file_index].as_ref().expect("a YAML file");
+        let def = &p.outline.defs[def_index];
+        let Some(Binding::Component { component, params }) = modules.modules[file_index].names.get(&def.name).cloned()
+        else {
+            continue;
+        };
+        let mut scope = Scope::new(&modules, file_index);
+        scope.frames.push(Default::default());
+        for param in &params {
+            scope.bind(&param.name, Binding::Local(translate::Ty::Unknown));
+        }
+        let mut signature = Vec::new();
+        for param in &params {
+            let name = translate::local_name(&param.name);
+            match &param.default {
+                None => signature.push(name),
+                Some(default) => match literal_default(default) {
+                    Some(text) => signature.push(format!("{name}={text}")),
+                    None => {
+                        refuse(
+                            &inputs[file_index].name,
+                            def.line,
+                            format!(
+                                "the default of {}'s parameter {} (only literals convert)",
+                                def.name, param.name
+                            ),
+                        );
+                        signature.push(name);
+                    }
+                },
+            }
+        }
+        signature.push("@values".into());
+        let body = &p.lines[def.body.clone()];
+        let mut t = Translator::new(&mut scope, options.mode, false);
+        t.lines(body, &vec![false; body.len()]);
+        for (line, why) in std::mem::take(&mut t.refusals) {
+            refuse(&inputs[file_index].name, line, why);
+        }
+        let indent = body
+            .iter()
+            .filter_map(|l| match &l.kind {
+                lines::Kind::Content(c) => Some(c.indent),
+                _ => None,
+            })
+            .min()
+            .unwrap_or(0);
+        let text = dedent(&t.out, indent);
+        partial.push_str(&format!(
+            "{{# def {} in {}, line {} #}}\n{{% component {component}({}) %}}\n{text}{{% endcomponent {component} %}}\n\n",
+            def.name,
+            inputs[file_index].name,
+            def.line,
+            signature.join(", ")
+        ));
+        if let Some(report) = conversion.report.iter_mut().find(|r| r.file == inputs[file_index].name) {
+            *report.constructs.entry("fragment function (component)").or_default() += 1;
+        }
+    }
+
+    // 5. Data values.
+    let mut defaults = json!({});
+    let mut declared = None;
+    match schema_documents.as_slice() {
+        [] => {}
+        [(label, document)] => match values::read_schema(label, document) {
+            Ok(d) => {
+                defaults = d.default.clone();
+                declared = Some(d);
+            }
+            Err((file, line, why)) => refuse(&file, line, why),
+        },
+        [_, (label, document), ..] => refuse(
+            label,
+            document.line,
+            "a second data values schema document (schema overlays do not convert)".into(),
+        ),
+    }
+    for (n, (label, document)) in values_documents.iter().enumerate() {
+        if let Err((file, line, why)) =
+            values::overlay_document(&mut defaults, label, document, declared.as_ref(), n == 0)
+        {
+            refuse(&file, line, why);
+        }
+    }
+    if let Some(flags) = &options.flag_values {
+        values::merge_flags(&mut defaults, flags);
+        if let Some(d) = &declared {
+            values::fill_defaults(&mut defaults, d);
+        }
+    }
+    if let Some(d) = &declared
+        && let Err(why) = values::check(&defaults, d, "")
+    {
+        refuse("data values", 0, format!("{why} (ytt refuses it)"));
+    }
+
+    // 6. The project.
+    if outputs.is_empty() && refusals.is_empty() {
+        refusals.push(Refusal {
+            file: "(the configuration)".into(),
+            line: 0,
+            why: "no template renders anything: there is nothing to convert".into(),
+        });
+    }
+    let mut project = format!(
+        "# Converted from ytt by `kdeploy convert ytt`.\nname: {}\ntemplates: [templates]\nvalues: [values.yaml]\n",
+        crate::yaml::emit::to_yaml(&options.name)
+            .map(|s| s.trim_end().to_owned())
+            .unwrap_or_default()
+    );
+    if declared.is_some() {
+        project.push_str("values_schema: values.schema.json\n");
+    }
+    project.push_str(
+        "# ytt adds no checksum annotations to pods; kdeploy would (docs/deploying.md), which changes the objects.\nconfig_checksums: false\n",
+    );
+    conversion.files.push(("kdeploy.yaml".into(), project));
+    let values_text = if defaults.as_object().is_some_and(|m| m.is_empty()) {
+        "{}\n".to_owned()
+    } else {
+        let mut text = crate::yaml::emit::json_to_yaml(&defaults).unwrap_or_else(|_| "{}".into());
+        if !text.ends_with('\n') {
+            text.push('\n');
+        }
+        text
+    };
+    conversion.files.push((
+        "values.yaml".into(),
+        format!("# The data values of the ytt configuration, merged as ytt merges them.\n{values_text}"),
+    ));
+    if let Some(d) = &declared {
+        let schema = serde_json::to_string_pretty(&values::json_schema(d)).expect("JSON");
+        conversion
+            .files
+            .push(("values.schema.json".into(), format!("{schema}\n")));
+    }
+    // kdeploy reads templates in name order; ytt's order is the order of its -f arguments.
+    let ordered = outputs.windows(2).all(|w| w[0].0 < w[1].0);
+    let width = outputs.len().to_string().len();
+    for (n, (path, text)) in outputs.into_iter().enumerate() {
+        let path = if ordered {
+            PathBuf::from(path)
+        } else {
+            let file = path.trim_start_matches("templates/").replace('/', "-");
+            PathBuf::from(format!("templates/{:0width$}-{file}", n + 1))
+        };
+        conversion.files.push((path, text));
+    }
+    if !partial.is_empty() {
+        conversion.files.push((
+            "templates/_ytt_functions.tera".into(),
+            format!("{{# The fragment functions (def) of the ytt configuration, as components. #}}\n{partial}"),
+        ));
+    }
+    refusals.sort_by(|a, b| (a.file.as_str(), a.line).cmp(&(b.file.as_str(), b.line)));
+    refusals.dedup();
+    conversion.refusals = refusals;
+    Ok(conversion)
+}
+
+/// A parameter default as a Tera literal.
+fn literal_default(e: &starlark::Expr) -> Option<String> {
+    use starlark::Expr;
+    Some(match e {
+        Expr::Str(s) => translate::string_literal(s),
+        Expr::Int(i) => i.to_string(),
+        Expr::Bool(b) => b.to_string(),
+        Expr::None => "none".into(),
+        _ => return None,
+    })
+}
+
+fn dedent(text: &str, indent: usize) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        let spaces = line.len() - line.trim_start_matches(' ').len();
+        out.push_str(&line[spaces.min(indent)..]);
+        out.push('\n');
+    }
+    out
+}
+
+/// A `def` of a `.star` module: line, name, parameters, body.
+type StarDef = (usize, String, Vec<starlark::Param>, Vec<(usize, starlark::Stmt)>);
+
+#[allow(clippy::too_many_arguments)]
+fn register(
+    i: usize,
+    inputs: &[InputFile],
+    index: &BTreeMap<&str, usize>,
+    prepared: &[Option<Prepared<'_>>],
+    stars: &[Option<starlark::StarModule>],
+    modules: &mut Modules,
+    state: &mut [u8],
+    components: &mut Vec<(usize, usize)>,
+    refuse: &mut dyn FnMut(&str, usize, String),
+) {
+    if state[i] != 0 {
+        return;
+    }
+    state[i] = 1;
+    let file = &inputs[i];
+    // (line, module, names) of every load, then defs and constants.
+    let mut loads: Vec<template::Load> = Vec::new();
+    let mut star_defs: Vec<StarDef> = Vec::new();
+    let mut constants: Vec<(usize, String, starlark::Expr)> = Vec::new();
+    if let Some(p) = &prepared[i] {
+        loads = p.outline.loads.clone();
+        constants = p.outline.constants.clone();
+    }
+    if let Some(m) = &stars[i] {
+        for (line, item) in &m.statements {
+            match item {
+                starlark::StarItem::Stmt(starlark::Stmt::Load { module, names }) => {
+                    loads.push((*line, module.clone(), names.clone()));
+                }
+                starlark::StarItem::Stmt(starlark::Stmt::Assign { target, value }) => {
+                    constants.push((*line, target.clone(), value.clone()));
+                }
+                starlark::StarItem::Stmt(starlark::Stmt::Pass) => {}
+                starlark::StarItem::Stmt(_) => refuse(
+                    &file.name,
+                    *line,
+                    "a statement at the top of a module (only load, assignments and def convert)".into(),
+                ),
+                starlark::StarItem::Def { name, params, body } => {
+                    star_defs.push((*line, name.clone(), params.clone(), body.clone()));
+                }
+            }
+        }
+    }
+    let mut names: std::collections::HashMap<String, Binding> = Default::default();
+    for (line, module, symbols) in loads {
+        if let Some(helper) = Helper::from_module(&module) {
+            for (local, exported) in symbols {
+                let expected = module.trim_start_matches("@ytt:");
+                if exported != expected {
+                    refuse(
+                        &file.name,
+                        line,
+                        format!("load of {exported} from {module}, which exports {expected}"),
+                    );
+                    continue;
+                }
+                if helper == Helper::Other {
+                    refuse(
+                        &file.name,
+                        line,
+                        format!("the module {module} (not among the helper modules that convert)"),
+                    );
+                }
+                names.insert(local, Binding::Helper(helper, module.clone()));
+            }
+            continue;
+        }
+        if module.starts_with('@') {
+            refuse(
+                &file.name,
+                line,
+                format!("load of {module} (ytt libraries do not convert)"),
+            );
+            continue;
+        }
+        let Some(target) = resolve_load(&file.name, &module).and_then(|n| index.get(n.as_str()).copied()) else {
+            refuse(
+                &file.name,
+                line,
+                format!("load of {module}, which is not among the -f files"),
+            );
+            continue;
+        };
+        if state[target] == 1 {
+            refuse(
+                &file.name,
+                line,
+                format!("load of {module}, which loads this file back"),
+            );
+            continue;
+        }
+        register(
+            target, inputs, index, prepared, stars, modules, state, components, refuse,
+        );
+        for (local, exported) in symbols {
+            match modules.modules[target].names.get(&exported) {
+                Some(b) if !matches!(b, Binding::Helper(..)) => {
+                    names.insert(local, b.clone());
+                }
+                _ => refuse(
+                    &file.name,
+                    line,
+                    format!("load of {exported} from {module}, which does not define it"),
+                ),
+            }
+        }
+    }
+    if let Some(p) = &prepared[i] {
+        for (d, def) in p.outline.defs.iter().enumerate() {
+            if def.fragment {
+                names.insert(
+                    def.name.clone(),
+                    Binding::Component {
+                        component: component_name(&file.name, &def.name),
+                        params: def.params.clone(),
+                    },
+                );
+                components.push((i, d));
+            } else {
+                let mut body = Vec::new();
+                for line in &p.lines[def.body.clone()] {
+                    match &line.kind {
+                        lines::Kind::Code(code) => match starlark::parse_stmt(code) {
+                            Ok(s) => body.push((line.number, s)),
+                            Err(e) => refuse(&file.name, line.number, e.message),
+                        },
+                        lines::Kind::Blank | lines::Kind::YttComment | lines::Kind::Comment => {}
+                        _ => refuse(&file.name, line.number, "this line in a function".into()),
+                    }
+                }
+                match template::fold_value_function(&body) {
+                    Ok(expr) => {
+                        names.insert(
+                            def.name.clone(),
+                            Binding::Inline {
+                                params: def.params.clone(),
+                                body: expr,
+                                module: i,
+                            },
+                        );
+                    }
+                    Err((line, why)) => refuse(&file.name, line, why),
+                }
+            }
+        }
+    }
+    for (line, name, params, body) in star_defs {
+        match template::fold_value_function(&body) {
+            Ok(expr) => {
+                names.insert(
+                    name,
+                    Binding::Inline {
+                        params,
+                        body: expr,
+                        module: i,
+                    },
+                );
+            }
+            Err((l, why)) => refuse(&file.name, l.max(line), why),
+        }
+    }
+    for (_, name, value) in constants {
+        names.insert(name, Binding::Const { value, module: i });
+    }
+    modules.modules[i].names = names;
+    state[i] = 2;
+}
