@@ -70,12 +70,20 @@ fn ytt_command(args: &ConvertYttArgs) -> anyhow::Result<ExitCode> {
         .tempdir_in(&parent)
         .with_context(|| format!("{}: cannot write there", parent.display()))?;
     write_files(staging.path(), &conversion)?;
+    // A template Tera cannot read is a conversion gone wrong; a render that stops on a missing value
+    // only means the configuration needs data values, as ytt does.
+    let mut note = None;
     if let Err(e) = renders(staging.path()) {
-        conversion.refusals.push(Refusal {
-            file: "(the converted project)".into(),
-            line: 0,
-            why: format!("it does not render: {e:#}"),
-        });
+        let shown = format!("{e:#}").replace(&staging.path().display().to_string(), &out.display().to_string());
+        if shown.contains("template syntax error") {
+            conversion.refusals.push(Refusal {
+                file: "(the converted project)".into(),
+                line: 0,
+                why: format!("it is not a valid kdeploy template: {shown}"),
+            });
+        } else {
+            note = Some(shown);
+        }
     }
     let refused = !conversion.refusals.is_empty();
     let write = !refused || args.partial;
@@ -87,6 +95,11 @@ fn ytt_command(args: &ConvertYttArgs) -> anyhow::Result<ExitCode> {
         std::fs::rename(&staged, out).with_context(|| format!("{}: cannot move the project there", out.display()))?;
     }
     print_report(args, &conversion, write)?;
+    if let Some(note) = note {
+        crate::ui::note(&format!(
+            "the converted project does not render with the data values it has (ytt would need them too): {note}"
+        ));
+    }
     if !refused {
         return Ok(ExitCode::SUCCESS);
     }

@@ -8,6 +8,7 @@
 //! project; writing it and checking that it renders is the command's.
 
 pub mod lines;
+pub mod overlay;
 pub mod starlark;
 pub mod template;
 pub mod translate;
@@ -213,6 +214,14 @@ fn read_file(path: &Path, name: String) -> Result<InputFile, ConvertError> {
 fn resolve_load(from: &str, target: &str) -> Option<String> {
     let mut parts: Vec<&str> = from.split('/').collect();
     parts.pop();
+    // `/dir/x.lib.yml` is relative to the root of the configuration.
+    let target = match target.strip_prefix('/') {
+        Some(rooted) => {
+            parts.clear();
+            rooted
+        }
+        None => target,
+    };
     for c in Path::new(target).components() {
         match c {
             Component::Normal(p) => parts.push(p.to_str()?),
@@ -257,13 +266,6 @@ pub fn convert(options: &Options) -> Result<Conversion, ConvertError> {
     let inputs = read_inputs(&options.files, &mut conversion.report)?;
     let index: BTreeMap<&str, usize> = inputs.iter().enumerate().map(|(i, f)| (f.name.as_str(), i)).collect();
     let mut refusals: Vec<Refusal> = Vec::new();
-    let mut refuse = |file: &str, line: usize, why: String| {
-        refusals.push(Refusal {
-            file: file.to_owned(),
-            line,
-            why,
-        })
-    };
 
     // 1. Each file's lines and outline (star modules: their statements).
     let mut prepared: Vec<Option<Prepared<'_>>> = Vec::new();
@@ -274,7 +276,7 @@ pub fn convert(options: &Options) -> Result<Conversion, ConvertError> {
                 let lines = lines::classify(&file.text);
                 let outline = template::outline(&lines);
                 for (line, why) in &outline.refusals {
-                    refuse(&file.name, *line, why.clone());
+                    push(&mut refusals, &file.name, *line, why.clone());
                 }
                 prepared.push(Some(Prepared { lines, outline }));
                 stars.push(None);
@@ -284,7 +286,7 @@ pub fn convert(options: &Options) -> Result<Conversion, ConvertError> {
                 match starlark::parse_star(&file.text) {
                     Ok(m) => stars.push(Some(m)),
                     Err((line, e)) => {
-                        refuse(&file.name, line, e.message);
+                        push(&mut refusals, &file.name, line, e.message);
                         stars.push(None);
                     }
                 }
@@ -312,13 +314,14 @@ pub fn convert(options: &Options) -> Result<Conversion, ConvertError> {
             &mut modules,
             &mut state,
             &mut components,
-            &mut refuse,
+            &mut |file: &str, line: usize, why: String| push(&mut refusals, file, line, why),
         );
     }
 
     // 3. Templates, in ytt's order.
     let mut values_documents = Vec::new();
     let mut schema_documents = Vec::new();
+    let mut patches = Vec::new();
     let mut outputs: Vec<(String, String)> = Vec::new();
     for (i, file) in inputs.iter().enumerate() {
         let mut report = FileReport {
@@ -330,16 +333,22 @@ pub fn convert(options: &Options) -> Result<Conversion, ConvertError> {
             (FileKind::Template, Some(p)) => {
                 let mut scope = Scope::new(&modules, i);
                 let mut t = Translator::new(&mut scope, options.mode, true);
+                t.premarked = refusals
+                    .iter()
+                    .filter(|r| r.file == file.name)
+                    .map(|r| (r.line, r.why.clone()))
+                    .collect();
                 t.lines(&p.lines, &p.outline.consumed);
                 let converted = Converted {
                     template: std::mem::take(&mut t.out),
                     values: std::mem::take(&mut t.values),
                     schemas: std::mem::take(&mut t.schemas),
+                    patches: std::mem::take(&mut t.patches),
                     constructs: std::mem::take(&mut t.constructs),
                     refusals: std::mem::take(&mut t.refusals),
                 };
                 for (line, why) in converted.refusals {
-                    refuse(&file.name, line, why);
+                    push(&mut refusals, &file.name, line, why);
                 }
                 report.constructs = converted.constructs;
                 for load in &p.outline.loads {
@@ -361,11 +370,15 @@ pub fn convert(options: &Options) -> Result<Conversion, ConvertError> {
                 if !converted.schemas.is_empty() {
                     became.push("data values schema (defaults in values.yaml, types in values.schema.json)".into());
                 }
+                if !converted.patches.is_empty() {
+                    became.push("overlays (patches in kdeploy.yaml)".into());
+                }
                 if became.is_empty() {
                     became.push("nothing to render".into());
                 }
                 report.became = became.join("; ");
                 values_documents.extend(converted.values.into_iter().map(|d| (file.name.clone(), d)));
+                patches.extend(converted.patches);
                 schema_documents.extend(converted.schemas.into_iter().map(|d| (file.name.clone(), d)));
             }
             (FileKind::Library, Some(_)) => {
@@ -389,7 +402,8 @@ pub fn convert(options: &Options) -> Result<Conversion, ConvertError> {
     for (file_index, def_index) in components {
         let p = prepared[file_index].as_ref().expect("a YAML file");
         let def = &p.outline.defs[def_index];
-        let Some(Binding::Component { component, params }) = modules.modules[file_index].names.get(&def.name).cloned()
+        let Some(Binding::Component { component, params, .. }) =
+            modules.modules[file_index].names.get(&def.name).cloned()
         else {
             continue;
         };
@@ -398,33 +412,14 @@ pub fn convert(options: &Options) -> Result<Conversion, ConvertError> {
         for param in &params {
             scope.bind(&param.name, Binding::Local(translate::Ty::Unknown));
         }
-        let mut signature = Vec::new();
-        for param in &params {
-            let name = translate::local_name(&param.name);
-            match &param.default {
-                None => signature.push(name),
-                Some(default) => match literal_default(default) {
-                    Some(text) => signature.push(format!("{name}={text}")),
-                    None => {
-                        refuse(
-                            &inputs[file_index].name,
-                            def.line,
-                            format!(
-                                "the default of {}'s parameter {} (only literals convert)",
-                                def.name, param.name
-                            ),
-                        );
-                        signature.push(name);
-                    }
-                },
-            }
-        }
+        // Defaults are given by every call (see Translator::component_call).
+        let mut signature: Vec<String> = params.iter().map(|p| translate::local_name(&p.name)).collect();
         signature.push("@values".into());
         let body = &p.lines[def.body.clone()];
         let mut t = Translator::new(&mut scope, options.mode, false);
         t.lines(body, &vec![false; body.len()]);
         for (line, why) in std::mem::take(&mut t.refusals) {
-            refuse(&inputs[file_index].name, line, why);
+            push(&mut refusals, &inputs[file_index].name, line, why);
         }
         let indent = body
             .iter()
@@ -457,9 +452,10 @@ pub fn convert(options: &Options) -> Result<Conversion, ConvertError> {
                 defaults = d.default.clone();
                 declared = Some(d);
             }
-            Err((file, line, why)) => refuse(&file, line, why),
+            Err((file, line, why)) => push(&mut refusals, &file, line, why),
         },
-        [_, (label, document), ..] => refuse(
+        [_, (label, document), ..] => push(
+            &mut refusals,
             label,
             document.line,
             "a second data values schema document (schema overlays do not convert)".into(),
@@ -469,7 +465,7 @@ pub fn convert(options: &Options) -> Result<Conversion, ConvertError> {
         if let Err((file, line, why)) =
             values::overlay_document(&mut defaults, label, document, declared.as_ref(), n == 0)
         {
-            refuse(&file, line, why);
+            push(&mut refusals, &file, line, why);
         }
     }
     if let Some(flags) = &options.flag_values {
@@ -481,7 +477,7 @@ pub fn convert(options: &Options) -> Result<Conversion, ConvertError> {
     if let Some(d) = &declared
         && let Err(why) = values::check(&defaults, d, "")
     {
-        refuse("data values", 0, format!("{why} (ytt refuses it)"));
+        push(&mut refusals, "data values", 0, format!("{why} (ytt refuses it)"));
     }
 
     // 6. The project.
@@ -500,6 +496,14 @@ pub fn convert(options: &Options) -> Result<Conversion, ConvertError> {
     );
     if declared.is_some() {
         project.push_str("values_schema: values.schema.json\n");
+    }
+    if !patches.is_empty() {
+        let text = crate::yaml::emit::json_to_yaml(&json!({ "patches": patches })).unwrap_or_default();
+        project.push_str("# ytt's overlays, in their order: applied after every template has rendered.\n");
+        project.push_str(&text);
+        if !text.ends_with('\n') {
+            project.push('\n');
+        }
     }
     project.push_str(
         "# ytt adds no checksum annotations to pods; kdeploy would (docs/deploying.md), which changes the objects.\nconfig_checksums: false\n",
@@ -548,18 +552,6 @@ pub fn convert(options: &Options) -> Result<Conversion, ConvertError> {
     Ok(conversion)
 }
 
-/// A parameter default as a Tera literal.
-fn literal_default(e: &starlark::Expr) -> Option<String> {
-    use starlark::Expr;
-    Some(match e {
-        Expr::Str(s) => translate::string_literal(s),
-        Expr::Int(i) => i.to_string(),
-        Expr::Bool(b) => b.to_string(),
-        Expr::None => "none".into(),
-        _ => return None,
-    })
-}
-
 fn dedent(text: &str, indent: usize) -> String {
     let mut out = String::with_capacity(text.len());
     for line in text.lines() {
@@ -568,6 +560,15 @@ fn dedent(text: &str, indent: usize) -> String {
         out.push('\n');
     }
     out
+}
+
+/// Records a refusal.
+fn push(refusals: &mut Vec<Refusal>, file: &str, line: usize, why: String) {
+    refusals.push(Refusal {
+        file: file.to_owned(),
+        line,
+        why,
+    });
 }
 
 /// A `def` of a `.star` module: line, name, parameters, body.
@@ -691,6 +692,7 @@ fn register(
                     Binding::Component {
                         component: component_name(&file.name, &def.name),
                         params: def.params.clone(),
+                        module: i,
                     },
                 );
                 components.push((i, d));

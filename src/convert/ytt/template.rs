@@ -28,6 +28,7 @@ pub struct Converted {
     pub template: String,
     pub values: Vec<DataDocument>,
     pub schemas: Vec<DataDocument>,
+    pub patches: Vec<serde_json::Value>,
     /// How many of each construct converted.
     pub constructs: BTreeMap<&'static str, usize>,
     /// (line, what was refused and why)
@@ -308,8 +309,12 @@ pub struct Translator<'s, 'm> {
     pub refusals: Vec<(usize, String)>,
     pub values: Vec<DataDocument>,
     pub schemas: Vec<DataDocument>,
+    /// The `patches:` entries of the file's overlay documents.
+    pub patches: Vec<serde_json::Value>,
     /// Whether documents are allowed (a fragment function's body has none).
     pub documents: bool,
+    /// Refusals found before translation (loads, defs), by line: marked where the line stood.
+    pub premarked: BTreeMap<usize, String>,
 }
 
 impl<'s, 'm> Translator<'s, 'm> {
@@ -322,7 +327,9 @@ impl<'s, 'm> Translator<'s, 'm> {
             refusals: Vec::new(),
             values: Vec::new(),
             schemas: Vec::new(),
+            patches: Vec::new(),
             documents,
+            premarked: BTreeMap::new(),
         }
     }
 
@@ -333,13 +340,18 @@ impl<'s, 'm> Translator<'s, 'm> {
     /// Records a refusal and, in partial mode, marks it in the output.
     fn refuse(&mut self, line: &Line<'_>, why: String) {
         if self.mode == Mode::Partial {
-            let indent = line.text.len() - line.text.trim_start().len();
-            let shown = line.text.trim().replace("#}", "# }").replace("{#", "{ #");
-            let reason = why.replace("#}", "# }").replace("{#", "{ #");
-            self.out
-                .push_str(&format!("{}{{# TODO(ytt): {reason}: {shown} #}}\n", " ".repeat(indent)));
+            self.mark(line, &why);
         }
         self.refusals.push((line.number, why));
+    }
+
+    /// A `{# TODO(ytt): … #}` comment in place of `line`, saying what it was and why it did not convert.
+    fn mark(&mut self, line: &Line<'_>, why: &str) {
+        let indent = line.text.len() - line.text.trim_start().len();
+        let shown = line.text.trim().replace("#}", "# }").replace("{#", "{ #");
+        let reason = why.replace("#}", "# }").replace("{#", "{ #");
+        self.out
+            .push_str(&format!("{}{{# TODO(ytt): {reason}: {shown} #}}\n", " ".repeat(indent)));
     }
 
     /// Translates `lines` (with `skip` marking lines already read by the outline).
@@ -356,6 +368,11 @@ impl<'s, 'm> Translator<'s, 'm> {
         while i < lines.len() {
             let line = &lines[i];
             if skip.get(i).copied().unwrap_or(false) {
+                if self.mode == Mode::Partial
+                    && let Some(why) = self.premarked.get(&line.number).cloned()
+                {
+                    self.mark(line, &why);
+                }
                 i += 1;
                 continue;
             }
@@ -381,6 +398,12 @@ impl<'s, 'm> Translator<'s, 'm> {
                         sugars.clear();
                     }
                     templated_document = false;
+                    if line.text.contains("#@") {
+                        self.refuse(line, "an expression on a document start (--- #@ …)".into());
+                        annotations.clear();
+                        i += 1;
+                        continue;
+                    }
                     if matches!(line.kind, Kind::DocStart) {
                         let doc_annotations = std::mem::take(&mut annotations);
                         if let Some(next) = self.document(lines, i, &doc_annotations, &mut templated_document) {
@@ -487,8 +510,15 @@ impl<'s, 'm> Translator<'s, 'm> {
         templated: &mut bool,
     ) -> Option<usize> {
         let mut data: Option<(&str, Vec<(String, String)>)> = None;
+        if annotations.iter().any(|(_, name, _)| name == "overlay/match") {
+            data = Some((
+                "overlay",
+                annotations.iter().map(|(_, n, a)| (n.clone(), a.clone())).collect(),
+            ));
+        }
         for (number, name, args) in annotations {
             match name.as_str() {
+                _ if data.as_ref().is_some_and(|(kind, _)| *kind == "overlay") => {}
                 "data/values" | "data/values-schema" => {
                     let kind = if name == "data/values" { "values" } else { "schema" };
                     data = Some((kind, vec![(name.clone(), args.clone())]));
@@ -505,9 +535,18 @@ impl<'s, 'm> Translator<'s, 'm> {
             }
         }
         let (kind, annotations) = data?;
-        let end = (start + 1..lines.len())
+        let mut end = (start + 1..lines.len())
             .find(|&j| matches!(lines[j].kind, Kind::DocStart))
             .unwrap_or(lines.len());
+        // The annotations just before the next `---` are that document's.
+        while end > start + 1
+            && matches!(
+                lines[end - 1].kind,
+                Kind::Annotation { .. } | Kind::Blank | Kind::YttComment | Kind::Comment
+            )
+        {
+            end -= 1;
+        }
         let mut text = String::new();
         for (j, line) in lines.iter().enumerate() {
             if (start + 1..end).contains(&j) {
@@ -520,7 +559,18 @@ impl<'s, 'm> Translator<'s, 'm> {
             annotations,
             line: lines[start].number,
         };
-        if kind == "values" {
+        if kind == "overlay" {
+            match super::overlay::patches("", &document) {
+                Ok(patches) => {
+                    self.count("overlay (patches in kdeploy.yaml)");
+                    self.patches.extend(patches);
+                }
+                Err((_, line, why)) => {
+                    let at = lines.iter().find(|l| l.number == line).unwrap_or(&lines[start]);
+                    self.refuse(at, why);
+                }
+            }
+        } else if kind == "values" {
             self.count("data values document");
             self.values.push(document);
         } else {
@@ -800,7 +850,12 @@ impl<'s, 'm> Translator<'s, 'm> {
     fn component_call(&mut self, e: &Expr) -> Result<Option<String>, String> {
         let Expr::Call(callee, args) = e else { return Ok(None) };
         let Expr::Name(name) = &**callee else { return Ok(None) };
-        let Some(Binding::Component { component, params }) = self.scope.lookup(name) else {
+        let Some(Binding::Component {
+            component,
+            params,
+            module,
+        }) = self.scope.lookup(name)
+        else {
             return Ok(None);
         };
         let mut given: Vec<(String, String)> = Vec::new();
@@ -815,12 +870,18 @@ impl<'s, 'm> Translator<'s, 'm> {
             let t = self.scope.expr(&arg.value).map_err(|Refusal(why)| why)?;
             given.push((local_name(&param.name), t.text));
         }
+        // Defaults are filled in at the call, so any expression converts (Tera's own take literals only).
         for p in &params {
-            if p.default.is_none() && !given.iter().any(|(n, _)| *n == local_name(&p.name)) {
-                return Err(format!("a call of {name}() without its argument {}", p.name));
+            if given.iter().any(|(n, _)| *n == local_name(&p.name)) {
+                continue;
             }
+            let Some(default) = &p.default else {
+                return Err(format!("a call of {name}() without its argument {}", p.name));
+            };
+            let t = self.scope.expr_in_module(module, default).map_err(|Refusal(why)| why)?;
+            given.push((local_name(&p.name), t.text));
         }
-        let args: String = given.iter().map(|(n, v)| format!(" {n}={{{v}}}")).collect();
+        let args: String = given.iter().map(|(n, v)| format!(" {n}={{ {v} }}")).collect();
         Ok(Some(format!("{{{{<{component}{args}/>}}}}")))
     }
 

@@ -43,6 +43,16 @@ impl Tera {
         }
     }
 
+    /// The text as the base of `.attr` or `[index]`: Tera takes those after a name or a
+    /// parenthesised expression, not after a literal.
+    fn base(&self) -> String {
+        if !self.text.starts_with(['[', '{', '"']) && is_simple(&self.text) {
+            self.text.clone()
+        } else {
+            format!("({})", self.text)
+        }
+    }
+
     /// As a string, the way Starlark's `str()` writes it.
     fn as_string(&self) -> Tera {
         match self.ty {
@@ -106,7 +116,12 @@ pub enum Binding {
     /// A value already translated (an argument of an inlined function).
     Translated(Tera),
     /// A `def` whose body is YAML: a Tera component.
-    Component { component: String, params: Vec<Param> },
+    Component {
+        component: String,
+        params: Vec<Param>,
+        /// The module it was defined in, where its parameters' defaults resolve.
+        module: usize,
+    },
     /// A `def` whose body returns a value: inlined where it is called, in its own module's names.
     Inline {
         params: Vec<Param>,
@@ -256,7 +271,7 @@ impl<'m> Scope<'m> {
                 }
                 let b = self.value_of(base)?;
                 let i = self.expr(index)?;
-                Ok(Tera::new(format!("{}[{}]", b.term(), i.text), Ty::Unknown))
+                Ok(Tera::new(format!("{}[{}]", b.base(), i.text), Ty::Unknown))
             }
             Expr::Call(callee, args) => self.call(callee, args),
             Expr::Not(inner) => {
@@ -298,6 +313,11 @@ impl<'m> Scope<'m> {
         }
     }
 
+    /// Translates `e` with the names of `module` (a default where its function was written).
+    pub fn expr_in_module(&mut self, module: usize, e: &Expr) -> Result<Tera> {
+        self.in_module(module, |s| s.expr(e))
+    }
+
     fn in_module<T>(&mut self, module: usize, f: impl FnOnce(&mut Scope<'m>) -> Result<T>) -> Result<T> {
         if self.depth >= MAX_INLINE_DEPTH {
             return refuse("functions or constants that refer to themselves");
@@ -320,7 +340,7 @@ impl<'m> Scope<'m> {
             };
         }
         let b = self.value_of(base)?;
-        Ok(Tera::new(attribute(&b.term(), name), Ty::Unknown))
+        Ok(Tera::new(attribute(&b.base(), name), Ty::Unknown))
     }
 
     fn call(&mut self, callee: &Expr, args: &[Arg]) -> Result<Tera> {
@@ -437,7 +457,7 @@ impl<'m> Scope<'m> {
                 };
                 let o = self.value_of(&obj.value)?;
                 Ok(Tera::new(
-                    format!("{}[{}] is defined", o.term(), string_literal(key)),
+                    format!("{}[{}] is defined", o.base(), string_literal(key)),
                     Ty::Bool,
                 ))
             }
@@ -452,7 +472,7 @@ impl<'m> Scope<'m> {
                 };
                 let o = self.value_of(&obj.value)?;
                 match default {
-                    None => Ok(Tera::new(format!("{}[{}]", o.term(), string_literal(key)), Ty::Unknown)),
+                    None => Ok(Tera::new(format!("{}[{}]", o.base(), string_literal(key)), Ty::Unknown)),
                     Some(d) => {
                         let d = self.expr(&d.value)?;
                         Ok(Tera::new(
@@ -570,7 +590,7 @@ impl<'m> Scope<'m> {
                 } else {
                     "ending_with"
                 };
-                Tera::new(format!("{} is {test}({})", r.term(), x.text), Ty::Bool)
+                Tera::new(format!("{} is {test}(pat={})", r.term(), x.text), Ty::Bool)
             }
             "split" => {
                 let [sep] = arguments(self, 1, 1)?.try_into().expect("one");
@@ -776,7 +796,7 @@ impl<'m> Scope<'m> {
 
 /// `base.name`, or `base["name"]` when `name` is not a Tera identifier.
 fn attribute(base: &str, name: &str) -> String {
-    if TERA_WORDS.contains(&name) {
+    if TERA_WORDS.contains(&name) || base.starts_with('(') {
         format!("{base}[{}]", string_literal(name))
     } else {
         format!("{base}.{name}")
