@@ -26,10 +26,14 @@ pub fn register(tera: &mut Tera) {
     tera.register_filter("sha256", |v: Value, _: Kwargs, _: &State| {
         Ok::<_, tera::Error>(crate::util::hex(&Sha256::digest(text_of(&v)?.as_bytes())))
     });
+    tera.register_filter("md5", |v: Value, _: Kwargs, _: &State| {
+        Ok::<_, tera::Error>(crate::util::hex(&md5::Md5::digest(text_of(&v)?.as_bytes())))
+    });
     tera.register_filter("starlark_str", |v: Value, _: Kwargs, _: &State| starlark_str(&v));
     tera.register_filter("starlark_int", |v: Value, _: Kwargs, _: &State| starlark_int(&v));
     tera.register_filter("starlark_len", |v: Value, _: Kwargs, _: &State| starlark_len(&v));
     tera.register_filter("starlark_iter", |v: Value, _: Kwargs, _: &State| starlark_iter(&v));
+    tera.register_filter("starlark_dict", |v: Value, _: Kwargs, _: &State| starlark_dict(&v));
     tera.register_filter("ytt_json", |v: Value, _: Kwargs, _: &State| ytt_json(&v));
     tera.register_filter("starlark_add", |v: Value, kwargs: Kwargs, _: &State| {
         starlark_add(&v, &kwargs.must_get::<Value>("other")?)
@@ -86,6 +90,25 @@ fn starlark_len(value: &Value) -> TeraResult<usize> {
         return value.len().ok_or_else(|| err("len(): no length"));
     }
     Err(err(format!("len() of a {}", value.name())))
+}
+
+/// A Starlark dict with computed keys, from `[[key, value], …]`; a later key wins, as in Starlark.
+/// Keys must be strings (what a YAML map's keys become in kdeploy).
+fn starlark_dict(pairs: &Value) -> TeraResult<Value> {
+    let mut map = tera::value::Map::new();
+    for pair in pairs
+        .as_array()
+        .ok_or_else(|| err("starlark_dict takes a list of pairs"))?
+    {
+        let [key, value] = pair.as_array().unwrap_or(&[]) else {
+            return Err(err("starlark_dict takes a list of [key, value] pairs"));
+        };
+        let key = key
+            .as_str()
+            .ok_or_else(|| err(format!("a dict key that is a {}, not a string", key.name())))?;
+        map.insert(tera::value::Key::String(std::sync::Arc::from(key)), value.clone());
+    }
+    Ok(Value::from(map))
 }
 
 /// What Starlark's `for x in v` goes through: a list's items, a map's keys.

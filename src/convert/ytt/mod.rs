@@ -262,8 +262,30 @@ struct Prepared<'a> {
 
 /// Converts the configuration; refusals are in the result, errors only for unreadable input.
 pub fn convert(options: &Options) -> Result<Conversion, ConvertError> {
+    let mut report = Vec::new();
+    let inputs = read_inputs(&options.files, &mut report)?;
+    let mut conversion = convert_inputs(inputs, options);
+    report.append(&mut conversion.report);
+    conversion.report = report;
+    Ok(conversion)
+}
+
+/// Converts files given as (name as ytt names it, text), without reading anything: what the
+/// fuzz target drives.
+pub fn convert_texts(files: Vec<(String, String)>, options: &Options) -> Conversion {
+    let inputs = files
+        .into_iter()
+        .map(|(name, text)| InputFile {
+            kind: kind_of(&name),
+            name,
+            text,
+        })
+        .collect();
+    convert_inputs(inputs, options)
+}
+
+fn convert_inputs(inputs: Vec<InputFile>, options: &Options) -> Conversion {
     let mut conversion = Conversion::default();
-    let inputs = read_inputs(&options.files, &mut conversion.report)?;
     let index: BTreeMap<&str, usize> = inputs.iter().enumerate().map(|(i, f)| (f.name.as_str(), i)).collect();
     let mut refusals: Vec<Refusal> = Vec::new();
 
@@ -549,7 +571,7 @@ pub fn convert(options: &Options) -> Result<Conversion, ConvertError> {
     refusals.sort_by(|a, b| (a.file.as_str(), a.line).cmp(&(b.file.as_str(), b.line)));
     refusals.dedup();
     conversion.refusals = refusals;
-    Ok(conversion)
+    conversion
 }
 
 fn dedent(text: &str, indent: usize) -> String {

@@ -251,15 +251,21 @@ impl<'m> Scope<'m> {
                 Ok(Tera::new(format!("[{}]", items.join(", ")), Ty::List))
             }
             Expr::Tuple(_) => refuse("a tuple (only a list, or a tuple of format arguments, converts)"),
-            Expr::Dict(entries) => {
+            Expr::Dict(entries) if entries.iter().all(|(k, _)| matches!(k, Expr::Str(_))) => {
                 let mut out = Vec::new();
                 for (k, v) in entries {
-                    let Expr::Str(key) = k else {
-                        return refuse("a dict whose keys are not string literals");
-                    };
+                    let Expr::Str(key) = k else { unreachable!("string keys") };
                     out.push(format!("{}: {}", string_literal(key), self.expr(v)?.text));
                 }
                 Ok(Tera::new(format!("{{{}}}", out.join(", ")), Ty::Map))
+            }
+            Expr::Dict(entries) => {
+                // Tera's map literals take literal keys: computed ones go through starlark_dict.
+                let mut pairs = Vec::new();
+                for (k, v) in entries {
+                    pairs.push(format!("[{}, {}]", self.expr(k)?.text, self.expr(v)?.text));
+                }
+                Ok(Tera::new(format!("[{}] | starlark_dict", pairs.join(", ")), Ty::Map))
             }
             Expr::Attr(base, name) => self.attr(base, name),
             Expr::Index(base, index) => {
@@ -543,7 +549,10 @@ impl<'m> Scope<'m> {
             }
             (Helper::Data, other) => refuse(format!("data.{other}() (files read by templates do not convert)")),
             (Helper::Yaml, _) => refuse("yaml.encode/decode (ytt's YAML layout is not kdeploy's to_yaml)"),
-            (Helper::Md5, _) => refuse("md5.sum (kdeploy has sha256, not md5)"),
+            (Helper::Md5, "sum") => {
+                let x = one(self, "md5.sum")?;
+                Ok(Tera::new(format!("{} | md5", x.as_string().term()), Ty::Str))
+            }
             (Helper::Template, _) => refuse(format!(
                 "template.{function}() here (template.replace converts as a map item's whole value)"
             )),
