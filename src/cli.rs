@@ -168,6 +168,12 @@ pub struct ConvertYttArgs {
     #[arg(long, value_name = "NAME")]
     pub name: Option<String>,
 
+    /// A target of the converted project, with the data values files ytt is given for it after the
+    /// configuration (`ytt -f config/ -f envs/prod.yml` is `--target prod=envs/prod.yml`); repeatable,
+    /// also for more files of one target
+    #[arg(long = "target", value_name = "NAME=PATH")]
+    pub targets: Vec<String>,
+
     /// Print the report as JSON instead of text
     #[arg(short = 'o', long, value_enum, default_value_t = ReportFormat::Text)]
     pub output: ReportFormat,

@@ -237,3 +237,56 @@ fn the_ytt_migration_example_converts_to_its_hand_written_version() {
         "echo hello: world # not a comment"
     );
 }
+
+#[test]
+fn each_environment_becomes_a_target_with_the_values_ytt_would_merge_for_it() {
+    let case = repo_root().join("tests/ytt/targets");
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("project");
+    let mut command = kdeploy();
+    command
+        .args(["convert", "ytt", "-f"])
+        .arg(case.join("config"))
+        .arg("--out")
+        .arg(&out);
+    for target in ["prod", "dev"] {
+        command.arg("--target").arg(format!(
+            "{target}={}",
+            case.join("envs").join(format!("{target}.yml")).display()
+        ));
+    }
+    run(&mut command).ok();
+    for target in ["prod", "dev"] {
+        let rendered = yaml12_documents(&render(&out, &["--target".into(), target.into()]).ok().stdout);
+        let expected =
+            yaml12_documents(&std::fs::read_to_string(case.join(format!("expected-{target}.yaml"))).unwrap());
+        assert_eq!(rendered, expected, "{target}");
+    }
+    // Without a target, the configuration's own values: version "" fails the assert, as in ytt.
+    let plain = render(&out, &[]);
+    assert_eq!(plain.code, 2);
+    assert!(plain.stderr.contains("missing version"), "{}", plain.stderr);
+    // A target's file may only hold data values.
+    let refused = run(kdeploy()
+        .args(["convert", "ytt", "-f"])
+        .arg(case.join("config"))
+        .arg("--out")
+        .arg(work.path().join("other"))
+        .arg("--target")
+        .arg(format!("bad={}", case.join("config/config.yml").display())));
+    assert_eq!(refused.code, 2, "{}", refused.stdout);
+    assert!(
+        refused.stdout.contains("only #@data/values documents"),
+        "{}",
+        refused.stdout
+    );
+    let traversal = run(kdeploy()
+        .args(["convert", "ytt", "-f"])
+        .arg(case.join("config"))
+        .arg("--out")
+        .arg(work.path().join("third"))
+        .arg("--target")
+        .arg("../x=envs/dev.yml"));
+    assert_eq!(traversal.code, 2);
+    assert!(!work.path().join("third").exists());
+}

@@ -31,6 +31,7 @@ fuzz_target!(|data: &[u8]| {
             flag_values: None,
             mode,
             name: "fuzz".into(),
+            targets: Vec::new(),
         };
         let conversion = convert_texts(files.clone(), &options);
         if mode == Mode::Strict && conversion.refusals.is_empty() {

@@ -51,7 +51,25 @@ fn ytt_command(args: &ConvertYttArgs) -> anyhow::Result<ExitCode> {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "converted".into())
     });
+    let mut targets: Vec<(String, Vec<PathBuf>)> = Vec::new();
+    for spec in &args.targets {
+        let Some((target, path)) = spec.split_once('=') else {
+            anyhow::bail!("--target {spec}: expected NAME=PATH");
+        };
+        let valid = target
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            && target.starts_with(|c: char| c.is_ascii_alphanumeric());
+        if !valid {
+            anyhow::bail!("--target {spec}: a target's name is letters, digits, - and _ (it names a values file)");
+        }
+        match targets.iter_mut().find(|(n, _)| n == target) {
+            Some((_, paths)) => paths.push(PathBuf::from(path)),
+            None => targets.push((target.to_owned(), vec![PathBuf::from(path)])),
+        }
+    }
     let options = Options {
+        targets,
         files: args.files.clone(),
         flag_values,
         mode: if args.partial { Mode::Partial } else { Mode::Strict },
@@ -59,7 +77,11 @@ fn ytt_command(args: &ConvertYttArgs) -> anyhow::Result<ExitCode> {
     };
     let mut conversion = ytt::convert(&options)?;
 
-    // Written beside the destination, checked, then renamed into place.
+    if !conversion.refusals.is_empty() && !args.partial {
+        print_report(args, &conversion, false)?;
+        return Ok(refuse_exit(conversion.refusals.len()));
+    }
+    // Written beside the destination, then renamed into place in one step.
     let parent = absolute(out)
         .parent()
         .map(Path::to_path_buf)
@@ -70,31 +92,39 @@ fn ytt_command(args: &ConvertYttArgs) -> anyhow::Result<ExitCode> {
         .tempdir_in(&parent)
         .with_context(|| format!("{}: cannot write there", parent.display()))?;
     write_files(staging.path(), &conversion)?;
-    // A template Tera cannot read is a conversion gone wrong; a render that stops on a missing value
-    // only means the configuration needs data values, as ytt does.
+    let existed = out.exists();
+    if existed {
+        std::fs::remove_dir(out).with_context(|| format!("{}: cannot replace it", out.display()))?;
+    }
+    let staged = staging.keep();
+    std::fs::rename(&staged, out).with_context(|| format!("{}: cannot move the project there", out.display()))?;
+
+    // Rendered once where it now stands, so its warnings name its own files. A template Tera cannot
+    // read is a conversion gone wrong, and takes the project back out; a render that stops on a
+    // missing value only means the configuration needs data values, as ytt does.
     let mut note = None;
-    if let Err(e) = renders(staging.path()) {
-        let shown = format!("{e:#}").replace(&staging.path().display().to_string(), &out.display().to_string());
+    if let Err(e) = renders(out) {
+        let shown = format!("{e:#}");
         if shown.contains("template syntax error") {
             conversion.refusals.push(Refusal {
                 file: "(the converted project)".into(),
                 line: 0,
                 why: format!("it is not a valid kdeploy template: {shown}"),
             });
+            if !args.partial {
+                std::fs::remove_dir_all(out).with_context(|| format!("{}: cannot remove it", out.display()))?;
+                if existed {
+                    std::fs::create_dir(out).with_context(|| format!("{}: cannot restore it", out.display()))?;
+                }
+                print_report(args, &conversion, false)?;
+                return Ok(refuse_exit(conversion.refusals.len()));
+            }
         } else {
             note = Some(shown);
         }
     }
     let refused = !conversion.refusals.is_empty();
-    let write = !refused || args.partial;
-    if write {
-        if out.exists() {
-            std::fs::remove_dir(out).with_context(|| format!("{}: cannot replace it", out.display()))?;
-        }
-        let staged = staging.keep();
-        std::fs::rename(&staged, out).with_context(|| format!("{}: cannot move the project there", out.display()))?;
-    }
-    print_report(args, &conversion, write)?;
+    print_report(args, &conversion, true)?;
     if let Some(note) = note {
         crate::ui::note(&format!(
             "the converted project does not render with the data values it has (ytt would need them too): {note}"
@@ -104,20 +134,21 @@ fn ytt_command(args: &ConvertYttArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let n = conversion.refusals.len();
-    if args.partial {
-        crate::ui::warn(&format!(
-            "{n} construct{} could not be converted exactly; each is marked with a TODO(ytt) comment in {}",
-            if n == 1 { "" } else { "s" },
-            out.display()
-        ));
-        Ok(ExitCode::from(EXIT_CHANGES))
-    } else {
-        eprintln!(
-            "error: {n} construct{} cannot be converted exactly, so nothing was written (--partial writes the rest, marked)",
-            if n == 1 { "" } else { "s" }
-        );
-        Ok(ExitCode::from(EXIT_ERROR))
-    }
+    crate::ui::warn(&format!(
+        "{n} construct{} could not be converted exactly; each is marked with a TODO(ytt) comment in {}",
+        if n == 1 { "" } else { "s" },
+        out.display()
+    ));
+    Ok(ExitCode::from(EXIT_CHANGES))
+}
+
+/// Nothing was written: says so, exit 2.
+fn refuse_exit(n: usize) -> ExitCode {
+    eprintln!(
+        "error: {n} construct{} cannot be converted exactly, so nothing was written (--partial writes the rest, marked)",
+        if n == 1 { "" } else { "s" }
+    );
+    ExitCode::from(EXIT_ERROR)
 }
 
 fn absolute(path: &Path) -> PathBuf {

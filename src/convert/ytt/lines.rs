@@ -144,6 +144,8 @@ fn code_or_annotation(rest: &str) -> Kind<'_> {
 fn content(line: &str, indent: usize) -> Content<'_> {
     let (body, comment) = split_comment(line);
     let body_trimmed = body.trim_end();
+    // A comment after indentation and a tab leaves less body than indentation.
+    let indent = indent.min(body_trimmed.len());
     let rest = body_trimmed[indent..].trim_start();
     let seq_item = rest == "-" || rest.starts_with("- ");
     // What is written after the node's own marker: after `- ` and after `key:`.
@@ -324,6 +326,14 @@ mod tests {
         assert!(matches!(lines[12].kind, Kind::Sugar { kind: Sugar::If, .. }));
         let Kind::Content(c) = &lines[13].kind else { panic!() };
         assert_eq!((c.body, c.comment, c.expr), ("k: v", None, None));
+    }
+
+    #[test]
+    fn a_tab_before_a_comment_is_no_content_to_slice() {
+        let Kind::Content(c) = &classify("  \t#x")[0].kind else {
+            panic!()
+        };
+        assert_eq!((c.body, c.indent), ("", 0));
     }
 
     #[test]

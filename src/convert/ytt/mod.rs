@@ -38,6 +38,9 @@ pub struct Options {
     pub mode: Mode,
     /// The project's name in kdeploy.yaml.
     pub name: String,
+    /// Targets: a name and the data values files ytt would be given after the configuration for it
+    /// (`ytt -f config/ -f envs/prod.yml`), in order.
+    pub targets: Vec<(String, Vec<PathBuf>)>,
 }
 
 /// A refused construct.
@@ -264,7 +267,11 @@ struct Prepared<'a> {
 pub fn convert(options: &Options) -> Result<Conversion, ConvertError> {
     let mut report = Vec::new();
     let inputs = read_inputs(&options.files, &mut report)?;
-    let mut conversion = convert_inputs(inputs, options);
+    let mut targets = Vec::new();
+    for (name, paths) in &options.targets {
+        targets.push((name.clone(), read_inputs(paths, &mut report)?));
+    }
+    let mut conversion = convert_inputs(inputs, targets, options);
     report.append(&mut conversion.report);
     conversion.report = report;
     Ok(conversion)
@@ -281,10 +288,10 @@ pub fn convert_texts(files: Vec<(String, String)>, options: &Options) -> Convers
             text,
         })
         .collect();
-    convert_inputs(inputs, options)
+    convert_inputs(inputs, Vec::new(), options)
 }
 
-fn convert_inputs(inputs: Vec<InputFile>, options: &Options) -> Conversion {
+fn convert_inputs(inputs: Vec<InputFile>, targets: Vec<(String, Vec<InputFile>)>, options: &Options) -> Conversion {
     let mut conversion = Conversion::default();
     let index: BTreeMap<&str, usize> = inputs.iter().enumerate().map(|(i, f)| (f.name.as_str(), i)).collect();
     let mut refusals: Vec<Refusal> = Vec::new();
@@ -490,16 +497,43 @@ fn convert_inputs(inputs: Vec<InputFile>, options: &Options) -> Conversion {
             push(&mut refusals, &file, line, why);
         }
     }
-    if let Some(flags) = &options.flag_values {
-        values::merge_flags(&mut defaults, flags);
-        if let Some(d) = &declared {
-            values::fill_defaults(&mut defaults, d);
+    // Each target: the configuration's data values, then its own files' documents, as ytt reads
+    // `-f config/ -f envs/NAME.yml`; the flags come after both.
+    let mut target_values = Vec::new();
+    for (name, files) in &targets {
+        let mut merged = defaults.clone();
+        for file in files {
+            for (label, document) in target_documents(file, &mut refusals) {
+                if let Err((f, line, why)) =
+                    values::overlay_document(&mut merged, &label, &document, declared.as_ref(), false)
+                {
+                    push(&mut refusals, &f, line, why);
+                }
+            }
         }
+        finish_values(
+            &mut merged,
+            options,
+            declared.as_ref(),
+            &format!("target {name}"),
+            &mut refusals,
+        );
+        target_values.push((name.clone(), merged));
     }
-    if let Some(d) = &declared
-        && let Err(why) = values::check(&defaults, d, "")
-    {
-        push(&mut refusals, "data values", 0, format!("{why} (ytt refuses it)"));
+    finish_values(&mut defaults, options, declared.as_ref(), "data values", &mut refusals);
+    // kdeploy merges a target's values file onto the project's: a key the target's files removed
+    // would come back.
+    for (name, merged) in &target_values {
+        if let Some(key) = removed_key(&defaults, merged, "") {
+            push(
+                &mut refusals,
+                &format!("target {name}"),
+                0,
+                format!(
+                    "its data values remove {key}, which kdeploy's target values (merged onto the project's) cannot"
+                ),
+            );
+        }
     }
 
     // 6. The project.
@@ -518,6 +552,15 @@ fn convert_inputs(inputs: Vec<InputFile>, options: &Options) -> Conversion {
     );
     if declared.is_some() {
         project.push_str("values_schema: values.schema.json\n");
+    }
+    if !target_values.is_empty() {
+        project.push_str("# Each target's values are complete: the configuration's with the target's files overlaid as ytt does.\ntargets:\n");
+        for (name, _) in &target_values {
+            let key = crate::yaml::emit::to_yaml(name)
+                .map(|s| s.trim_end().to_owned())
+                .unwrap_or_default();
+            project.push_str(&format!("  {key}:\n    values: [values/{name}.yaml]\n"));
+        }
     }
     if !patches.is_empty() {
         let text = crate::yaml::emit::json_to_yaml(&json!({ "patches": patches })).unwrap_or_default();
@@ -544,6 +587,16 @@ fn convert_inputs(inputs: Vec<InputFile>, options: &Options) -> Conversion {
         "values.yaml".into(),
         format!("# The data values of the ytt configuration, merged as ytt merges them.\n{values_text}"),
     ));
+    for (name, merged) in &target_values {
+        let mut text = crate::yaml::emit::json_to_yaml(merged).unwrap_or_else(|_| "{}".into());
+        if !text.ends_with('\n') {
+            text.push('\n');
+        }
+        conversion.files.push((
+            PathBuf::from(format!("values/{name}.yaml")),
+            format!("# The data values of target {name}, merged as ytt merges them.\n{text}"),
+        ));
+    }
     if let Some(d) = &declared {
         let schema = serde_json::to_string_pretty(&values::json_schema(d)).expect("JSON");
         conversion
@@ -582,6 +635,99 @@ fn dedent(text: &str, indent: usize) -> String {
         out.push('\n');
     }
     out
+}
+
+/// The flags given to `convert`, then the schema's defaults and types.
+fn finish_values(
+    values: &mut Json,
+    options: &Options,
+    declared: Option<&values::Declared>,
+    label: &str,
+    refusals: &mut Vec<Refusal>,
+) {
+    if let Some(flags) = &options.flag_values {
+        values::merge_flags(values, flags);
+        if let Some(d) = declared {
+            values::fill_defaults(values, d);
+        }
+    }
+    if let Some(d) = declared
+        && let Err(why) = values::check(values, d, "")
+    {
+        push(refusals, label, 0, format!("{why} (ytt refuses it)"));
+    }
+}
+
+/// A key of `base` that `target` lacks, if any.
+fn removed_key(base: &Json, target: &Json, path: &str) -> Option<String> {
+    let (Json::Object(b), Json::Object(t)) = (base, target) else {
+        return None;
+    };
+    for (key, value) in b {
+        let here = if path.is_empty() {
+            key.clone()
+        } else {
+            format!("{path}.{key}")
+        };
+        match t.get(key) {
+            None => return Some(here),
+            Some(other) => {
+                if let Some(found) = removed_key(value, other, &here) {
+                    return Some(found);
+                }
+            }
+        }
+    }
+    None
+}
+
+/// The data values documents of a target's file; anything else in it is refused.
+fn target_documents(file: &InputFile, refusals: &mut Vec<Refusal>) -> Vec<(String, template::DataDocument)> {
+    if !matches!(file.kind, FileKind::Template) {
+        push(
+            refusals,
+            &file.name,
+            0,
+            "a target's file that is not a YAML data values file".into(),
+        );
+        return Vec::new();
+    }
+    let lines = lines::classify(&file.text);
+    let outline = template::outline(&lines);
+    for (line, why) in &outline.refusals {
+        push(refusals, &file.name, *line, why.clone());
+    }
+    for (line, module, _) in &outline.loads {
+        if module != "@ytt:overlay" {
+            push(
+                refusals,
+                &file.name,
+                *line,
+                format!("load of {module} in a target's data values file"),
+            );
+        }
+    }
+    let modules = Modules::default();
+    let mut scope = Scope::new(&modules, usize::MAX);
+    let mut t = Translator::new(&mut scope, Mode::Strict, true);
+    t.lines(&lines, &outline.consumed);
+    for (line, why) in std::mem::take(&mut t.refusals) {
+        push(refusals, &file.name, line, why);
+    }
+    let has_template = t.out.lines().any(|l| {
+        let l = l.trim();
+        !l.is_empty() && l != "---" && !l.starts_with('#')
+    });
+    if has_template || !t.schemas.is_empty() || !t.patches.is_empty() {
+        push(
+            refusals,
+            &file.name,
+            0,
+            "a target's file with templates, a schema or overlays (only #@data/values documents)".into(),
+        );
+    }
+    let name = file.name.clone();
+    t.values.into_iter().map(|d| (name.clone(), d)).collect()
 }
 
 /// Records a refusal.

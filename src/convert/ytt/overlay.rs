@@ -240,10 +240,12 @@ fn body(
         let line = entry.key_mark.line;
         let pointer = format!("{path}/{}", key.replace('~', "~0").replace('/', "~1"));
         let mut action = "merge";
+        let mut missing_ok = false;
         for (name, args) in annotations.get(&line).map(Vec::as_slice).unwrap_or(&[]) {
             let compact: String = args.chars().filter(|c| !c.is_whitespace()).collect();
             match (name.as_str(), compact.as_str()) {
-                ("overlay/match", "missing_ok=True" | "") | ("overlay/merge", "") => {}
+                ("overlay/match", "missing_ok=True") => missing_ok = true,
+                ("overlay/match", "") | ("overlay/merge", "") => {}
                 ("overlay/replace", "") => action = "replace",
                 ("overlay/remove", "") => action = "remove",
                 (name, _) => return Err((line, format!("@{name} {args} on a field of an overlay"))),
@@ -251,7 +253,17 @@ fn body(
         }
         let value = entry.value.to_json().map_err(|e| (line, e.to_string()))?;
         match action {
-            "replace" => operations.push(json!({"op": "replace", "path": pointer, "value": value})),
+            // JSON patch's replace needs the field, as ytt's does; with missing_ok ytt adds it, as add does.
+            "replace" => {
+                let op = if missing_ok { "add" } else { "replace" };
+                operations.push(json!({"op": op, "path": pointer, "value": value}));
+            }
+            "remove" if missing_ok => {
+                return Err((
+                    line,
+                    "@overlay/remove with missing_ok=True (a JSON patch remove needs the field to be there)".into(),
+                ));
+            }
             "remove" => operations.push(json!({"op": "remove", "path": pointer})),
             _ => match &entry.value.value {
                 NodeValue::Map(_) => {
@@ -336,6 +348,12 @@ mod tests {
                 "a:\n#@overlay/match by=\"name\"\n- name: x\n",
                 "array item",
             ),
+            (
+                "by=overlay.all",
+                "#@overlay/match missing_ok=True\n#@overlay/remove\na: 1\n",
+                "needs the field",
+            ),
+            ("by=overlay.all", "spec:\n  #@overlay/match when=1\n  a: 1\n", "when=1"),
         ] {
             let e = overlay(args, text).unwrap_err();
             assert!(e.2.contains(why), "{args}: {}", e.2);
