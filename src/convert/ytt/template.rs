@@ -379,9 +379,12 @@ impl<'s, 'm> Translator<'s, 'm> {
             match &line.kind {
                 Kind::Blank => self.out.push('\n'),
                 Kind::YttComment => {}
-                Kind::Comment | Kind::ScalarText => {
-                    let text = literal_text(line.text);
-                    self.out.push_str(&text);
+                Kind::Comment => {
+                    self.out.push_str(comment_text(line.text).unwrap_or(""));
+                    self.out.push('\n');
+                }
+                Kind::ScalarText => {
+                    self.out.push_str(&literal_text(line.text));
                     self.out.push('\n');
                 }
                 Kind::DocStart | Kind::DocEnd => {
@@ -804,7 +807,11 @@ impl<'s, 'm> Translator<'s, 'm> {
                 }
             ));
         }
-        let comment = c.comment.map(|t| format!(" {}", literal_text(t))).unwrap_or_default();
+        let comment = c
+            .comment
+            .and_then(comment_text)
+            .map(|t| format!(" {t}"))
+            .unwrap_or_default();
         let body = if templated && c.body.contains("(@") {
             self.count("text template");
             self.text_template(c.body)?
@@ -952,19 +959,34 @@ fn child_column(c: &Content<'_>) -> usize {
     }
 }
 
-/// Text written as it is, with Tera's delimiters kept literal.
+/// Text written as it is: each of Tera's delimiters (`{{`, `}}`, `{%`, `%}`, `{#`, `#}`) becomes an
+/// expression giving it as a string, so no text of the input is ever read as Tera (a raw block would
+/// end at the first `{% endraw %}` the input itself holds).
 pub fn literal_text(text: &str) -> String {
-    if text.contains("{{")
-        || text.contains("{%")
-        || text.contains("{#")
-        || text.contains("}}")
-        || text.contains("%}")
-        || text.contains("#}")
-    {
-        format!("{{% raw %}}{text}{{% endraw %}}")
-    } else {
-        text.to_owned()
+    const DELIMITERS: [&str; 6] = ["{{", "}}", "{%", "%}", "{#", "#}"];
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while !rest.is_empty() {
+        match DELIMITERS.iter().find(|d| rest.starts_with(**d)) {
+            Some(d) => {
+                out.push_str(&format!("{{{{ \"{d}\" }}}}"));
+                rest = &rest[2..];
+            }
+            None => {
+                let c = rest.chars().next().expect("not empty");
+                out.push(c);
+                rest = &rest[c.len_utf8()..];
+            }
+        }
     }
+    out
+}
+
+/// A YAML comment as it is, or nothing when it holds Tera's delimiters (a comment changes no object,
+/// and an expression in it would never be put anywhere).
+fn comment_text(text: &str) -> Option<&str> {
+    let tera = ["{{", "}}", "{%", "%}", "{#", "#}"].iter().any(|d| text.contains(d));
+    (!tera).then_some(text)
 }
 
 /// The last line index of the node starting at `start`, code closing its inner blocks included.
