@@ -145,6 +145,9 @@ pub struct PatchConfig {
     pub merge: Option<Json>,
     pub json6902: Option<Vec<Json>>,
     pub strategic: Option<Json>,
+    /// How many objects the target must match (default: at least one).
+    #[serde(default)]
+    pub expects: crate::manifest::patch::Expects,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, schemars::JsonSchema)]
@@ -440,6 +443,7 @@ impl Project {
                     (_, Some(operations), _) => PatchOperation::Json6902(operations.clone()),
                     (_, _, strategic) => PatchOperation::Strategic(strategic.clone().unwrap_or(Json::Null)),
                 },
+                expects: patch.expects.clone(),
             })
             .collect();
         Shaping {

@@ -290,3 +290,36 @@ fn each_environment_becomes_a_target_with_the_values_ytt_would_merge_for_it() {
     assert_eq!(traversal.code, 2);
     assert!(!work.path().join("third").exists());
 }
+
+#[test]
+fn an_overlay_keeps_ytts_count_of_matches() {
+    // carvel.dev/ytt/docs/latest/lang-ref-ytt-overlay: without `expects`, an overlay must match exactly
+    // one document; `missing_ok=True` allows none.
+    let config = support::project(&[
+        (
+            "config.yml",
+            "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: b\n",
+        ),
+        (
+            "overlay.yml",
+            "#@ load(\"@ytt:overlay\", \"overlay\")\n#@overlay/match by=overlay.subset({\"kind\": \"ConfigMap\"})\n---\n#@overlay/match missing_ok=True\ndata:\n  #@overlay/match missing_ok=True\n  k: v\n#@overlay/match by=overlay.subset({\"kind\": \"Secret\"}), missing_ok=True\n---\n#@overlay/match missing_ok=True\ndata:\n  #@overlay/match missing_ok=True\n  k: dg==\n",
+        ),
+    ]);
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("project");
+    run(kdeploy()
+        .args(["convert", "ytt", "-f"])
+        .arg(config.path())
+        .arg("--out")
+        .arg(&out))
+    .ok();
+    let rendered = render(&out, &[]);
+    assert_eq!(rendered.code, 2, "{}", rendered.stdout);
+    assert!(
+        rendered.stderr.contains("matches 2 objects") && rendered.stderr.contains("expects exactly 1"),
+        "{}",
+        rendered.stderr
+    );
+    // The Secret overlay matched nothing, which missing_ok allows: only the ConfigMap one is reported.
+    assert!(!rendered.stderr.contains("Secret"), "{}", rendered.stderr);
+}

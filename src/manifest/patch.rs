@@ -39,6 +39,48 @@ pub enum PatchOperation {
     Strategic(Json),
 }
 
+/// How many objects a patch must match: `1` (exactly one), `"2+"` (at least two), `[0, 1]` (any of
+/// these counts). By default at least one, so that a typo in a target cannot pass silently; ytt's
+/// overlays count the same way (`expects`), and `kdeploy convert ytt` writes theirs.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+#[serde(untagged)]
+pub enum Expects {
+    /// Exactly this many.
+    Count(usize),
+    /// `"N+"`: at least N.
+    AtLeast(#[schemars(regex(pattern = r"^[0-9]+\+$"))] String),
+    /// Any of these counts.
+    AnyOf(Vec<usize>),
+}
+
+impl Default for Expects {
+    fn default() -> Self {
+        Expects::AtLeast("1+".into())
+    }
+}
+
+impl Expects {
+    /// Whether `matched` objects is what is expected; `None` when the value itself is malformed.
+    pub fn allows(&self, matched: usize) -> Option<bool> {
+        Some(match self {
+            Expects::Count(n) => matched == *n,
+            Expects::AtLeast(text) => matched >= text.strip_suffix('+')?.parse::<usize>().ok()?,
+            Expects::AnyOf(counts) => counts.contains(&matched),
+        })
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Expects::Count(n) => format!("exactly {n}"),
+            Expects::AtLeast(text) => format!("at least {}", text.trim_end_matches('+')),
+            Expects::AnyOf(counts) => {
+                let counts: Vec<String> = counts.iter().map(usize::to_string).collect();
+                format!("one of {}", counts.join(", "))
+            }
+        }
+    }
+}
+
 /// One entry of `patches:`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Patch {
@@ -46,6 +88,7 @@ pub struct Patch {
     pub origin: String,
     pub target: PatchTarget,
     pub operation: PatchOperation,
+    pub expects: Expects,
 }
 
 /// Patches and labels, applied together to the objects of every source.
@@ -75,22 +118,36 @@ impl Shaping {
                     });
                 }
             }
-            if matched == 0 {
-                problems.push(Problem {
-                    source: super::Source {
-                        template: patch.origin.clone().into(),
-                        document: 1,
-                        line: 1,
-                        rendered: false,
-                        source: 0,
-                        list_item: None,
-                    },
-                    message: format!(
-                        "this patch matches no object (target {}); check its kind, name and namespace",
-                        patch.target.describe()
-                    ),
-                });
+            let allowed = patch.expects.allows(matched);
+            if allowed == Some(true) {
+                continue;
             }
+            let message = match (&patch.expects, allowed) {
+                (Expects::AtLeast(text), None) => {
+                    format!("`expects: {text}` is not a count, \"N+\" or a list of counts")
+                }
+                (_, None) => unreachable!("only \"N+\" can be malformed"),
+                (_, Some(_)) if matched == 0 => format!(
+                    "this patch matches no object (target {}); check its kind, name and namespace",
+                    patch.target.describe()
+                ),
+                (_, Some(_)) => format!(
+                    "this patch matches {matched} objects (target {}) where it expects {}",
+                    patch.target.describe(),
+                    patch.expects.describe()
+                ),
+            };
+            problems.push(Problem {
+                source: super::Source {
+                    template: patch.origin.clone().into(),
+                    document: 1,
+                    line: 1,
+                    rendered: false,
+                    source: 0,
+                    list_item: None,
+                },
+                message,
+            });
         }
         if !self.labels.is_empty() {
             for object in objects.iter_mut() {
@@ -470,6 +527,17 @@ fn merge_list(current: Vec<Json>, patch: &[Json], path: &str, field: &str) -> Re
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn expects_counts_matches_as_ytt_does() {
+        let parse = |v| serde_json::from_value::<Expects>(v).unwrap();
+        assert_eq!(Expects::default().allows(0), Some(false));
+        assert_eq!(Expects::default().allows(3), Some(true));
+        assert_eq!(parse(json!(1)).allows(2), Some(false));
+        assert_eq!(parse(json!("2+")).allows(2), Some(true));
+        assert_eq!(parse(json!([0, 1])).allows(0), Some(true));
+        assert_eq!(parse(json!("two")).allows(2), None);
+    }
 
     #[test]
     fn merge_patch_follows_rfc_7386() {

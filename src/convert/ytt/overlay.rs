@@ -26,7 +26,7 @@ pub fn patches(label: &str, document: &DataDocument) -> Result<Vec<Json>, Refuse
             return Err(refuse(document.line, format!("@{name} {args} on an overlay document")));
         }
     }
-    let target = target(args).map_err(|why| refuse(document.line, why))?;
+    let (target, expects) = target(args).map_err(|why| refuse(document.line, why))?;
     for line in classify(&document.text) {
         match line.kind {
             Kind::Code(code) if !code.starts_with("load(") => {
@@ -57,10 +57,10 @@ pub fn patches(label: &str, document: &DataDocument) -> Result<Vec<Json>, Refuse
     prune(&mut merge);
     let mut out = Vec::new();
     if !merge.is_null() {
-        out.push(json!({"target": target, "merge": merge}));
+        out.push(json!({"target": target, "merge": merge, "expects": expects}));
     }
     if !operations.is_empty() {
-        out.push(json!({"target": target, "json6902": operations}));
+        out.push(json!({"target": target, "json6902": operations, "expects": expects}));
     }
     if out.is_empty() {
         return Err(refuse(document.line, "an overlay that changes nothing".into()));
@@ -96,31 +96,37 @@ fn annotations_by_line(text: &str) -> std::collections::HashMap<usize, Vec<(Stri
     out
 }
 
-/// The patch target of `@overlay/match by=…, expects=…`.
-fn target(args: &str) -> Result<Json, String> {
+/// The patch target and `expects` of `@overlay/match by=…, expects=…`: ytt's count rules, kept
+/// (by default exactly one match; `missing_ok=True` is zero or one).
+fn target(args: &str) -> Result<(Json, Json), String> {
     let call = parse_expr(&format!("match({args})")).map_err(|e| format!("@overlay/match {args}: {}", e.message))?;
     let Expr::Call(_, args) = call else {
         return Err("@overlay/match with these arguments".into());
     };
     let mut by = None;
+    let mut expects = json!(1);
     for Arg { name, value } in &args {
-        match name.as_deref() {
-            Some("by") => by = Some(value),
-            Some("expects") => match value {
-                Expr::Str(s) if s == "1+" => {}
-                Expr::Int(1) => {}
-                // kdeploy's patches need at least one match; more than one is what ytt's default refuses.
-                other => {
-                    return Err(format!(
-                        "@overlay/match expects={} (kdeploy's patches match one or more objects)",
-                        describe(other)
-                    ));
-                }
-            },
-            Some("missing_ok") => {
-                return Err(
-                    "@overlay/match missing_ok=True on a document (a kdeploy patch must match an object)".into(),
-                );
+        match (name.as_deref(), value) {
+            (Some("by"), value) => by = Some(value),
+            (Some("expects"), Expr::Int(n)) if *n >= 0 => expects = json!(n),
+            (Some("expects"), Expr::Str(s)) if s.strip_suffix('+').is_some_and(|n| n.parse::<u32>().is_ok()) => {
+                expects = json!(s);
+            }
+            (Some("expects"), Expr::Str(s)) if s.parse::<u32>().is_ok() => expects = json!(s.parse::<u32>().ok()),
+            (Some("expects"), Expr::List(items)) => {
+                let counts: Option<Vec<i64>> = items
+                    .iter()
+                    .map(|i| match i {
+                        Expr::Int(n) if *n >= 0 => Some(*n),
+                        _ => None,
+                    })
+                    .collect();
+                expects = json!(counts.ok_or("@overlay/match expects=[…] with anything but counts")?);
+            }
+            (Some("missing_ok"), Expr::Bool(true)) => expects = json!([0, 1]),
+            (Some("missing_ok"), Expr::Bool(false)) => {}
+            (Some(flag @ ("expects" | "missing_ok")), other) => {
+                return Err(format!("@overlay/match {flag}={}", describe(other)));
             }
             _ => return Err("@overlay/match with a positional or unknown argument".into()),
         }
@@ -129,13 +135,15 @@ fn target(args: &str) -> Result<Json, String> {
         return Err("@overlay/match without by=".into());
     };
     match by {
-        Expr::Attr(base, all) if all == "all" && matches!(&**base, Expr::Name(n) if n == "overlay") => Ok(json!({})),
+        Expr::Attr(base, all) if all == "all" && matches!(&**base, Expr::Name(n) if n == "overlay") => {
+            Ok((json!({}), expects))
+        }
         Expr::Call(callee, call_args) if matches!(&**callee, Expr::Attr(base, f) if f == "subset" && matches!(&**base, Expr::Name(n) if n == "overlay")) =>
         {
             let [Arg { name: None, value }] = call_args.as_slice() else {
                 return Err("overlay.subset() with these arguments".into());
             };
-            subset_target(value)
+            Ok((subset_target(value)?, expects))
         }
         other => Err(format!(
             "@overlay/match by={} (only overlay.subset of kind, apiVersion, name, namespace and labels, or overlay.all, convert)",
@@ -323,6 +331,15 @@ mod tests {
             "spec:\n  replicas: 3\n  #@overlay/replace\n  selector: {matchLabels: {a: b}}\n  template:\n    spec:\n      containers:\n      - name: sidecar\n",
         )
         .unwrap();
+        assert_eq!(p[0]["expects"], 1);
+        assert_eq!(
+            overlay("by=overlay.all, missing_ok=True", "a: 1\n").unwrap()[0]["expects"],
+            json!([0, 1])
+        );
+        assert_eq!(
+            overlay("by=overlay.all, expects=\"1+\"", "a: 1\n").unwrap()[0]["expects"],
+            "1+"
+        );
         assert_eq!(
             p[0]["target"],
             json!({"kind": "Deployment", "group": "apps", "version": "v1", "name": "web", "labelSelector": "app=web"})
@@ -339,8 +356,7 @@ mod tests {
     fn what_patches_cannot_say_is_refused() {
         for (args, text, why) in [
             ("by=overlay.subset({\"spec\": {}})", "a: 1\n", "spec"),
-            ("by=overlay.all, missing_ok=True", "a: 1\n", "missing_ok"),
-            ("by=overlay.all, expects=2", "a: 1\n", "expects=2"),
+            ("by=overlay.all, expects=\"x\"", "a: 1\n", "expects"),
             ("by=lambda i, l, r: True", "a: 1\n", "lambda"),
             ("by=overlay.all", "a: #@ x\n", "expression"),
             (
