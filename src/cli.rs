@@ -146,7 +146,8 @@ pub enum ConvertCommand {
     /// Convert a ytt configuration (what `ytt -f …` reads) into a kdeploy project in --out that
     /// renders the same objects. What cannot be converted exactly is refused: nothing is written, every
     /// refusal is listed with file:line, exit 2. With --partial, what converts is written, each refusal is
-    /// marked in place with a {# TODO(ytt): … #} comment, exit 1
+    /// marked in place with a {# TODO(ytt): … #} comment, exit 1. The data-value flags are merged into
+    /// the project's values.yaml, in plain text: give secrets to `kdeploy render` instead
     Ytt(ConvertYttArgs),
 }
 
@@ -174,13 +175,22 @@ pub struct ConvertYttArgs {
     #[arg(long = "target", value_name = "NAME=PATH")]
     pub targets: Vec<String>,
 
-    /// Print the report as JSON instead of text
-    #[arg(short = 'o', long, value_enum, default_value_t = ReportFormat::Text)]
-    pub output: ReportFormat,
+    /// How the report is printed
+    #[arg(short = 'o', long, value_enum, default_value_t = ConvertReport::Text)]
+    pub output: ConvertReport,
 
     /// Data values to bake into the converted project's values.yaml, with ytt's meaning
     #[command(flatten)]
     pub data_values: DataValueArgs,
+}
+
+/// How `convert` prints its report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ConvertReport {
+    /// A line per file, then the refusals with file:line
+    Text,
+    /// One JSON document: files, refusals, whether anything was written
+    Json,
 }
 
 /// The data-value flags, with ytt's names and meaning (shared by the commands that render and by

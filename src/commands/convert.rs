@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use serde_json::json;
 
 use super::{EXIT_CHANGES, EXIT_ERROR, Inputs};
-use crate::cli::{ConvertCommand, ConvertYttArgs, InputArgs, ReportFormat};
+use crate::cli::{ConvertCommand, ConvertReport, ConvertYttArgs, InputArgs};
 use crate::convert::ytt::{self, Conversion, Mode, Options, Refusal};
 use crate::values::load_values;
 
@@ -180,7 +180,7 @@ fn renders(dir: &Path) -> anyhow::Result<()> {
 }
 
 fn print_report(args: &ConvertYttArgs, conversion: &Conversion, written: bool) -> anyhow::Result<()> {
-    if args.output == ReportFormat::Json {
+    if args.output == ConvertReport::Json {
         let report = json!({
             "files": conversion.report.iter().map(|f| json!({
                 "file": f.file,
