@@ -723,7 +723,11 @@ impl<'m> Scope<'m> {
                         pieces.push(string_literal(&std::mem::take(&mut literal)));
                     }
                     let text = if spec == 'd' && value.ty != Ty::Int {
-                        format!("{} | starlark_int | starlark_str", value.term())
+                        format!(
+                            "({0} if {0} is integer else throw(message={1})) | starlark_str",
+                            value.base(),
+                            string_literal("%d takes an integer, as in Starlark")
+                        )
                     } else {
                         value.as_string().term()
                     };
