@@ -1,12 +1,14 @@
 //! `kdeploy convert ytt`: a ytt configuration read as ytt reads it, written out as a kdeploy project
 //! that renders the same objects, or refused construct by construct.
 //!
-//! The stages: [`lines`] classifies each line of a YAML file, [`starlark`] parses the code on them,
+//! The stages: [`inputs`] reads the `-f` files as ytt does, [`lines`] classifies each line of a YAML file, [`starlark`] parses the code on them,
 //! [`template`] finds each file's loads, functions and constants and translates its lines, with
 //! [`translate`] turning each expression into Tera, and [`values`] works out the data values and
-//! their schema. This module reads the files, resolves `load()`s between them, and assembles the
-//! project; writing it and checking that it renders is the command's.
+//! their schema, [`overlay`] turns overlays into patches. This module resolves `load()`s between the
+//! files and assembles the project in six steps; writing it and checking that it renders is the
+//! command's.
 
+pub mod inputs;
 pub mod lines;
 pub mod overlay;
 pub mod starlark;
@@ -15,18 +17,14 @@ pub mod translate;
 pub mod values;
 
 use std::collections::BTreeMap;
-use std::path::{Component, Path, PathBuf};
+use std::path::PathBuf;
 
 use serde_json::{Value as Json, json};
 
+use inputs::{FileKind, InputFile, kind_of, read_inputs, resolve_load};
 pub use template::Mode;
 use template::{Converted, Translator};
 use translate::{Binding, Helper, Module, Modules, Scope};
-
-/// The largest file the converter reads; ytt configurations are far smaller.
-const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
-/// The most files it reads.
-const MAX_FILES: usize = 10_000;
 
 /// What to convert.
 #[derive(Debug, Clone)]
@@ -73,169 +71,6 @@ pub struct Conversion {
 pub enum ConvertError {
     #[error("{path}: {message}")]
     Input { path: String, message: String },
-}
-
-fn input_error(path: &Path, message: impl Into<String>) -> ConvertError {
-    ConvertError::Input {
-        path: path.display().to_string(),
-        message: message.into(),
-    }
-}
-
-/// One file of the configuration.
-struct InputFile {
-    /// Its path as ytt names it: relative to the `-f` folder, or the file's name.
-    name: String,
-    text: String,
-    kind: FileKind,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum FileKind {
-    Template,
-    Library,
-    Star,
-    Other,
-}
-
-fn kind_of(name: &str) -> FileKind {
-    if name.ends_with(".lib.yml") || name.ends_with(".lib.yaml") {
-        FileKind::Library
-    } else if name.ends_with(".yml") || name.ends_with(".yaml") {
-        FileKind::Template
-    } else if name.ends_with(".star") {
-        FileKind::Star
-    } else {
-        FileKind::Other
-    }
-}
-
-/// Reads the `-f` paths as ytt does: folders recursively in path order, `_ytt_lib` left out.
-fn read_inputs(paths: &[PathBuf], report: &mut Vec<FileReport>) -> Result<Vec<InputFile>, ConvertError> {
-    let mut out: Vec<InputFile> = Vec::new();
-    for path in paths {
-        let meta = std::fs::symlink_metadata(path).map_err(|e| input_error(path, e.to_string()))?;
-        if meta.is_dir() {
-            let mut found = Vec::new();
-            walk(path, path, &mut found, report)?;
-            found.sort();
-            for (name, file) in found {
-                out.push(read_file(&file, name)?);
-            }
-        } else if meta.is_file() {
-            let name = path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .ok_or_else(|| input_error(path, "not a file name"))?;
-            out.push(read_file(path, name)?);
-        } else {
-            return Err(input_error(
-                path,
-                "not a regular file or folder (links are not followed)",
-            ));
-        }
-        if out.len() > MAX_FILES {
-            return Err(input_error(path, format!("more than {MAX_FILES} files")));
-        }
-    }
-    let mut seen = std::collections::HashSet::new();
-    for f in &out {
-        if !seen.insert(f.name.clone()) {
-            return Err(ConvertError::Input {
-                path: f.name.clone(),
-                message: "given twice (two -f paths hold a file of this name)".into(),
-            });
-        }
-    }
-    Ok(out)
-}
-
-fn walk(
-    root: &Path,
-    dir: &Path,
-    found: &mut Vec<(String, PathBuf)>,
-    report: &mut Vec<FileReport>,
-) -> Result<(), ConvertError> {
-    let entries = std::fs::read_dir(dir).map_err(|e| input_error(dir, e.to_string()))?;
-    for entry in entries {
-        let entry = entry.map_err(|e| input_error(dir, e.to_string()))?;
-        let path = entry.path();
-        let file_type = entry.file_type().map_err(|e| input_error(&path, e.to_string()))?;
-        let name = relative_name(root, &path);
-        if file_type.is_dir() {
-            if entry.file_name() == "_ytt_lib" {
-                report.push(FileReport {
-                    file: format!("{name}/"),
-                    became: "left out: ytt libraries (_ytt_lib) do not convert, and ytt renders them only when loaded"
-                        .into(),
-                    constructs: BTreeMap::new(),
-                });
-                continue;
-            }
-            walk(root, &path, found, report)?;
-        } else if file_type.is_file() {
-            found.push((name, path));
-        } else {
-            return Err(input_error(&path, "a link (the converter does not follow links)"));
-        }
-        if found.len() > MAX_FILES {
-            return Err(input_error(dir, format!("more than {MAX_FILES} files")));
-        }
-    }
-    Ok(())
-}
-
-fn relative_name(root: &Path, path: &Path) -> String {
-    let relative = path.strip_prefix(root).unwrap_or(path);
-    relative
-        .components()
-        .map(|c| c.as_os_str().to_string_lossy().into_owned())
-        .collect::<Vec<_>>()
-        .join("/")
-}
-
-fn read_file(path: &Path, name: String) -> Result<InputFile, ConvertError> {
-    use std::io::Read;
-    let kind = kind_of(&name);
-    let file = std::fs::File::open(path).map_err(|e| input_error(path, e.to_string()))?;
-    let mut bytes = Vec::new();
-    file.take(MAX_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| input_error(path, e.to_string()))?;
-    if bytes.len() as u64 > MAX_FILE_BYTES {
-        return Err(input_error(path, format!("larger than {} MiB", MAX_FILE_BYTES >> 20)));
-    }
-    let text = match String::from_utf8(bytes) {
-        Ok(t) => t,
-        Err(_) if kind == FileKind::Other => String::new(),
-        Err(_) => return Err(input_error(path, "not UTF-8 text")),
-    };
-    Ok(InputFile { name, text, kind })
-}
-
-/// The input a `load("path")` in `from` names, by ytt's rules: relative to the loading file.
-fn resolve_load(from: &str, target: &str) -> Option<String> {
-    let mut parts: Vec<&str> = from.split('/').collect();
-    parts.pop();
-    // `/dir/x.lib.yml` is relative to the root of the configuration.
-    let target = match target.strip_prefix('/') {
-        Some(rooted) => {
-            parts.clear();
-            rooted
-        }
-        None => target,
-    };
-    for c in Path::new(target).components() {
-        match c {
-            Component::Normal(p) => parts.push(p.to_str()?),
-            Component::CurDir => {}
-            Component::ParentDir => {
-                parts.pop()?;
-            }
-            _ => return None,
-        }
-    }
-    Some(parts.join("/"))
 }
 
 /// A component name for `def` `name` of file `file`.
@@ -427,8 +262,46 @@ fn convert_inputs(inputs: Vec<InputFile>, targets: Vec<(String, Vec<InputFile>)>
     }
 
     // 4. Components of every fragment function.
+    let partial = component_definitions(
+        &inputs,
+        &prepared,
+        &modules,
+        &components,
+        options.mode,
+        &mut refusals,
+        &mut conversion.report,
+    );
+
+    // 5. Data values.
+    let values = data_values(&schema_documents, &values_documents, &targets, options, &mut refusals);
+
+    // 6. The project.
+    if outputs.is_empty() && refusals.is_empty() {
+        refusals.push(Refusal {
+            file: "(the configuration)".into(),
+            line: 0,
+            why: "no template renders anything: there is nothing to convert".into(),
+        });
+    }
+    conversion.files = project_files(options, &values, &patches, outputs, &partial);
+    refusals.sort_by(|a, b| (a.file.as_str(), a.line).cmp(&(b.file.as_str(), b.line)));
+    refusals.dedup();
+    conversion.refusals = refusals;
+    conversion
+}
+
+/// Step 4: every fragment function as a Tera component, for `templates/_ytt_functions.tera`.
+fn component_definitions(
+    inputs: &[InputFile],
+    prepared: &[Option<Prepared<'_>>],
+    modules: &Modules,
+    components: &[(usize, usize)],
+    mode: Mode,
+    refusals: &mut Vec<Refusal>,
+    report: &mut [FileReport],
+) -> String {
     let mut partial = String::new();
-    for (file_index, def_index) in components {
+    for &(file_index, def_index) in components {
         let p = prepared[file_index].as_ref().expect("a YAML file");
         let def = &p.outline.defs[def_index];
         let Some(Binding::Component { component, params, .. }) =
@@ -436,7 +309,7 @@ fn convert_inputs(inputs: Vec<InputFile>, targets: Vec<(String, Vec<InputFile>)>
         else {
             continue;
         };
-        let mut scope = Scope::new(&modules, file_index);
+        let mut scope = Scope::new(modules, file_index);
         scope.frames.push(Default::default());
         for param in &params {
             scope.bind(&param.name, Binding::Local(translate::Ty::Unknown));
@@ -445,10 +318,10 @@ fn convert_inputs(inputs: Vec<InputFile>, targets: Vec<(String, Vec<InputFile>)>
         let mut signature: Vec<String> = params.iter().map(|p| translate::local_name(&p.name)).collect();
         signature.push("@values".into());
         let body = &p.lines[def.body.clone()];
-        let mut t = Translator::new(&mut scope, options.mode, false);
+        let mut t = Translator::new(&mut scope, mode, false);
         t.lines(body, &vec![false; body.len()]);
         for (line, why) in std::mem::take(&mut t.refusals) {
-            push(&mut refusals, &inputs[file_index].name, line, why);
+            push(refusals, &inputs[file_index].name, line, why);
         }
         let indent = body
             .iter()
@@ -466,25 +339,42 @@ fn convert_inputs(inputs: Vec<InputFile>, targets: Vec<(String, Vec<InputFile>)>
             def.line,
             signature.join(", ")
         ));
-        if let Some(report) = conversion.report.iter_mut().find(|r| r.file == inputs[file_index].name) {
+        if let Some(report) = report.iter_mut().find(|r| r.file == inputs[file_index].name) {
             *report.constructs.entry("fragment function (component)").or_default() += 1;
         }
     }
+    partial
+}
 
-    // 5. Data values.
+/// The data values worked out at conversion: the project's, and each target's complete ones.
+struct DataValues {
+    defaults: Json,
+    declared: Option<values::Declared>,
+    targets: Vec<(String, Json)>,
+}
+
+/// Step 5: the schema's defaults, every `#@data/values` document in order, each target's files, then
+/// the flags; what ytt would refuse is refused.
+fn data_values(
+    schema_documents: &[(String, template::DataDocument)],
+    values_documents: &[(String, template::DataDocument)],
+    targets: &[(String, Vec<InputFile>)],
+    options: &Options,
+    refusals: &mut Vec<Refusal>,
+) -> DataValues {
     let mut defaults = json!({});
     let mut declared = None;
-    match schema_documents.as_slice() {
+    match schema_documents {
         [] => {}
         [(label, document)] => match values::read_schema(label, document) {
             Ok(d) => {
                 defaults = d.default.clone();
                 declared = Some(d);
             }
-            Err((file, line, why)) => push(&mut refusals, &file, line, why),
+            Err((file, line, why)) => push(refusals, &file, line, why),
         },
         [_, (label, document), ..] => push(
-            &mut refusals,
+            refusals,
             label,
             document.line,
             "a second data values schema document (schema overlays do not convert)".into(),
@@ -494,20 +384,20 @@ fn convert_inputs(inputs: Vec<InputFile>, targets: Vec<(String, Vec<InputFile>)>
         if let Err((file, line, why)) =
             values::overlay_document(&mut defaults, label, document, declared.as_ref(), n == 0)
         {
-            push(&mut refusals, &file, line, why);
+            push(refusals, &file, line, why);
         }
     }
     // Each target: the configuration's data values, then its own files' documents, as ytt reads
     // `-f config/ -f envs/NAME.yml`; the flags come after both.
     let mut target_values = Vec::new();
-    for (name, files) in &targets {
+    for (name, files) in targets {
         let mut merged = defaults.clone();
         for file in files {
-            for (label, document) in target_documents(file, &mut refusals) {
+            for (label, document) in target_documents(file, refusals) {
                 if let Err((f, line, why)) =
                     values::overlay_document(&mut merged, &label, &document, declared.as_ref(), false)
                 {
-                    push(&mut refusals, &f, line, why);
+                    push(refusals, &f, line, why);
                 }
             }
         }
@@ -516,17 +406,17 @@ fn convert_inputs(inputs: Vec<InputFile>, targets: Vec<(String, Vec<InputFile>)>
             options,
             declared.as_ref(),
             &format!("target {name}"),
-            &mut refusals,
+            refusals,
         );
         target_values.push((name.clone(), merged));
     }
-    finish_values(&mut defaults, options, declared.as_ref(), "data values", &mut refusals);
+    finish_values(&mut defaults, options, declared.as_ref(), "data values", refusals);
     // kdeploy merges a target's values file onto the project's: a key the target's files removed
     // would come back.
     for (name, merged) in &target_values {
         if let Some(key) = removed_key(&defaults, merged, "") {
             push(
-                &mut refusals,
+                refusals,
                 &format!("target {name}"),
                 0,
                 format!(
@@ -536,26 +426,34 @@ fn convert_inputs(inputs: Vec<InputFile>, targets: Vec<(String, Vec<InputFile>)>
         }
     }
 
-    // 6. The project.
-    if outputs.is_empty() && refusals.is_empty() {
-        refusals.push(Refusal {
-            file: "(the configuration)".into(),
-            line: 0,
-            why: "no template renders anything: there is nothing to convert".into(),
-        });
+    DataValues {
+        defaults,
+        declared,
+        targets: target_values,
     }
+}
+
+/// Step 6: kdeploy.yaml, the values files and schema, and the templates in ytt's order.
+fn project_files(
+    options: &Options,
+    values: &DataValues,
+    patches: &[Json],
+    outputs: Vec<(String, String)>,
+    partial: &str,
+) -> Vec<(PathBuf, String)> {
+    let mut files = Vec::new();
     let mut project = format!(
         "# Converted from ytt by `kdeploy convert ytt`.\nname: {}\ntemplates: [templates]\nvalues: [values.yaml]\n",
         crate::yaml::emit::to_yaml(&options.name)
             .map(|s| s.trim_end().to_owned())
             .unwrap_or_default()
     );
-    if declared.is_some() {
+    if values.declared.is_some() {
         project.push_str("values_schema: values.schema.json\n");
     }
-    if !target_values.is_empty() {
+    if !values.targets.is_empty() {
         project.push_str("# Each target's values are complete: the configuration's with the target's files overlaid as ytt does.\ntargets:\n");
-        for (name, _) in &target_values {
+        for (name, _) in &values.targets {
             let key = crate::yaml::emit::to_yaml(name)
                 .map(|s| s.trim_end().to_owned())
                 .unwrap_or_default();
@@ -573,35 +471,33 @@ fn convert_inputs(inputs: Vec<InputFile>, targets: Vec<(String, Vec<InputFile>)>
     project.push_str(
         "# ytt adds no checksum annotations to pods; kdeploy would (docs/deploying.md), which changes the objects.\nconfig_checksums: false\n",
     );
-    conversion.files.push(("kdeploy.yaml".into(), project));
-    let values_text = if defaults.as_object().is_some_and(|m| m.is_empty()) {
+    files.push(("kdeploy.yaml".into(), project));
+    let values_text = if values.defaults.as_object().is_some_and(|m| m.is_empty()) {
         "{}\n".to_owned()
     } else {
-        let mut text = crate::yaml::emit::json_to_yaml(&defaults).unwrap_or_else(|_| "{}".into());
+        let mut text = crate::yaml::emit::json_to_yaml(&values.defaults).unwrap_or_else(|_| "{}".into());
         if !text.ends_with('\n') {
             text.push('\n');
         }
         text
     };
-    conversion.files.push((
+    files.push((
         "values.yaml".into(),
         format!("# The data values of the ytt configuration, merged as ytt merges them.\n{values_text}"),
     ));
-    for (name, merged) in &target_values {
+    for (name, merged) in &values.targets {
         let mut text = crate::yaml::emit::json_to_yaml(merged).unwrap_or_else(|_| "{}".into());
         if !text.ends_with('\n') {
             text.push('\n');
         }
-        conversion.files.push((
+        files.push((
             PathBuf::from(format!("values/{name}.yaml")),
             format!("# The data values of target {name}, merged as ytt merges them.\n{text}"),
         ));
     }
-    if let Some(d) = &declared {
+    if let Some(d) = &values.declared {
         let schema = serde_json::to_string_pretty(&values::json_schema(d)).expect("JSON");
-        conversion
-            .files
-            .push(("values.schema.json".into(), format!("{schema}\n")));
+        files.push(("values.schema.json".into(), format!("{schema}\n")));
     }
     // kdeploy reads templates in name order; ytt's order is the order of its -f arguments.
     let ordered = outputs.windows(2).all(|w| w[0].0 < w[1].0);
@@ -613,18 +509,15 @@ fn convert_inputs(inputs: Vec<InputFile>, targets: Vec<(String, Vec<InputFile>)>
             let file = path.trim_start_matches("templates/").replace('/', "-");
             PathBuf::from(format!("templates/{:0width$}-{file}", n + 1))
         };
-        conversion.files.push((path, text));
+        files.push((path, text));
     }
     if !partial.is_empty() {
-        conversion.files.push((
+        files.push((
             "templates/_ytt_functions.tera".into(),
             format!("{{# The fragment functions (def) of the ytt configuration, as components. #}}\n{partial}"),
         ));
     }
-    refusals.sort_by(|a, b| (a.file.as_str(), a.line).cmp(&(b.file.as_str(), b.line)));
-    refusals.dedup();
-    conversion.refusals = refusals;
-    conversion
+    files
 }
 
 fn dedent(text: &str, indent: usize) -> String {
