@@ -1,10 +1,10 @@
 //! `kdeploy convert ytt`: a ytt configuration read as ytt reads it, written out as a kdeploy project
 //! that renders the same objects, or refused construct by construct.
 //!
-//! The stages: [`inputs`] reads the `-f` files as ytt does, [`lines`] classifies each line of a YAML file, [`starlark`] parses the code on them,
-//! [`template`] finds each file's loads, functions and constants and translates its lines, with
-//! [`translate`] turning each expression into Tera, and [`values`] works out the data values and
-//! their schema, [`overlay`] turns overlays into patches. This module resolves `load()`s between the
+//! The stages: [`inputs`] reads the `-f` files as ytt does, [`lines`] classifies each line of a
+//! YAML file, [`starlark`] parses the code on them, [`template`] finds each file's loads, functions
+//! and constants and translates its lines, with [`translate`] turning each expression into Tera;
+//! [`values`] works out the data values and their schema, and [`overlay`] turns overlays into patches. This module resolves `load()`s between the
 //! files and assembles the project in six steps; writing it and checking that it renders is the
 //! command's.
 
