@@ -79,6 +79,23 @@ fn syntax(e: &SyntaxError) -> String {
     e.message.clone()
 }
 
+/// A syntax error in `part`, a piece of the line `whole`, with the column on that line it is at.
+fn syntax_at(whole: &str, part: &str, e: &SyntaxError) -> String {
+    let start = (part.as_ptr() as usize)
+        .checked_sub(whole.as_ptr() as usize)
+        .filter(|start| start + part.len() <= whole.len());
+    match start {
+        Some(start) => {
+            let mut at = (start + e.offset.min(part.len())).min(whole.len());
+            while !whole.is_char_boundary(at) {
+                at -= 1;
+            }
+            format!("{} (column {})", e.message, whole[..at].chars().count() + 1)
+        }
+        None => e.message.clone(),
+    }
+}
+
 /// Reads the loads, defs and top-level constants of a YAML file.
 pub fn outline(lines: &[Line<'_>]) -> Outline {
     let mut out = Outline {
@@ -695,7 +712,7 @@ impl<'s, 'm> Translator<'s, 'm> {
                 if code.trim_start().starts_with("if ") || code.trim_start().starts_with("for ") {
                     blocks.push((Block::Refused, line.number));
                 }
-                self.refuse(line, syntax(&e));
+                self.refuse(line, syntax_at(line.text, code, &e));
                 return;
             }
         };
@@ -825,7 +842,7 @@ impl<'s, 'm> Translator<'s, 'm> {
         if !c.empty_value {
             return Err("a node with both a value and an expression".into());
         }
-        let expr = parse_expr(expr_text).map_err(|e| syntax(&e))?;
+        let expr = parse_expr(expr_text).map_err(|e| syntax_at(line.text, expr_text, &e))?;
         // A fragment function as the node's whole value: a component, one level in.
         if let Some(call) = self.component_call(&expr)? {
             let column = child_column(c);
@@ -911,7 +928,8 @@ impl<'s, 'm> Translator<'s, 'm> {
             if code.ends_with('-') || code.starts_with('-') {
                 return Err("a text template trim marker".into());
             }
-            let e = parse_expr(code.trim()).map_err(|e| syntax(&e))?;
+            let code = code.trim();
+            let e = parse_expr(code).map_err(|e| syntax_at(body, code, &e))?;
             let t = self.scope.expr(&e).map_err(|Refusal(why)| why)?;
             let text = if t.ty == Ty::Str {
                 t.text
