@@ -140,6 +140,33 @@ fn code_or_annotation(rest: &str) -> Kind<'_> {
     Kind::Code(statement)
 }
 
+/// The first line of `text` with code on it (loads aside), and what it holds: "code", "an
+/// expression" or "if/end or for/end". Data documents and overlays are plain data to the converter.
+pub fn first_code(text: &str) -> Option<(usize, &'static str)> {
+    classify(text).into_iter().find_map(|line| match line.kind {
+        Kind::Code(code) if !code.starts_with("load(") => Some((line.number, "code")),
+        Kind::Content(c) if c.expr.is_some() => Some((line.number, "an expression")),
+        Kind::Sugar { .. } => Some((line.number, "if/end or for/end")),
+        _ => None,
+    })
+}
+
+/// The annotations of `text`, by the line of the node they stand before.
+pub fn annotations_by_line(text: &str) -> std::collections::HashMap<usize, Vec<(String, String)>> {
+    let mut out: std::collections::HashMap<usize, Vec<(String, String)>> = Default::default();
+    let mut pending: Vec<(String, String)> = Vec::new();
+    for line in classify(text) {
+        match line.kind {
+            Kind::Annotation { name, args } => pending.push((name.to_owned(), args.to_owned())),
+            Kind::Content(_) if !pending.is_empty() => {
+                out.insert(line.number, std::mem::take(&mut pending));
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
 /// Splits a content line into its YAML and its trailing comment.
 fn content(line: &str, indent: usize) -> Content<'_> {
     let (body, comment) = split_comment(line);

@@ -218,10 +218,7 @@ fn convert_inputs(inputs: Vec<InputFile>, targets: Vec<(String, Vec<InputFile>)>
                 for load in &p.outline.loads {
                     *report.constructs.entry("load").or_default() += load.2.len();
                 }
-                let has_template = converted.template.lines().any(|l| {
-                    let t = l.trim();
-                    !t.is_empty() && t != "---" && !t.starts_with('#')
-                });
+                let has_template = renders_something(&converted.template);
                 let mut became = Vec::new();
                 if has_template {
                     let out = format!("templates/{}", file.name);
@@ -520,6 +517,14 @@ fn project_files(
     files
 }
 
+/// Whether a translated file holds anything but blank lines, comments and document starts.
+fn renders_something(template: &str) -> bool {
+    template.lines().any(|l| {
+        let l = l.trim();
+        !l.is_empty() && l != "---" && !l.starts_with('#')
+    })
+}
+
 fn dedent(text: &str, indent: usize) -> String {
     let mut out = String::with_capacity(text.len());
     for line in text.lines() {
@@ -607,10 +612,7 @@ fn target_documents(file: &InputFile, refusals: &mut Vec<Refusal>) -> Vec<(Strin
     for (line, why) in std::mem::take(&mut t.refusals) {
         push(refusals, &file.name, line, why);
     }
-    let has_template = t.out.lines().any(|l| {
-        let l = l.trim();
-        !l.is_empty() && l != "---" && !l.starts_with('#')
-    });
+    let has_template = renders_something(&t.out);
     if has_template || !t.schemas.is_empty() || !t.patches.is_empty() {
         push(
             refusals,

@@ -5,7 +5,7 @@
 
 use serde_json::{Map, Value as Json, json};
 
-use super::lines::{Kind, classify};
+use super::lines::{annotations_by_line, first_code};
 use super::starlark::{Arg, Expr, parse_expr};
 use super::template::DataDocument;
 use crate::yaml::{Node, NodeValue, parse_stream};
@@ -27,23 +27,11 @@ pub fn patches(label: &str, document: &DataDocument) -> Result<Vec<Json>, Refuse
         }
     }
     let (target, expects) = target(args).map_err(|why| refuse(document.line, why))?;
-    for line in classify(&document.text) {
-        match line.kind {
-            Kind::Code(code) if !code.starts_with("load(") => {
-                return Err(refuse(
-                    line.number,
-                    "code in an overlay (kdeploy's patches are not templated)".into(),
-                ));
-            }
-            Kind::Content(c) if c.expr.is_some() => {
-                return Err(refuse(
-                    line.number,
-                    "an expression in an overlay (kdeploy's patches are not templated)".into(),
-                ));
-            }
-            Kind::Sugar { .. } => return Err(refuse(line.number, "if/end or for/end in an overlay".into())),
-            _ => {}
-        }
+    if let Some((line, what)) = first_code(&document.text) {
+        return Err(refuse(
+            line,
+            format!("{what} in an overlay (kdeploy's patches are not templated)"),
+        ));
     }
     let annotations = annotations_by_line(&document.text);
     let docs = parse_stream(&document.text, &mut |_| Ok(None))
@@ -79,21 +67,6 @@ fn prune(merge: &mut Json) {
             *merge = Json::Null;
         }
     }
-}
-
-fn annotations_by_line(text: &str) -> std::collections::HashMap<usize, Vec<(String, String)>> {
-    let mut out: std::collections::HashMap<usize, Vec<(String, String)>> = Default::default();
-    let mut pending = Vec::new();
-    for line in classify(text) {
-        match line.kind {
-            Kind::Annotation { name, args } => pending.push((name.to_owned(), args.to_owned())),
-            Kind::Content(_) if !pending.is_empty() => {
-                out.insert(line.number, std::mem::take(&mut pending));
-            }
-            _ => {}
-        }
-    }
-    out
 }
 
 /// The patch target and `expects` of `@overlay/match by=…, expects=…`: ytt's count rules, kept

@@ -6,7 +6,7 @@
 
 use serde_json::{Map, Value as Json, json};
 
-use super::lines::{Kind, classify};
+use super::lines::{annotations_by_line, first_code};
 use super::starlark::{Expr, parse_expr};
 use super::template::DataDocument;
 use crate::yaml::{Node, NodeValue, Scalar, parse_stream};
@@ -34,42 +34,13 @@ pub struct Declared {
     pub nullable: bool,
 }
 
-/// Annotations by the line of the node they stand before.
-fn annotations_by_line(text: &str) -> std::collections::HashMap<usize, Vec<(String, String)>> {
-    let mut out: std::collections::HashMap<usize, Vec<(String, String)>> = Default::default();
-    let mut pending: Vec<(String, String)> = Vec::new();
-    for line in classify(text) {
-        match line.kind {
-            Kind::Annotation { name, args } => pending.push((name.to_owned(), args.to_owned())),
-            Kind::Content(_) if !pending.is_empty() => {
-                out.insert(line.number, std::mem::take(&mut pending));
-            }
-            _ => {}
-        }
-    }
-    out
-}
-
-/// Code in a data document (`#@ …` lines or values) is refused: the converter takes plain data.
-fn code_in(text: &str) -> Option<(usize, String)> {
-    for line in classify(text) {
-        match line.kind {
-            Kind::Code(code) if !code.starts_with("load(") => {
-                return Some((line.number, "code in a data values or schema document".into()));
-            }
-            Kind::Content(c) if c.expr.is_some() => {
-                return Some((line.number, "an expression in a data values or schema document".into()));
-            }
-            Kind::Sugar { .. } => return Some((line.number, "if/end or for/end in a data values document".into())),
-            _ => {}
-        }
-    }
-    None
-}
-
 fn parse_root(label: &str, document: &DataDocument) -> Result<Option<Node>, Refused> {
-    if let Some((line, why)) = code_in(&document.text) {
-        return Err((label.to_owned(), line, why));
+    if let Some((line, what)) = first_code(&document.text) {
+        return Err((
+            label.to_owned(),
+            line,
+            format!("{what} in a data values or schema document"),
+        ));
     }
     let docs = parse_stream(&document.text, &mut |_| Ok(None))
         .map_err(|e| (label.to_owned(), e.mark.line, format!("invalid YAML: {}", e.message)))?;
