@@ -1,5 +1,5 @@
-//! Small helpers every stage uses and none owns: hex encoding, kdeploy's cache folder and UTC
-//! timestamps. Nothing here knows of projects, templates, manifests or clusters.
+//! Small helpers every stage uses and none owns: hex encoding, kdeploy's cache folder, UTC timestamps
+//! and asking git about a work tree. Nothing here knows of projects, templates, manifests or clusters.
 
 use std::path::{Path, PathBuf};
 
@@ -130,9 +130,58 @@ pub fn utc_from_unix(secs: i64) -> [i64; 6] {
     [year, month, day, rem / 3600, rem % 3600 / 60, rem % 60]
 }
 
+/// `git -C DIR ARGS…`'s trimmed output, or None outside a work tree, without git, or on failure. git
+/// is told not to run the repository's fsmonitor hook, and gets no stdin.
+pub fn git(dir: &Path, args: &[&str]) -> Option<String> {
+    std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["-c", "core.fsmonitor=false"])
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+}
+
+/// A URL without the `user:password@` it may carry (a git remote often does, in CI).
+pub fn without_userinfo(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, path) = rest.split_once('/').map_or((rest, ""), |(a, p)| (a, p));
+            let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+            if path.is_empty() && !rest.contains('/') {
+                format!("{scheme}://{host}")
+            } else {
+                format!("{scheme}://{host}/{path}")
+            }
+        }
+        None => url.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn userinfo_is_taken_out_of_urls() {
+        assert_eq!(
+            without_userinfo("https://ci:glpat-s3cret@gitlab.example/team/app.git"),
+            "https://gitlab.example/team/app.git"
+        );
+        assert_eq!(
+            without_userinfo("https://github.com/org/app"),
+            "https://github.com/org/app"
+        );
+        assert_eq!(without_userinfo("https://u:p@host"), "https://host");
+        assert_eq!(
+            without_userinfo("git@github.com:org/app.git"),
+            "git@github.com:org/app.git"
+        );
+    }
 
     #[test]
     fn hex_is_lower_case_two_digits_a_byte() {

@@ -608,19 +608,7 @@ pub fn who(env: &dyn Fn(&str) -> Option<String>) -> String {
 /// outside a git work tree, or without git). Apply runs only on trusted repositories, but git is still
 /// told not to run the repository's fsmonitor hook.
 pub fn commit(dir: &std::path::Path) -> (Option<String>, Option<bool>) {
-    let git = |args: &[&str]| {
-        std::process::Command::new("git")
-            .arg("-C")
-            .arg(dir)
-            .args(["-c", "core.fsmonitor=false"])
-            .args(args)
-            .stdin(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-    };
+    let git = |args: &[&str]| crate::util::git(dir, args);
     let Some(head) = git(&["rev-parse", "HEAD"]).filter(|h| h.len() >= 40) else {
         return (None, None);
     };

@@ -85,33 +85,77 @@ impl Client {
         headers: &[(&str, &str)],
         body: Option<&[u8]>,
     ) -> Result<Reply, RemoteError> {
+        let raw = self.send_raw(method, url, headers, body, MAX_BODY)?;
+        let text = String::from_utf8(raw.body)
+            .map_err(|_| RemoteError::Failed(format!("{}: the answer is not UTF-8 text", endpoint_of(url))))?;
+        let json = serde_json::from_str(&text).unwrap_or(Json::Null);
+        Ok(Reply {
+            status: raw.status,
+            json,
+            text,
+        })
+    }
+
+    /// Sends one request and reads the answer as bytes, with its headers, up to `limit` bytes.
+    pub fn send_raw(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+        limit: u64,
+    ) -> Result<RawReply, RemoteError> {
         let mut request = ureq::http::Request::builder().method(method).uri(url);
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
         let request = request
             .body(body.map(<[u8]>::to_vec).unwrap_or_default())
-            .map_err(|e| RemoteError::Failed(format!("{url}: {e}")))?;
+            .map_err(|e| RemoteError::Failed(format!("{}: {e}", endpoint_of(url))))?;
         let mut response = self.agent.run(request).map_err(|e| unreachable(url, &e))?;
         let status = response.status().as_u16();
-        let text = response
+        let headers = response
+            .headers()
+            .iter()
+            .filter_map(|(name, value)| Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned())))
+            .collect();
+        let body = response
             .body_mut()
             .with_config()
-            .limit(MAX_BODY)
-            .read_to_string()
+            .limit(limit)
+            .read_to_vec()
             .map_err(|e| unreachable(url, &e))?;
-        let json = serde_json::from_str(&text).unwrap_or(Json::Null);
-        Ok(Reply { status, json, text })
+        Ok(RawReply { status, headers, body })
     }
 }
 
-fn unreachable(url: &str, error: &ureq::Error) -> RemoteError {
-    let endpoint = url
-        .split_once("://")
+/// A response read whole as bytes, with its headers (names in lower case).
+pub struct RawReply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl RawReply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// `scheme://host[:port]` of a URL: what an error may name (never a path or query, which can hold
+/// tokens).
+pub fn endpoint_of(url: &str) -> String {
+    url.split_once("://")
         .map(|(scheme, rest)| format!("{scheme}://{}", rest.split('/').next().unwrap_or(rest)))
-        .unwrap_or_else(|| url.to_owned());
+        .unwrap_or_else(|| url.to_owned())
+}
+
+fn unreachable(url: &str, error: &ureq::Error) -> RemoteError {
     RemoteError::Unreachable {
-        endpoint,
+        endpoint: endpoint_of(url),
         message: error.to_string(),
     }
 }
