@@ -105,12 +105,7 @@ impl ArgoCd {
             } else {
                 tools.join(program)
             });
-            for (key, _) in std::env::vars_os() {
-                let key = key.to_string_lossy();
-                if key.starts_with("KDEPLOY_") || key.starts_with("SOPS_") || support::is_store_credential(&key) {
-                    command.env_remove(&*key);
-                }
-            }
+            support::scrub_env(&mut command);
             command
                 .args(args)
                 .env("PATH", &path)

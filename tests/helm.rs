@@ -5,15 +5,13 @@
 
 mod support;
 
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
 use base64::Engine as _;
 use serde_json::Value;
-use support::serve::{LoopbackTls, serve_files};
-use support::{VaultHome, cluster, run, tool_bin, wait_until};
+use support::serve::{LoopbackTls, serve_files, start_registry};
+use support::{VaultHome, cluster, run, tool_bin};
 
 const CANARY: &str = "helm-secret-canary-7c1e9b";
 
@@ -31,54 +29,6 @@ fn helm(home: &Path, tls: &LoopbackTls, args: &[&str]) -> String {
     let mut command = Command::new(tool_bin("helm"));
     isolate(&mut command, home, tls);
     run(command.current_dir(home).args(args)).ok().stdout
-}
-
-/// The CNCF distribution registry on a free loopback port, over TLS; stopped when dropped.
-struct Registry {
-    child: Child,
-    address: String,
-    _storage: tempfile::TempDir,
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_registry(tls: &LoopbackTls) -> Registry {
-    let storage = tempfile::tempdir().unwrap();
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let config = storage.path().join("config.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "version: 0.1\nlog: {{level: error}}\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n  tls:\n    certificate: {}\n    key: {}\n",
-            storage.path().join("data").display(),
-            tls.cert.display(),
-            tls.key.display()
-        ),
-    )
-    .unwrap();
-    let child = Command::new(tool_bin("registry"))
-        .args(["serve"])
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let registry = Registry {
-        child,
-        address: format!("127.0.0.1:{port}"),
-        _storage: storage,
-    };
-    assert!(
-        wait_until(Duration::from_secs(20), || TcpStream::connect(&registry.address)
-            .is_ok()),
-        "the registry did not start"
-    );
-    registry
 }
 
 /// `helm create`'s chart, plus a Secret from `.Values.password` and a ConfigMap of what the chart was
@@ -121,7 +71,7 @@ fn charts_from_a_folder_a_tgz_an_http_repository_and_an_oci_registry_are_applied
     helm(home, &tls, &["repo", "index", "repo", "--url", &server.url]);
 
     // An OCI registry.
-    let registry = start_registry(&tls);
+    let registry = start_registry(Some(&tls));
     helm(
         home,
         &tls,

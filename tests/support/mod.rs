@@ -36,6 +36,37 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Removes kdeploy's, sops' and the secret stores' settings from a server process's environment: a
+/// test's servers see only what the test gives them.
+pub fn scrub_env(command: &mut Command) {
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy();
+        if key.starts_with("KDEPLOY_") || key.starts_with("SOPS_") || is_store_credential(&key) {
+            command.env_remove(&*key);
+        }
+    }
+}
+
+/// The last `lines` lines of each log file in `dir`, each under its file's name: what a failed test
+/// prints of the servers it ran.
+pub fn log_tails(dir: &Path, lines: usize) -> String {
+    let mut text = String::new();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    files.sort();
+    for path in files {
+        let content = std::fs::read_to_string(&path).unwrap_or_default();
+        let all: Vec<&str> = content.lines().collect();
+        let tail = &all[all.len().saturating_sub(lines)..];
+        text.push_str(&format!("--- {}\n{}\n", path.display(), tail.join("\n")));
+    }
+    text
+}
+
 /// OpenBao/Vault and AWS settings, which tests give explicitly or not at all.
 pub fn is_store_credential(name: &str) -> bool {
     name.starts_with("VAULT_") || name.starts_with("BAO_") || name.starts_with("AWS_")

@@ -1,13 +1,14 @@
-//! Loopback servers for source tests: a file server over http or https (rustls), and a certificate
-//! authority made with openssl whose certificate the programs under test trust through
-//! `SSL_CERT_FILE`, as curl, Go (helm) and kdeploy do.
+//! Loopback servers for source tests: a file server over http or https (rustls), the CNCF
+//! distribution registry, and a certificate authority made with openssl whose certificate the
+//! programs under test trust through `SSL_CERT_FILE`, as curl, Go (helm) and kdeploy do.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -190,4 +191,58 @@ fn answer(stream: &mut (impl Read + Write), root: &Path, counter: &AtomicUsize) 
     };
     stream.write_all(&response)?;
     stream.flush()
+}
+
+/// The CNCF distribution registry on a free loopback port, over TLS or plain HTTP; stopped when
+/// dropped. Its storage is `storage` (blobs under `data/`), for tests that look inside.
+pub struct Registry {
+    child: Child,
+    pub address: String,
+    pub storage: tempfile::TempDir,
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn start_registry(tls: Option<&LoopbackTls>) -> Registry {
+    let storage = tempfile::tempdir().unwrap();
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let config = storage.path().join("config.yml");
+    let tls_config = tls.map_or_else(String::new, |tls| {
+        format!(
+            "  tls:\n    certificate: {}\n    key: {}\n",
+            tls.cert.display(),
+            tls.key.display()
+        )
+    });
+    std::fs::write(
+        &config,
+        format!(
+            "version: 0.1\nlog: {{level: error}}\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete: {{enabled: true}}\nhttp:\n  addr: 127.0.0.1:{port}\n{tls_config}",
+            storage.path().join("data").display(),
+        ),
+    )
+    .unwrap();
+    let child = Command::new(super::tool_bin("registry"))
+        .args(["serve"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let registry = Registry {
+        child,
+        address: format!("127.0.0.1:{port}"),
+        storage,
+    };
+    assert!(
+        super::wait_until(Duration::from_secs(20), || TcpStream::connect(&registry.address)
+            .is_ok()),
+        "the registry did not start"
+    );
+    registry
 }
