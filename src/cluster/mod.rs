@@ -6,6 +6,7 @@
 pub mod apply;
 pub mod applyset;
 pub mod client;
+pub mod gitops;
 pub mod health;
 pub mod lock;
 pub mod openapi;
@@ -104,8 +105,22 @@ pub fn describe_api_error(error: &kube::Error) -> String {
             } else {
                 fields.join(", ")
             };
+            // A GitOps engine's manager: taking its fields over only lasts until it reconciles.
+            let engine = [
+                ("\"kustomize-controller\"", "Flux"),
+                ("\"helm-controller\"", "Flux"),
+                ("\"argocd-controller\"", "Argo CD"),
+            ]
+            .into_iter()
+            .find(|(manager, _)| fields.contains(manager))
+            .map(|(_, engine)| {
+                format!(
+                    " {engine} applies this object: change the source it deploys, since it reverts a direct change."
+                )
+            });
             format!(
-                "conflict: {fields}; another field manager owns these fields. Remove them from the template, or take them over with --force-conflicts"
+                "conflict: {fields}; another field manager owns these fields. Remove them from the template, or take them over with --force-conflicts.{}",
+                engine.unwrap_or_default()
             )
         }
         kube::Error::Api(status) => format!("{} ({} {})", status.message, status.code, status.reason),

@@ -46,6 +46,10 @@ async fn run_async(args: &ApplyArgs) -> anyhow::Result<ExitCode> {
     result
 }
 
+/// What a GitOps engine does with an object changed around it.
+pub(super) const GITOPS_CONSEQUENCE: &str =
+    "a direct change is reverted at the engine's next reconciliation; change the source it deploys instead";
+
 /// The apply proper, under the lock (`lock` receives it when it can only be taken once the
 /// namespaces exist).
 async fn apply_prepared(
@@ -61,6 +65,7 @@ async fn apply_prepared(
         return Ok(ExitCode::from(EXIT_ERROR));
     }
     let json_output = args.output == ReportFormat::Json;
+    deploy::warn_about_gitops(plan, GITOPS_CONSEQUENCE);
     deploy::show_plan(plan, redactor, json_output)?;
     if args.dry_run {
         return Ok(ExitCode::SUCCESS);

@@ -264,6 +264,36 @@ pub fn failures_text(plan: &Plan) -> String {
 }
 
 /// Shows the plan's diffs and summary table: on stdout, or on stderr when stdout carries a JSON report.
+/// Warns about the objects a change would touch that a GitOps engine applies: `consequence` says what
+/// the engine will do about it.
+pub fn warn_about_gitops(plan: &Plan, consequence: &str) {
+    let mut tracked: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for change in plan.changes.iter().filter(|c| c.operation != Operation::Unchanged) {
+        let engine = [change.live.as_ref(), change.manifest.as_ref()]
+            .into_iter()
+            .flatten()
+            .find_map(crate::cluster::gitops::tracked_by);
+        if let Some(engine) = engine {
+            tracked
+                .entry(engine.to_string())
+                .or_default()
+                .push(change.object.to_string());
+        }
+    }
+    for (engine, objects) in tracked {
+        ui::warn(&format!(
+            "{} {} applied by {engine}: {consequence}",
+            objects.iter().take(3).cloned().collect::<Vec<_>>().join(", ")
+                + &if objects.len() > 3 {
+                    format!(" and {} more", objects.len() - 3)
+                } else {
+                    String::new()
+                },
+            if objects.len() == 1 { "is" } else { "are" },
+        ));
+    }
+}
+
 pub fn show_plan(plan: &Plan, redactor: &Redactor, json_output: bool) -> anyhow::Result<()> {
     let diff: String = plan
         .changes

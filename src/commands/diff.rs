@@ -115,6 +115,7 @@ fn report(
         }
         return Ok(ExitCode::from(EXIT_ERROR));
     }
+    deploy::warn_about_gitops(plan, super::apply::GITOPS_CONSEQUENCE);
     let text = match output {
         DiffFormat::Markdown => {
             let report = markdown_report(plan, redactor, &headline, COMMENT_LIMIT);

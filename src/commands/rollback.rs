@@ -26,14 +26,6 @@ use crate::ui;
 use crate::vault::identity::IdentityChain;
 use crate::vault::redact::Redactor;
 
-/// Labels and annotations by which a GitOps engine tracks an object: it will put its own version back.
-const TRACKING: [(&str, &str); 4] = [
-    ("label", "argocd.argoproj.io/instance"),
-    ("annotation", "argocd.argoproj.io/tracking-id"),
-    ("label", "kustomize.toolkit.fluxcd.io/name"),
-    ("label", "helm.toolkit.fluxcd.io/name"),
-];
-
 pub fn run(args: &RollbackArgs) -> anyhow::Result<ExitCode> {
     deploy::runtime()?.block_on(async {
         let located = locate(&args.set).await?;
@@ -142,7 +134,10 @@ async fn roll_back(
         eprintln!("nothing was changed");
         return Ok(ExitCode::from(EXIT_ERROR));
     }
-    warn_about_tracking(&plan);
+    deploy::warn_about_gitops(
+        &plan,
+        "it will roll them forward again unless its source is rolled back too",
+    );
     let json_output = args.output == ReportFormat::Json;
     deploy::show_plan(&plan, &redactor, json_output)?;
     if args.dry_run {
@@ -264,30 +259,4 @@ async fn crd_version_losses(
         }
     }
     Ok(losses)
-}
-
-/// Warns about objects a GitOps engine tracks: it will put its own version back.
-fn warn_about_tracking(plan: &crate::cluster::plan::Plan) {
-    let tracked: Vec<String> = plan
-        .changes
-        .iter()
-        .filter(|c| {
-            let sides = [c.manifest.as_ref(), c.live.as_ref()];
-            sides.into_iter().flatten().any(|object| {
-                TRACKING.iter().any(|(place, key)| {
-                    let map = if *place == "label" { "labels" } else { "annotations" };
-                    object["metadata"][map].get(*key).is_some()
-                })
-            })
-        })
-        .map(|c| c.object.to_string())
-        .collect();
-    if !tracked.is_empty() {
-        ui::warn(&format!(
-            "{} object(s) are tracked by Argo CD or Flux ({}{}): their engine will roll them forward again unless its source is rolled back too",
-            tracked.len(),
-            tracked.iter().take(3).cloned().collect::<Vec<_>>().join(", "),
-            if tracked.len() > 3 { ", …" } else { "" }
-        ));
-    }
 }
