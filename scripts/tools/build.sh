@@ -41,7 +41,11 @@ for name in "$@"; do
     started=$(date +%s)
     rm -rf "$out"
     mkdir -p "$out"
-    packages=$(awk '$1 == "tool" {print $2}' "$module/go.mod")
+    # `tool pkg` lines and `tool ( ... )` blocks alike.
+    packages=$(awk '$1 == "tool" && $2 == "(" {block = 1; next}
+                    block && $1 == ")" {block = 0; next}
+                    block {print $1}
+                    $1 == "tool" && $2 != "(" {print $2}' "$module/go.mod")
     ldflags="-s -w $(cat "$module/ldflags" 2>/dev/null || true)"
     (cd "$module" && GOTOOLCHAIN=$toolchain CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$out/" $packages)
     if [ -x "$module/post-build" ]; then
