@@ -62,6 +62,14 @@ pub enum Command {
     /// Turn another tool's configuration into a kdeploy project
     #[command(subcommand)]
     Convert(ConvertCommand),
+    /// Render, then push the result to an OCI registry as a Flux artifact (the layout `flux push
+    /// artifact` writes): one file per object, every Secret a SOPS document for the cluster's
+    /// recipients (`flux: recipients:` in kdeploy.yaml), reproducible, so an unchanged render keeps
+    /// its digest. Prints REPOSITORY@sha256:DIGEST
+    Push(PushArgs),
+    /// Flux's side of a pushed artifact
+    #[command(subcommand)]
+    Flux(FluxCommand),
     /// Print shell completions
     Completions {
         /// The shell to complete for
@@ -139,6 +147,122 @@ pub struct InputArgs {
 
     #[command(flatten)]
     pub validation: ValidationArgs,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("destination").required(true).args(["reference", "dir"])))]
+pub struct PushArgs {
+    /// Where to push: oci://HOST[:PORT]/REPOSITORY:TAG
+    #[arg(value_name = "oci://HOST/REPOSITORY:TAG")]
+    pub reference: Option<String>,
+
+    /// Write the same tree into this folder instead of pushing (the rendered-manifests branch
+    /// pattern); files of objects that left are removed, unchanged Secrets are kept as they are
+    #[arg(long, value_name = "PATH")]
+    pub dir: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub input: InputArgs,
+
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+
+    /// The artifact's source annotation (default: the git remote `origin`, without credentials)
+    #[arg(long, value_name = "URL")]
+    pub source: Option<String>,
+
+    /// The artifact's revision annotation (default: BRANCH@sha1:COMMIT of the project's git checkout)
+    #[arg(long, value_name = "REVISION")]
+    pub revision: Option<String>,
+
+    /// Output format
+    #[arg(short = 'o', long, value_enum, default_value_t = ReportFormat::Text)]
+    pub output: ReportFormat,
+}
+
+/// How a registry is reached.
+#[derive(Debug, Args, Clone, Default)]
+pub struct RegistryArgs {
+    /// Speak plain HTTP to the registry (credentials are then sent to a loopback registry only)
+    #[arg(long)]
+    pub plain_http: bool,
+
+    /// Trust this CA bundle (PEM) for the registry's TLS certificate, instead of the platform's roots
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FluxCommand {
+    /// Print the OCIRepository and the Kustomization that deploy the target's artifact (prune, wait,
+    /// SOPS decryption, no post-build substitution), and on stderr the command that creates the
+    /// decryption Secret
+    Generate(FluxGenerateArgs),
+    /// The target's Kustomization and OCIRepository as Flux reports them: Ready, the revision last
+    /// applied and the one the source holds; exit 0 when the newest artifact is applied and ready, 1
+    /// when not (yet), 2 on errors
+    Status(FluxStatusArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct FluxStatusArgs {
+    #[command(flatten)]
+    pub project: FluxProjectArgs,
+
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+
+    /// Output format
+    #[arg(short = 'o', long, value_enum, default_value_t = ReportFormat::Text)]
+    pub output: ReportFormat,
+}
+
+/// Which project and target the Flux objects are for.
+#[derive(Debug, Args)]
+pub struct FluxProjectArgs {
+    /// The project file or its folder (default: ./kdeploy.yaml)
+    #[arg(long, value_name = "PATH", default_value = ".")]
+    pub project: PathBuf,
+
+    /// Use the settings of this target from kdeploy.yaml
+    #[arg(short = 't', long, env = "KDEPLOY_TARGET")]
+    pub target: Option<String>,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("follow").args(["digest", "tag", "semver"])))]
+pub struct FluxGenerateArgs {
+    /// The artifact's repository, oci://HOST/REPOSITORY[:TAG] (default: `flux: repository:` in
+    /// kdeploy.yaml)
+    #[arg(value_name = "oci://HOST/REPOSITORY")]
+    pub reference: Option<String>,
+
+    #[command(flatten)]
+    pub project: FluxProjectArgs,
+
+    /// Follow exactly this artifact (what `kdeploy push -o json` printed)
+    #[arg(long, value_name = "sha256:DIGEST")]
+    pub digest: Option<String>,
+
+    /// Follow a tag (default: the reference's tag, else `latest`)
+    #[arg(long)]
+    pub tag: Option<String>,
+
+    /// Follow the newest tag in a semver range (`>=1.0.0`)
+    #[arg(long, value_name = "RANGE")]
+    pub semver: Option<String>,
+
+    /// The registry speaks plain HTTP (`insecure: true`)
+    #[arg(long)]
+    pub plain_http: bool,
+
+    /// A Secret in the Flux namespace holding the registry's CA as `ca.crt` (`certSecretRef`)
+    #[arg(long, value_name = "NAME")]
+    pub ca_secret: Option<String>,
+
+    /// How often Flux looks for a new artifact and reconciles
+    #[arg(long, default_value = "1m")]
+    pub interval: String,
 }
 
 #[derive(Debug, Subcommand)]

@@ -8,7 +8,8 @@
 //! [`yaml`] is the data model they share, [`diagnostic`] the way they report errors, [`parallel`]
 //! spreads the per-object work of large manifests over the cores, and [`util`] holds the few helpers
 //! (hex, the cache folder, UTC time) that every stage uses and none owns. [`convert`] stands beside
-//! the pipeline: it turns other tools' configurations (ytt) into kdeploy projects.
+//! the pipeline: it turns other tools' configurations (ytt) into kdeploy projects. [`publish`] sits
+//! beside [`cluster`]: it packs a rendered manifest as an OCI artifact for Flux and pushes it.
 
 pub mod check;
 pub mod cli;
@@ -19,6 +20,7 @@ pub mod diagnostic;
 pub mod manifest;
 pub mod parallel;
 pub mod project;
+pub mod publish;
 pub mod source;
 pub mod template;
 pub mod trust;

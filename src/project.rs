@@ -117,8 +117,41 @@ pub struct ProjectConfig {
     pub values_schema: Option<PathBuf>,
     /// A value that no template reads is an error, not a warning.
     pub strict_values: Option<bool>,
+    /// How the project is deployed by Flux (`kdeploy push`, `kdeploy flux generate`).
+    pub flux: Option<FluxConfig>,
     #[serde(default)]
     pub targets: BTreeMap<String, TargetConfig>,
+}
+
+/// `flux:` at the top level or in a target (a target's settings replace the project's, one by one).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FluxConfig {
+    /// The cluster's keys, which pushed Secrets are encrypted to (age recipients, transit key URIs,
+    /// KMS key ARNs): kustomize-controller decrypts with them. Never the team's.
+    pub recipients: Option<Vec<Recipient>>,
+    /// The artifact's repository, oci://HOST/REPOSITORY, for `kdeploy flux generate`.
+    pub repository: Option<String>,
+    /// Where the OCIRepository and Kustomization live (default: flux-system).
+    pub namespace: Option<String>,
+    /// The Secret kustomize-controller decrypts with (default: IDENTITY-sops).
+    pub decryption_secret: Option<String>,
+}
+
+impl FluxConfig {
+    /// These settings, with `over`'s where it has them.
+    pub fn overlaid(&self, over: Option<&FluxConfig>) -> FluxConfig {
+        let Some(over) = over else { return self.clone() };
+        FluxConfig {
+            recipients: over.recipients.clone().or_else(|| self.recipients.clone()),
+            repository: over.repository.clone().or_else(|| self.repository.clone()),
+            namespace: over.namespace.clone().or_else(|| self.namespace.clone()),
+            decryption_secret: over
+                .decryption_secret
+                .clone()
+                .or_else(|| self.decryption_secret.clone()),
+        }
+    }
 }
 
 /// One entry of `sources:`: exactly one of `templates`, `manifests`, `kustomize`, `helm` or `url`.
@@ -165,6 +198,8 @@ pub struct TargetConfig {
     pub secrets: Vec<PathBuf>,
     /// The values schema for this target, in place of the project's.
     pub values_schema: Option<PathBuf>,
+    /// Flux settings for this target, over the project's.
+    pub flux: Option<FluxConfig>,
 }
 
 /// A loaded project file.
@@ -205,6 +240,8 @@ pub struct Selection {
     /// The JSON Schema the merged values must meet.
     pub values_schema: Option<PathBuf>,
     pub strict_values: bool,
+    /// The Flux settings of the project and target.
+    pub flux: FluxConfig,
 }
 
 impl Project {
@@ -483,6 +520,7 @@ impl Project {
             schema_folders: resolve(&config.schemas),
             values_schema: config.values_schema.as_deref().map(|p| self.path(p)),
             strict_values: config.strict_values == Some(true),
+            flux: config.flux.clone().unwrap_or_default(),
         };
         if let Some(name) = target {
             let target = config.targets.get(name).ok_or_else(|| ProjectError::UnknownTarget {
@@ -500,6 +538,7 @@ impl Project {
                 selection.namespace = target.namespace.clone();
             }
             selection.context = target.context.clone();
+            selection.flux = selection.flux.overlaid(target.flux.as_ref());
             selection.target = Some(name.to_owned());
             selection.identity = match (&target.name, &config.name) {
                 (Some(own), _) => Some(own.clone()),

@@ -8,10 +8,12 @@ mod delete;
 mod deploy;
 mod diff;
 mod docs;
+mod flux;
 mod history;
 pub(crate) mod inputs;
 mod list;
 mod located;
+mod push;
 mod render;
 mod revisions;
 mod rollback;
@@ -51,6 +53,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Vault(command) => vault::run(&command),
         Command::Argocd(command) => argocd::run(&command),
         Command::Convert(command) => convert::run(&command),
+        Command::Push(args) => push::run(&args),
+        Command::Flux(command) => flux::run(&command),
         Command::Completions { shell } => docs::completions(shell),
         Command::Man => docs::man(),
         Command::Schema => docs::schema(),

@@ -236,21 +236,10 @@ fn annotation_name(kind: &str, name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::Source;
     use serde_json::json;
 
     fn object(value: Json) -> Object {
-        Object {
-            value,
-            source: Source {
-                template: "t.yaml".into(),
-                document: 1,
-                line: 1,
-                rendered: true,
-                source: 0,
-                list_item: None,
-            },
-        }
+        Object::rendered_for_test(value)
     }
 
     fn deployment(pod: Json) -> Object {

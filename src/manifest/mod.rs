@@ -110,6 +110,24 @@ impl Object {
     }
 }
 
+#[cfg(test)]
+impl Object {
+    /// `value` as the first document rendered from `t.yaml` (for unit tests).
+    pub fn rendered_for_test(value: Json) -> Object {
+        Object {
+            value,
+            source: Source {
+                template: "t.yaml".into(),
+                document: 1,
+                line: 1,
+                rendered: true,
+                source: 0,
+                list_item: None,
+            },
+        }
+    }
+}
+
 /// Sets `metadata.namespace` right after `metadata.name`, where people look for it.
 fn set_namespace(object: &mut Json, namespace: &str) {
     if let Some(metadata) = object.get_mut("metadata").and_then(Json::as_object_mut) {
@@ -328,6 +346,22 @@ impl Manifest {
 }
 
 impl Manifest {
+    /// The objects that name no namespace but are not known to be cluster-scoped (a built-in kind, or
+    /// a custom kind whose CRD in this manifest says so).
+    pub fn without_namespace(&self) -> Vec<&Object> {
+        let custom_cluster_scoped = cluster_scoped_custom_kinds(&self.objects);
+        self.objects
+            .iter()
+            .filter(|o| o.namespace().is_none())
+            .filter(|o| {
+                !kinds::is_builtin_cluster_scoped(o.group(), o.kind())
+                    && !custom_cluster_scoped
+                        .iter()
+                        .any(|(group, kind)| group == o.group() && kind == o.kind())
+            })
+            .collect()
+    }
+
     /// Where a string for which `is_secret` holds appears outside a Secret's `data` or `stringData`:
     /// (object, dotted path).
     pub fn secret_placements(&self, is_secret: &(dyn Fn(&str) -> bool + Sync)) -> Vec<(ObjectRef, String)> {

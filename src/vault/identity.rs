@@ -381,6 +381,7 @@ mod tests {
             recipients_mac: None,
             bound_to: None,
             binding_mac: None,
+            content_mac: None,
         };
         let mut chain = IdentityChain::new(Some(&file), &env);
         assert_eq!(chain.open("f.yaml", &metadata).unwrap(), key);

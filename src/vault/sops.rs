@@ -354,6 +354,9 @@ pub struct Metadata {
     /// the file can bind it (see [`bind`]).
     pub bound_to: Option<String>,
     pub binding_mac: Option<String>,
+    /// kdeploy's `kdeploy_content_mac` in a Secret pushed for Flux: a keyed digest of its plaintext that
+    /// lets the next push keep an unchanged document (see `publish::layout`).
+    pub content_mac: Option<String>,
 }
 
 impl Metadata {
@@ -600,6 +603,7 @@ fn parse_metadata(tree: &Tree) -> Result<Metadata, SopsError> {
         recipients_mac: text("kdeploy_recipients_mac"),
         bound_to: text("kdeploy_bound_to"),
         binding_mac: text("kdeploy_binding_mac"),
+        content_mac: text("kdeploy_content_mac"),
     })
 }
 
@@ -728,6 +732,9 @@ fn metadata_tree(metadata: &Metadata) -> Tree {
     if let (Some(bound_to), Some(mac)) = (&metadata.bound_to, &metadata.binding_mac) {
         entries.push(("kdeploy_bound_to".into(), s(bound_to)));
         entries.push(("kdeploy_binding_mac".into(), s(mac)));
+    }
+    if let Some(mac) = &metadata.content_mac {
+        entries.push(("kdeploy_content_mac".into(), s(mac)));
     }
     entries.push(("version".into(), s(&metadata.version)));
     Tree::Map(entries)
@@ -1092,6 +1099,7 @@ pub fn encrypt(
             binding_mac: previous
                 .and_then(|(file, _)| file.metadata.bound_to.as_deref())
                 .map(|bound_to| binding_mac(key, bound_to)),
+            content_mac: None,
         },
     })
 }
