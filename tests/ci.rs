@@ -234,6 +234,11 @@ fn the_example_pipelines_run_locally_with_the_same_commands_and_variables() {
     let _cleanup = DeleteOnDrop(cluster, "namespace", vec![namespace.clone()]);
     let dir = example_copy(&suffix);
     let kubeconfig_text = std::fs::read_to_string(&cluster.kubeconfig).unwrap();
+    // The push jobs' registry: the CNCF distribution registry on loopback, over TLS with a CA the
+    // jobs trust through SSL_CERT_FILE as a runner trusts its registry's.
+    let tls = support::serve::LoopbackTls::new();
+    let registry = support::serve::start_registry(Some(&tls));
+    let artifact = format!("{}/ci-demo-{suffix}", registry.address);
     let replicas = || {
         let jsonpath = "jsonpath={.spec.replicas}";
         cluster.kubectl_ok(&["get", "deployment", "greeter", "-n", &namespace, "-o", jsonpath])
@@ -252,16 +257,25 @@ fn the_example_pipelines_run_locally_with_the_same_commands_and_variables() {
             ("secrets.KUBECONFIG_DATA", kubeconfig_text.clone()),
             ("secrets.SOPS_AGE_KEY", String::new()),
             ("runner.temp", runner_temp.path().display().to_string()),
+            ("vars.FLUX_ARTIFACT", artifact.clone()),
         ];
         for step in workflow["jobs"][job]["steps"].as_array().unwrap() {
             let (Some(script), Some(name)) = (step["run"].as_str(), step["name"].as_str()) else {
                 continue;
             };
-            if name == "Install kdeploy" || name == "Comment on the pull request" {
+            if [
+                "Install kdeploy",
+                "Comment on the pull request",
+                "Log in to the registry",
+            ]
+            .contains(&name)
+            {
                 continue;
             }
             let mut command = ci_shell(dir.path(), script);
             command
+                .env("SSL_CERT_FILE", &tls.ca)
+                .env("GITHUB_SHA", "0123456789abcdef0123456789abcdef01234567")
                 .env("RUNNER_TEMP", runner_temp.path())
                 .env("GITHUB_OUTPUT", &output)
                 .env("GITHUB_STEP_SUMMARY", &summary);
@@ -288,6 +302,12 @@ fn the_example_pipelines_run_locally_with_the_same_commands_and_variables() {
 
     run_job("apply");
     assert_eq!(replicas(), "2");
+    run_job("push");
+    let pushed: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(runner_temp.path().join("pushed.json")).unwrap()).unwrap();
+    assert_eq!(pushed["repository"], artifact.as_str());
+    assert_eq!(pushed["objects"], 3);
+    assert!(pushed["digest"].as_str().unwrap().starts_with("sha256:"), "{pushed}");
     let (output, _) = run_job("diff");
     assert_eq!(output.trim(), "changes=false");
 
@@ -298,14 +318,23 @@ fn the_example_pipelines_run_locally_with_the_same_commands_and_variables() {
         "greeting: hello from GitLab\nreplicas: 3\n",
     )
     .unwrap();
-    for job in ["diff", "deploy"] {
+    let gitlab_home = tempfile::tempdir().unwrap();
+    for job in ["diff", "deploy", "push"] {
         let script: Vec<&str> = pipeline[job]["script"]
             .as_array()
             .unwrap()
             .iter()
             .map(|l| l.as_str().unwrap())
             .collect();
-        let out = run(ci_shell(dir.path(), &script.join("\n")).env("KUBECONFIG", &cluster.kubeconfig));
+        let out = run(ci_shell(dir.path(), &script.join("\n"))
+            .env("KUBECONFIG", &cluster.kubeconfig)
+            .env("HOME", gitlab_home.path())
+            .env("SSL_CERT_FILE", &tls.ca)
+            .env("CI_REGISTRY", &registry.address)
+            .env("CI_REGISTRY_USER", "gitlab-ci-token")
+            .env("CI_REGISTRY_PASSWORD", "job-token-not-asked-for")
+            .env("CI_REGISTRY_IMAGE", &artifact)
+            .env("CI_COMMIT_SHA", "89abcdef0123456789abcdef0123456789abcdef"));
         assert_eq!(out.code, 0, "gitlab {job}:\n{}{}", out.stdout, out.stderr);
         if job == "diff" {
             assert!(out.stdout.contains("changes to deploy"), "{}", out.stdout);
@@ -314,4 +343,26 @@ fn the_example_pipelines_run_locally_with_the_same_commands_and_variables() {
         }
     }
     assert_eq!(replicas(), "3");
+    // GitLab's push job logged in through the docker config: what it wrote is what kdeploy read.
+    assert!(gitlab_home.path().join(".docker/config.json").is_file());
+    // The registry keeps each tag as a folder of its repository.
+    let tags = |repository: &str| {
+        let stored = registry.storage.path().join(format!(
+            "data/docker/registry/v2/repositories/{repository}/_manifests/tags"
+        ));
+        let mut names: Vec<String> = std::fs::read_dir(&stored)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(
+        tags(&format!("ci-demo-{suffix}")),
+        ["0123456789abcdef0123456789abcdef01234567", "main"]
+    );
+    assert_eq!(
+        tags(&format!("ci-demo-{suffix}/deploy")),
+        ["89abcdef0123456789abcdef0123456789abcdef", "main"]
+    );
 }

@@ -77,7 +77,7 @@ fn every_documented_command_and_flag_exists() {
                 continue;
             }
             let mut subcommand = vec![words[1]];
-            if matches!(words[1], "vault" | "argocd" | "convert")
+            if matches!(words[1], "vault" | "argocd" | "convert" | "flux")
                 && let Some(next) = words.get(2)
             {
                 subcommand.push(next);
