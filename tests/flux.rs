@@ -491,6 +491,12 @@ fn push_dir_writes_sops_documents_only_the_cluster_key_opens_and_keeps_the_folde
     let kdeploy = |args: &[&str]| fixture.kdeploy(args);
     let out = fixture.home.path().join("rendered");
 
+    // Untrusted input never publishes: the project would choose the keys.
+    let refused = kdeploy(&["push", "--untrusted", "-t", "prod", "--dir", out.to_str().unwrap()]);
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(refused.stderr.contains("never with --untrusted"), "{}", refused.stderr);
+    assert!(!out.exists());
+
     // Without the target there are no cluster recipients: refused, nothing written.
     let refused = kdeploy(&["push", "--dir", out.to_str().unwrap()]);
     assert_eq!(refused.code, 2, "{}", refused.stderr);

@@ -23,7 +23,7 @@ use crate::vault::keys::KeyServices;
 
 /// The largest previous layer read back, packed and unpacked.
 const MAX_PREVIOUS_LAYER: u64 = 64 << 20;
-const MAX_PREVIOUS_TREE: usize = 512 << 20;
+const MAX_PREVIOUS_TREE: usize = 256 << 20;
 
 pub fn run(args: &PushArgs) -> anyhow::Result<ExitCode> {
     let reference = args
@@ -40,7 +40,15 @@ pub fn run(args: &PushArgs) -> anyhow::Result<ExitCode> {
             bail!("`{reference}` has no tag: push to oci://HOST/REPOSITORY:TAG");
         }
     }
-    let rendered = super::Inputs::gather(&args.input)?.render()?;
+    let inputs = super::Inputs::gather(&args.input)?;
+    // A repository under review must not choose what is published, nor the keys it is encrypted to.
+    if crate::trust::untrusted() {
+        bail!(
+            "kdeploy push publishes what it renders, encrypted to the recipients the project names: run it on \
+             trusted commits (the main branch), never with --untrusted (a pull request's `kdeploy diff --untrusted` is the check)"
+        );
+    }
+    let rendered = inputs.render()?;
     let selection = &rendered.inputs.selection;
     warn_about_flux_fields(&rendered.manifest);
     let recipients = selection.flux.recipients.clone().unwrap_or_default();
