@@ -391,6 +391,13 @@ fn flux_reconciles_a_pushed_artifact_decrypts_its_secret_and_prunes_what_leaves(
         "{}",
         status.stdout
     );
+    let kdeploy_status = kdeploy(&["status", "--kubeconfig", cluster.kubeconfig.to_str().unwrap()]);
+    assert_eq!(kdeploy_status.code, 2, "{}", kdeploy_status.stderr);
+    assert!(
+        kdeploy_status.stderr.contains("`kdeploy flux status`"),
+        "{}",
+        kdeploy_status.stderr
+    );
     let diff = kdeploy(&[
         "diff",
         "--force-conflicts",
@@ -581,4 +588,75 @@ fn push_over_tls_trusts_the_ca_it_is_given_and_nothing_else() {
         line.starts_with(&format!("{}/team/app@sha256:", registry.address)),
         "{line}"
     );
+}
+
+#[test]
+fn push_sends_the_docker_configs_credentials_to_the_registry_that_asks_for_them() {
+    let tls = support::serve::LoopbackTls::new();
+    let auth = tempfile::tempdir().unwrap();
+    let htpasswd = auth.path().join("htpasswd");
+    let out = run(Command::new("htpasswd")
+        .args(["-Bbc"])
+        .arg(&htpasswd)
+        .args(["ci-bot", "registry-pw-4e1d"]));
+    assert_eq!(out.code, 0, "htpasswd (Debian's apache2-utils): {}", out.stderr);
+    let registry = support::serve::start_registry_with(
+        Some(&tls),
+        &format!(
+            "auth:\n  htpasswd:\n    realm: kdeploy-test\n    path: {}\n",
+            htpasswd.display()
+        ),
+    );
+    let home = VaultHome::new();
+    home.write("kdeploy.yaml", "name: auth-app\nnamespace: web\n");
+    home.write(
+        "manifests/cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\ndata:\n  k: v\n",
+    );
+    let docker = home.path().join("docker");
+    std::fs::create_dir_all(&docker).unwrap();
+    let reference = format!("oci://{}/team/app:1", registry.address);
+    let push = || {
+        let mut command = home.kdeploy();
+        command
+            .env("DOCKER_CONFIG", &docker)
+            .args(["push", &reference, "--ca-file"])
+            .arg(&tls.ca);
+        run(&mut command)
+    };
+    let config = |password: &str| {
+        let auth = base64::engine::general_purpose::STANDARD.encode(format!("ci-bot:{password}"));
+        std::fs::write(
+            docker.join("config.json"),
+            format!("{{\"auths\": {{\"{}\": {{\"auth\": \"{auth}\"}}}}}}", registry.address),
+        )
+        .unwrap();
+    };
+
+    // No credentials: refused, with what to do.
+    let anonymous = push();
+    assert_eq!(anonymous.code, 2, "{}", anonymous.stderr);
+    assert!(
+        anonymous.stderr.contains("401") && anonymous.stderr.contains("docker login"),
+        "{}",
+        anonymous.stderr
+    );
+    // Wrong ones: refused, and the password is never printed.
+    config("not-the-password");
+    let wrong = push();
+    assert_eq!(wrong.code, 2, "{}", wrong.stderr);
+    assert!(wrong.stderr.contains("refused"), "{}", wrong.stderr);
+    assert!(!wrong.stderr.contains("not-the-password"), "{}", wrong.stderr);
+    // The right ones: pushed.
+    config("registry-pw-4e1d");
+    let pushed = push();
+    assert_eq!(pushed.code, 0, "{}", pushed.stderr);
+    assert!(
+        pushed
+            .stdout
+            .starts_with(&format!("{}/team/app@sha256:", registry.address)),
+        "{}",
+        pushed.stdout
+    );
+    assert!(!pushed.stderr.contains("registry-pw-4e1d"));
 }

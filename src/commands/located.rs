@@ -105,11 +105,20 @@ pub async fn locate(args: &SetArgs) -> anyhow::Result<Located> {
         }
     }
     let Some((name, parent)) = found else {
+        // A project Flux deploys has no ApplySet of kdeploy's: Flux keeps its own inventory.
+        let flux = selection
+            .as_ref()
+            .is_some_and(|s| s.flux != crate::project::FluxConfig::default());
         bail!(
             "no kdeploy ApplySet parent Secret/{} in namespace {namespace} (context {}): nothing was deployed there with this name; \
-             `kdeploy list -A` shows what is",
+             `kdeploy list -A` shows what is{}",
             candidates.join(" or Secret/"),
-            cluster.context
+            cluster.context,
+            if flux {
+                " (if Flux deploys this project, `kdeploy flux status` reads its Kustomization)"
+            } else {
+                ""
+            }
         );
     };
     let project = parent

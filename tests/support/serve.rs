@@ -209,6 +209,12 @@ impl Drop for Registry {
 }
 
 pub fn start_registry(tls: Option<&LoopbackTls>) -> Registry {
+    start_registry_with(tls, "")
+}
+
+/// A registry as [`start_registry`] starts it, with `extra` added to its configuration (an `auth:`
+/// section, say).
+pub fn start_registry_with(tls: Option<&LoopbackTls>, extra: &str) -> Registry {
     let storage = tempfile::tempdir().unwrap();
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let config = storage.path().join("config.yml");
@@ -222,7 +228,7 @@ pub fn start_registry(tls: Option<&LoopbackTls>) -> Registry {
     std::fs::write(
         &config,
         format!(
-            "version: 0.1\nlog: {{level: error}}\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete: {{enabled: true}}\nhttp:\n  addr: 127.0.0.1:{port}\n{tls_config}",
+            "version: 0.1\nlog: {{level: error}}\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete: {{enabled: true}}\nhttp:\n  addr: 127.0.0.1:{port}\n{tls_config}{extra}",
             storage.path().join("data").display(),
         ),
     )
