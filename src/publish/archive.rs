@@ -42,6 +42,11 @@ pub fn read_tar_gz(bytes: &[u8], limit: usize) -> Result<BTreeMap<String, Vec<u8
     if tar.len() > limit {
         return Err(format!("larger than {limit} bytes unpacked"));
     }
+    read_tar(&tar)
+}
+
+/// The regular files of an (unpacked) tar, as [`read_tar_gz`] reads them.
+pub fn read_tar(tar: &[u8]) -> Result<BTreeMap<String, Vec<u8>>, String> {
     let mut files = BTreeMap::new();
     let mut at = 0;
     let mut long_path: Option<String> = None;
@@ -67,7 +72,7 @@ pub fn read_tar_gz(bytes: &[u8], limit: usize) -> Result<BTreeMap<String, Vec<u8
         match header[156] {
             b'x' => long_path = pax_path(content),
             b'0' | 0 => {
-                if path.starts_with('/') || path.split('/').any(|part| part == "..") {
+                if path.starts_with('/') || path.contains('\0') || path.split('/').any(|part| part == "..") {
                     return Err(format!("the entry `{path}` points outside the archive"));
                 }
                 files.insert(path, content.to_vec());
@@ -118,11 +123,22 @@ fn pax_record(key: &str, value: &str) -> String {
     format!("{length}{body}")
 }
 
-fn pax_path(records: &[u8]) -> Option<String> {
-    let text = std::str::from_utf8(records).ok()?;
-    text.lines()
-        .filter_map(|line| line.split_once(' ').map(|(_, record)| record))
-        .find_map(|record| record.strip_prefix("path=").map(str::to_owned))
+/// The `path` of PAX records (`LEN key=value\n`, each LEN bytes long, so a value may hold newlines).
+fn pax_path(mut records: &[u8]) -> Option<String> {
+    let mut path = None;
+    while let Some(space) = records.iter().position(|b| *b == b' ') {
+        let length: usize = std::str::from_utf8(&records[..space]).ok()?.parse().ok()?;
+        if length <= space + 1 || length > records.len() {
+            return path;
+        }
+        let record = &records[space + 1..length];
+        let record = record.strip_suffix(b"\n").unwrap_or(record);
+        if let Some(value) = record.strip_prefix(b"path=") {
+            path = Some(String::from_utf8_lossy(value).into_owned());
+        }
+        records = &records[length..];
+    }
+    path
 }
 
 /// The name of a PAX header entry, as GNU tar and Go write it: `PaxHeaders.0/` and the file's name.
@@ -225,6 +241,13 @@ mod tests {
                 .unwrap_err()
                 .contains("not a regular file")
         );
+    }
+
+    #[test]
+    fn a_long_path_with_a_newline_survives_its_pax_record() {
+        let path = format!("ns/{}\nx.yaml", "p".repeat(120));
+        let files = tree(&[(path.as_str(), "k: v\n")]);
+        assert_eq!(read_tar_gz(&tar_gz(&files), 1 << 20).unwrap(), files);
     }
 
     #[test]
