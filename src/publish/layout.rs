@@ -51,10 +51,11 @@ pub fn build(
     encryption: &SecretEncryption<'_>,
     previous: Option<&Files>,
 ) -> Result<Files, PublishError> {
-    let leaks = manifest.secret_placements(is_secret);
-    let leaks: Vec<String> = leaks
+    // Only a Secret's data and stringData are encrypted: a value anywhere else (a ConfigMap, a Secret's
+    // own labels or annotations) would be pushed, and applied, as it is.
+    let leaks: Vec<String> = manifest
+        .secret_placements(is_secret)
         .into_iter()
-        // A Secret's own data is encrypted; anywhere else in it (a label, an annotation) it is not.
         .map(|(object, path)| format!("{object} at {path}"))
         .collect();
     if !leaks.is_empty() {
@@ -69,9 +70,8 @@ pub fn build(
     if !secrets.is_empty() && encryption.recipients.is_empty() {
         return Err(PublishError::NoClusterRecipients(secrets));
     }
-    let mut files = Files::new();
-    let mut order = Vec::with_capacity(manifest.objects.len());
-    for object in &manifest.objects {
+    // Each object on its own, on every core (a Secret's data key may be wrapped by a remote service).
+    let written = crate::parallel::map(&manifest.objects, |object| {
         let path = file_name(object);
         let mut value = object.value.clone();
         annotate(&mut value);
@@ -85,6 +85,12 @@ pub fn build(
                 })?
                 .into_bytes()
         };
+        Ok((path, bytes))
+    });
+    let mut files = Files::new();
+    let mut order = Vec::with_capacity(manifest.objects.len());
+    for (object, written) in manifest.objects.iter().zip(written) {
+        let (path, bytes) = written?;
         if files.insert(path.clone(), bytes).is_some() {
             return Err(PublishError::Object {
                 object: object.reference().to_string(),
