@@ -553,6 +553,29 @@ fn push_dir_writes_sops_documents_only_the_cluster_key_opens_and_keeps_the_folde
         "{kustomization}"
     );
 
+    // A file in the way of a new object: refused before anything is written.
+    fixture.write(
+        "manifests/app.yaml",
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\nstringData:\n  password: {{ secrets.db_password }}\n---\n\
+         apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a-new\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: z-new\n",
+    );
+    std::fs::write(out.join("shop/configmap_z-new.yaml"), "mine\n").unwrap();
+    let refused = kdeploy(&["push", "-t", "prod", "--dir", out.to_str().unwrap()]);
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("configmap_z-new.yaml exists"),
+        "{}",
+        refused.stderr
+    );
+    assert!(
+        !out.join("shop/configmap_a-new.yaml").exists(),
+        "a file was written before the refusal"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("kustomization.yaml")).unwrap(),
+        kustomization
+    );
+
     // A folder kdeploy did not write is left alone.
     let foreign = fixture.home.path().join("foreign");
     std::fs::create_dir_all(&foreign).unwrap();

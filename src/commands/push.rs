@@ -112,7 +112,7 @@ pub fn run(args: &PushArgs) -> anyhow::Result<ExitCode> {
     }
 
     let Some(reference) = reference else {
-        unreachable!("clap requires a reference or --dir")
+        bail!("name where to push (oci://HOST/REPOSITORY:TAG) or a folder (--dir PATH)");
     };
     let tag = reference.tag.clone().unwrap_or_default();
     let connection = Connection {
@@ -308,7 +308,9 @@ fn read_folder(dir: &Path) -> anyhow::Result<Option<Folder>> {
 /// Writes the tree (each file atomically, kustomization.yaml last), then removes the files of
 /// objects that left and folders that are empty after that.
 fn write_folder(dir: &Path, files: &Files, previous: Option<&Folder>) -> anyhow::Result<()> {
-    for (path, bytes) in files.iter().filter(|(p, _)| *p != layout::KUSTOMIZATION_FILE) {
+    let objects = || files.iter().filter(|(p, _)| *p != layout::KUSTOMIZATION_FILE);
+    // Every file in the way is found before anything is written: a refusal leaves the folder as it was.
+    for (path, _) in objects() {
         let file = dir.join(path);
         if previous.is_none_or(|p| !p.files.contains_key(path)) && file.exists() {
             bail!(
@@ -316,6 +318,9 @@ fn write_folder(dir: &Path, files: &Files, previous: Option<&Folder>) -> anyhow:
                 file.display()
             );
         }
+    }
+    for (path, bytes) in objects() {
+        let file = dir.join(path);
         if let Some(parent) = file.parent() {
             std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
         }
