@@ -683,3 +683,113 @@ fn push_sends_the_docker_configs_credentials_to_the_registry_that_asks_for_them(
     );
     assert!(!pushed.stderr.contains("registry-pw-4e1d"));
 }
+
+/// A hostile registry on loopback: it answers each request line with `answer(request line)`, for as
+/// long as the test runs.
+fn hostile_registry(answer: fn(&str, u16) -> String, elsewhere: u16) -> u16 {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut stream = stream;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                    break;
+                }
+                let mut length = 0;
+                loop {
+                    let mut header = String::new();
+                    if reader.read_line(&mut header).unwrap_or(0) == 0 || header == "\r\n" {
+                        break;
+                    }
+                    if let Some(value) = header.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = value.trim().parse().unwrap_or(0);
+                    }
+                }
+                let mut body = vec![0; length];
+                let _ = std::io::Read::read_exact(&mut reader, &mut body);
+                if stream.write_all(answer(&line, elsewhere).as_bytes()).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    port
+}
+
+/// A listener that only counts who connects to it: where a hostile registry would send credentials.
+fn recorder() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = count.clone();
+    std::thread::spawn(move || {
+        for _ in listener.incoming() {
+            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    (port, count)
+}
+
+#[test]
+fn a_hostile_registry_cannot_send_the_credentials_or_the_upload_elsewhere() {
+    let home = VaultHome::new();
+    home.write("kdeploy.yaml", "name: hostile\nnamespace: web\n");
+    home.write(
+        "manifests/cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\ndata:\n  k: v\n",
+    );
+    let docker = home.path().join("docker");
+    std::fs::create_dir_all(&docker).unwrap();
+    let push = |port: u16| {
+        let auth = base64::engine::general_purpose::STANDARD.encode("ci-bot:canary-registry-pw");
+        std::fs::write(
+            docker.join("config.json"),
+            format!("{{\"auths\": {{\"127.0.0.1:{port}\": {{\"auth\": \"{auth}\"}}}}}}"),
+        )
+        .unwrap();
+        let mut command = home.kdeploy();
+        command
+            .env("DOCKER_CONFIG", &docker)
+            .args(["push", &format!("oci://127.0.0.1:{port}/app:v1"), "--plain-http"]);
+        run(&mut command)
+    };
+
+    // A token realm on another host over plain HTTP: no credentials go there.
+    let (elsewhere, contacted) = recorder();
+    let registry = hostile_registry(
+        |_, elsewhere| {
+            format!(
+                "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"http://localhost:{elsewhere}/token\",service=\"x\"\r\nContent-Length: 0\r\n\r\n"
+            )
+        },
+        elsewhere,
+    );
+    let out = push(registry);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("no credentials are sent there"), "{}", out.stderr);
+    assert!(!out.stderr.contains("canary-registry-pw"), "{}", out.stderr);
+    assert_eq!(contacted.load(std::sync::atomic::Ordering::SeqCst), 0);
+
+    // An upload sent to another address: refused before a byte goes there.
+    let (elsewhere, contacted) = recorder();
+    let registry = hostile_registry(
+        |line, elsewhere| {
+            if line.starts_with("POST ") {
+                format!(
+                    "HTTP/1.1 202 Accepted\r\nLocation: http://localhost:{elsewhere}/steal\r\nContent-Length: 0\r\n\r\n"
+                )
+            } else {
+                "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_owned()
+            }
+        },
+        elsewhere,
+    );
+    let out = push(registry);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("points elsewhere"), "{}", out.stderr);
+    assert_eq!(contacted.load(std::sync::atomic::Ordering::SeqCst), 0);
+}
