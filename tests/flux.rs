@@ -138,10 +138,7 @@ impl Drop for Flux {
             "--wait=true",
             "--timeout=60s",
         ]));
-        for child in &mut self.children {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        support::stop_all(&mut self.children);
         let _ = run(self
             .cluster
             .kubectl()
@@ -244,6 +241,17 @@ impl Fixture {
             .args(args);
         run(&mut command)
     }
+}
+
+/// A private home holding project NAME: one ConfigMap in namespace `web`, no Secrets.
+fn one_configmap_project(name: &str) -> VaultHome {
+    let home = VaultHome::new();
+    home.write("kdeploy.yaml", &format!("name: {name}\nnamespace: web\n"));
+    home.write(
+        "manifests/cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\ndata:\n  k: v\n",
+    );
+    home
 }
 
 fn contains(haystack: &[u8], needle: &str) -> bool {
@@ -594,12 +602,7 @@ fn push_dir_writes_sops_documents_only_the_cluster_key_opens_and_keeps_the_folde
 fn push_over_tls_trusts_the_ca_it_is_given_and_nothing_else() {
     let tls = support::serve::LoopbackTls::new();
     let registry = start_registry(Some(&tls));
-    let home = VaultHome::new();
-    home.write("kdeploy.yaml", "name: tls-app\nnamespace: web\n");
-    home.write(
-        "manifests/cm.yaml",
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\ndata:\n  k: v\n",
-    );
+    let home = one_configmap_project("tls-app");
     let reference = format!("oci://{}/team/app:1.0.0", registry.address);
     let untrusted = run(home.kdeploy().args(["push", &reference]));
     assert_eq!(untrusted.code, 2, "{}", untrusted.stderr);
@@ -630,12 +633,7 @@ fn push_sends_the_docker_configs_credentials_to_the_registry_that_asks_for_them(
             htpasswd.display()
         ),
     );
-    let home = VaultHome::new();
-    home.write("kdeploy.yaml", "name: auth-app\nnamespace: web\n");
-    home.write(
-        "manifests/cm.yaml",
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\ndata:\n  k: v\n",
-    );
+    let home = one_configmap_project("auth-app");
     let docker = home.path().join("docker");
     std::fs::create_dir_all(&docker).unwrap();
     let reference = format!("oci://{}/team/app:1", registry.address);
@@ -736,12 +734,7 @@ fn recorder() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
 
 #[test]
 fn a_hostile_registry_cannot_send_the_credentials_or_the_upload_elsewhere() {
-    let home = VaultHome::new();
-    home.write("kdeploy.yaml", "name: hostile\nnamespace: web\n");
-    home.write(
-        "manifests/cm.yaml",
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\ndata:\n  k: v\n",
-    );
+    let home = one_configmap_project("hostile");
     let docker = home.path().join("docker");
     std::fs::create_dir_all(&docker).unwrap();
     let push = |port: u16| {

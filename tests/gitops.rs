@@ -31,10 +31,7 @@ struct ArgoCd {
 
 impl Drop for ArgoCd {
     fn drop(&mut self) {
-        for child in &mut self.children {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        support::stop_all(&mut self.children);
         // Argo CD's CRDs go too, and before the next test binary starts: the real-world test installs
         // Argo CD v3.5.1's, which must not meet this version's fields owned by kubectl.
         let _ = run(self

@@ -67,6 +67,14 @@ pub fn log_tails(dir: &Path, lines: usize) -> String {
     text
 }
 
+/// Kills each server process a test started and waits for it, so none outlives the test.
+pub fn stop_all(children: &mut [std::process::Child]) {
+    for child in children {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
 /// OpenBao/Vault and AWS settings, which tests give explicitly or not at all.
 pub fn is_store_credential(name: &str) -> bool {
     name.starts_with("VAULT_") || name.starts_with("BAO_") || name.starts_with("AWS_")
