@@ -15,6 +15,7 @@ use kdeploy::trust::redact;
 static ALLOCATOR: kdeploy::trust::Bounded<mimalloc::MiMalloc> = kdeploy::trust::Bounded(mimalloc::MiMalloc);
 
 fn main() -> ExitCode {
+    kdeploy::util::process_start();
     let cli = Cli::parse();
     match commands::run(cli) {
         Ok(code) => code,

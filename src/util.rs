@@ -1,5 +1,5 @@
-//! Small helpers every stage uses and none owns: hex encoding, kdeploy's cache folder, UTC timestamps
-//! and asking git about a work tree. Nothing here knows of projects, templates, manifests or clusters.
+//! Small helpers every stage uses and none owns: hex encoding, kdeploy's cache folder, UTC timestamps,
+//! when the process started, and asking git about a work tree. Nothing here knows of projects, templates, manifests or clusters.
 
 use std::path::{Path, PathBuf};
 
@@ -100,6 +100,12 @@ pub fn trim_cache(dir: &Path, limit: u64, keep: &Path) {
 }
 
 /// Now, as sops writes `lastmodified` (RFC 3339, UTC, seconds).
+/// When the process started (the first call, which `main` makes before anything else).
+pub fn process_start() -> std::time::Instant {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    *START.get_or_init(std::time::Instant::now)
+}
+
 pub fn now_rfc3339() -> String {
     let [year, month, day, hour, minute, second] = utc_now();
     format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}Z")

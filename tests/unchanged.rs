@@ -406,3 +406,51 @@ fn discovery_kept_on_disk_sees_crds_created_and_deleted_since() {
         out.stderr
     );
 }
+
+/// Every request goes over HTTP/2 when the API server offers it (one connection carries all of a
+/// plan's concurrent reads), and the request log (`KDEPLOY_TRACE=requests`) names methods, paths and
+/// statuses, never a query's values.
+#[test]
+fn requests_go_over_http2_and_the_request_log_shows_no_query_values() {
+    let p = Project::new("h2", "");
+    p.write(
+        "manifests/app.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {mode: fast}\n",
+    );
+    for round in ["first", "no-op"] {
+        let out = run(p.command(&["apply", "--yes"]).env("KDEPLOY_TRACE", "requests"));
+        assert_eq!(out.code, 0, "{round} apply: {}", out.stderr);
+        let lines: Vec<&str> = out
+            .stderr
+            .lines()
+            .filter(|l| l.starts_with("kdeploy: request at"))
+            .collect();
+        assert!(
+            lines.len() >= 5,
+            "{round} apply logged too few requests: {}",
+            out.stderr
+        );
+        assert!(
+            lines.iter().all(|l| l.ends_with(" HTTP/2.0")),
+            "{round} apply: every answer is HTTP/2: {}",
+            out.stderr
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains("POST /apis/coordination.k8s.io/v1/namespaces/") && l.contains("/leases 201")),
+            "{round} apply takes the lock by creating it: {}",
+            out.stderr
+        );
+        assert!(
+            lines.iter().any(|l| l.contains("?labelSelector&limit 200")),
+            "{round} apply lists the members: {}",
+            out.stderr
+        );
+        assert!(
+            !out.stderr.contains("applyset-") && !out.stderr.contains("part-of"),
+            "a query's values (the label selector) stay out of the log: {}",
+            out.stderr
+        );
+    }
+}

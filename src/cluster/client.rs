@@ -200,7 +200,7 @@ pub async fn connect(options: &ConnectOptions) -> Result<Cluster, ClusterError> 
     // with_retries and its limiter: kdeploy retries in one place, where throttling shapes concurrency.
     config.default_retry = false;
     let server = config.cluster_url.to_string();
-    let client = kube::Client::try_from(config).map_err(|e| in_context(&e))?;
+    let client = super::transport::client(config).map_err(|e| in_context(&e))?;
     Ok(Cluster {
         client,
         context,

@@ -1,4 +1,4 @@
-//! Everything that talks to a cluster: connecting ([`client`]), discovery ([`resources`]), planning with
+//! Everything that talks to a cluster: connecting ([`client`], over [`transport`]), discovery ([`resources`]), planning with
 //! server-side dry runs ([`plan`]), applying phase by phase and pruning ([`apply`], [`applyset`]) and
 //! waiting for readiness ([`wait`], judged by [`health`]), and the history of what was applied
 //! ([`revision`]). It takes rendered objects and never parses a template.
@@ -13,6 +13,8 @@ pub mod openapi;
 pub mod plan;
 pub mod resources;
 pub mod revision;
+pub mod trace;
+pub mod transport;
 pub mod unchanged;
 pub mod wait;
 
