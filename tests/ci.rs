@@ -366,3 +366,55 @@ fn the_example_pipelines_run_locally_with_the_same_commands_and_variables() {
         ["89abcdef0123456789abcdef0123456789abcdef", "main"]
     );
 }
+
+/// A release deletes the lease only as this process last wrote it: one that another apply took over
+/// (as one does once the lease has gone unrenewed) stays with its new holder, and one nobody touched
+/// is gone.
+#[test]
+fn releasing_never_deletes_a_lock_another_apply_took_over() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    use kdeploy::cluster::lock::{LockReports, Locking, acquire};
+    let c = cluster();
+    let ns = c.namespace("ci-takeover");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let client = c.client().await;
+        let take = |name: &'static str| {
+            let client = client.clone();
+            let namespace = ns.name.clone();
+            async move {
+                let mut waiting = |_: &str| {};
+                let reports = LockReports {
+                    waiting: &mut waiting,
+                    lost: |_| {},
+                };
+                match acquire(client, &namespace, name, Duration::from_secs(5), reports).await {
+                    Ok(Locking::Held(held)) => held,
+                    Ok(Locking::NamespaceMissing) => panic!("the namespace exists"),
+                    Err(error) => panic!("{error}"),
+                }
+            }
+        };
+        let api: kube::Api<Lease> = kube::Api::namespaced(client.clone(), &ns.name);
+        let other = "kdeploy other@host (pid 1) beef";
+
+        let held = take("kdeploy-taken-over").await;
+        let mut lease = api.get("kdeploy-taken-over").await.unwrap();
+        lease.spec.as_mut().unwrap().holder_identity = Some(other.to_owned());
+        api.replace("kdeploy-taken-over", &Default::default(), &lease)
+            .await
+            .unwrap();
+        held.release().await;
+        let left = api.get_opt("kdeploy-taken-over").await.unwrap();
+        let holder = left.and_then(|l| l.spec).and_then(|s| s.holder_identity);
+        assert_eq!(holder.as_deref(), Some(other), "the other apply's lock must stay");
+
+        let held = take("kdeploy-untouched").await;
+        assert!(api.get_opt("kdeploy-untouched").await.unwrap().is_some());
+        held.release().await;
+        assert!(
+            api.get_opt("kdeploy-untouched").await.unwrap().is_none(),
+            "released, so gone"
+        );
+    });
+}

@@ -26,9 +26,18 @@ const RENEW_EVERY: Duration = Duration::from_secs(5);
 pub struct DeployLock {
     api: Api<Lease>,
     name: String,
-    holder: String,
+    /// The lease as this process last wrote it: release deletes it only while it is still that.
+    written: Arc<std::sync::Mutex<Preconditions>>,
     stop: Arc<Notify>,
     renewer: tokio::task::JoinHandle<()>,
+}
+
+/// What deleting `lease` requires it still to be: the same object at the same version.
+fn preconditions_of(lease: &Lease) -> Preconditions {
+    Preconditions {
+        resource_version: lease.metadata.resource_version.clone(),
+        uid: lease.metadata.uid.clone(),
+    }
 }
 
 /// What trying to lock found.
@@ -93,7 +102,7 @@ fn describe_holder(lease: &Lease) -> String {
 /// takes it over while this one holds it (the renewal runs in the background, so this is a function
 /// it can keep).
 pub struct LockReports<'a> {
-    pub waiting: &'a mut dyn FnMut(&str),
+    pub waiting: &'a mut (dyn FnMut(&str) + Send),
     pub lost: fn(&str),
 }
 
@@ -120,6 +129,28 @@ pub async fn acquire(
             error,
         )
     };
+    let fresh = Lease {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            namespace: Some(namespace.to_owned()),
+            labels: Some([("app.kubernetes.io/managed-by".to_owned(), "kdeploy".to_owned())].into()),
+            ..Default::default()
+        },
+        spec: Some(spec_for(&holder, 0)),
+    };
+    // Usually nobody holds it: creating it straight away takes it in one round trip. When it exists
+    // (AlreadyExists), it is read and judged below.
+    match api.create(&PostParams::default(), &fresh).await {
+        Ok(created) => {
+            return Ok(Locking::Held(Box::new(DeployLock::hold(
+                api, name, holder, &created, lost,
+            ))));
+        }
+        Err(kube::Error::Api(status)) if status.code == 409 => {}
+        Err(kube::Error::Api(status)) if status.code == 404 => return Ok(Locking::NamespaceMissing),
+        Err(error) if super::client::is_transient(&error) => {}
+        Err(error) => return Err(fail(error)),
+    }
     loop {
         let current = match with_retries(|| api.get_opt(name)).await {
             Ok(current) => current,
@@ -128,15 +159,8 @@ pub async fn acquire(
         };
         let taken = match &current {
             None => {
-                let lease = Lease {
-                    metadata: ObjectMeta {
-                        name: Some(name.to_owned()),
-                        namespace: Some(namespace.to_owned()),
-                        labels: Some([("app.kubernetes.io/managed-by".to_owned(), "kdeploy".to_owned())].into()),
-                        ..Default::default()
-                    },
-                    spec: Some(spec_for(&holder, 0)),
-                };
+                let mut lease = fresh.clone();
+                lease.spec = Some(spec_for(&holder, 0));
                 api.create(&PostParams::default(), &lease).await
             }
             Some(lease) if is_free(lease, &holder) => {
@@ -167,7 +191,11 @@ pub async fn acquire(
             }
         };
         match taken {
-            Ok(_) => return Ok(Locking::Held(Box::new(DeployLock::hold(api, name, holder, lost)))),
+            Ok(taken) => {
+                return Ok(Locking::Held(Box::new(DeployLock::hold(
+                    api, name, holder, &taken, lost,
+                ))));
+            }
             // Another apply got there first (AlreadyExists, or a newer resourceVersion): look again.
             Err(kube::Error::Api(status)) if status.code == 409 => continue,
             Err(kube::Error::Api(status)) if status.code == 404 => return Ok(Locking::NamespaceMissing),
@@ -188,41 +216,53 @@ fn spec_for(holder: &str, transitions: i32) -> LeaseSpec {
 }
 
 impl DeployLock {
-    fn hold(api: Api<Lease>, name: &str, holder: String, lost: fn(&str)) -> DeployLock {
+    fn hold(api: Api<Lease>, name: &str, holder: String, taken: &Lease, lost: fn(&str)) -> DeployLock {
         let stop = Arc::new(Notify::new());
-        let renewer = tokio::spawn(renew(api.clone(), name.to_owned(), holder.clone(), stop.clone(), lost));
+        let written = Arc::new(std::sync::Mutex::new(preconditions_of(taken)));
+        let renewer = tokio::spawn(renew(
+            api.clone(),
+            name.to_owned(),
+            holder,
+            written.clone(),
+            stop.clone(),
+            lost,
+        ));
         DeployLock {
             api,
             name: name.to_owned(),
-            holder,
+            written,
             stop,
             renewer,
         }
     }
 
-    /// Gives the lock back: stops renewing and deletes the lease if this process still holds it.
+    /// Gives the lock back: stops renewing and deletes the lease, on the condition that it is still
+    /// the object at the version this process last wrote. A lease another apply took over since has
+    /// a newer version, so the server refuses the delete (409) and the other's lock stays.
     pub async fn release(self) {
         self.stop.notify_one();
         let _ = self.renewer.await;
-        let Ok(Some(lease)) = with_retries(|| self.api.get_opt(&self.name)).await else {
-            return;
+        let preconditions = match self.written.lock() {
+            Ok(written) => written.clone(),
+            Err(_) => return,
         };
-        let ours = lease.spec.as_ref().and_then(|s| s.holder_identity.as_deref()) == Some(self.holder.as_str());
-        if ours {
-            let params = DeleteParams {
-                preconditions: Some(Preconditions {
-                    resource_version: lease.metadata.resource_version.clone(),
-                    uid: lease.metadata.uid.clone(),
-                }),
-                ..Default::default()
-            };
-            let _ = self.api.delete(&self.name, &params).await;
-        }
+        let params = DeleteParams {
+            preconditions: Some(preconditions),
+            ..Default::default()
+        };
+        let _ = with_retries(|| self.api.delete(&self.name, &params)).await;
     }
 }
 
 /// Renews the lease until told to stop, or until it is no longer ours.
-async fn renew(api: Api<Lease>, name: String, holder: String, stop: Arc<Notify>, lost: fn(&str)) {
+async fn renew(
+    api: Api<Lease>,
+    name: String,
+    holder: String,
+    written: Arc<std::sync::Mutex<Preconditions>>,
+    stop: Arc<Notify>,
+    lost: fn(&str),
+) {
     loop {
         tokio::select! {
             _ = stop.notified() => return,
@@ -240,7 +280,11 @@ async fn renew(api: Api<Lease>, name: String, holder: String, stop: Arc<Notify>,
             return;
         }
         spec.renew_time = Some(now());
-        let _ = api.replace(&name, &PostParams::default(), &lease).await;
+        if let Ok(renewed) = api.replace(&name, &PostParams::default(), &lease).await
+            && let Ok(mut written) = written.lock()
+        {
+            *written = preconditions_of(&renewed);
+        }
     }
 }
 
