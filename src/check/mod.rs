@@ -99,30 +99,36 @@ impl Catalog {
 
     /// The schemas a cluster serves at `/openapi/v3` (one document per group-version), with the
     /// embedded version nearest its own for what the documents leave out.
-    pub fn served(cluster_version: &str, documents: &[Json]) -> Result<Catalog, CheckError> {
+    pub fn served(cluster_version: &str, documents: Vec<Json>) -> Result<Catalog, CheckError> {
         let embedded = kubernetes::normalize_version(cluster_version).unwrap_or(kubernetes::DEFAULT_VERSION);
-        let mut catalog = Catalog::embedded(embedded)?;
         let mut served = HashMap::new();
         let mut set = SchemaSet::new();
-        for document in documents {
-            let Some(definitions) = document.pointer("/components/schemas").and_then(Json::as_object) else {
+        for mut document in documents {
+            let Some(Json::Object(definitions)) = document.pointer_mut("/components/schemas").map(Json::take) else {
                 continue;
             };
-            kubernetes::index_kinds(definitions, &mut served);
+            kubernetes::index_kinds(&definitions, &mut served);
             set.add_definitions(
                 definitions
-                    .iter()
-                    .map(|(name, schema)| (name.clone(), openapi::Pending::Parsed(schema.clone()))),
+                    .into_iter()
+                    .map(|(name, schema)| (name, openapi::Pending::Parsed(schema))),
             );
         }
         // The served documents replace the embedded ones wholesale (one arena, one ObjectMeta); a
         // cluster that serves no ObjectMeta served nothing usable, and the embedded schemas stay.
         let Some(object_meta) = set.definition(kubernetes::OBJECT_META)? else {
-            return Ok(catalog);
+            return Catalog::embedded(embedded);
         };
-        catalog.object_meta = Some(object_meta);
-        catalog.set = set;
-        catalog.builtin = HashMap::new();
+        let mut catalog = Catalog {
+            set,
+            target: format!("the cluster (Kubernetes {cluster_version})"),
+            embedded_version: kubernetes::normalize_version(embedded).map_err(CheckError::Version)?,
+            builtin: HashMap::new(),
+            compiled: HashMap::new(),
+            custom: HashMap::new(),
+            object_meta: Some(object_meta),
+            warnings: Vec::new(),
+        };
         for (key, name) in served {
             if kubernetes::is_builtin_group(&key.0) {
                 catalog.builtin.insert(key, name);
@@ -130,7 +136,6 @@ impl Catalog {
                 catalog.custom.insert(key, (id, SchemaOrigin::Cluster));
             }
         }
-        catalog.target = format!("the cluster (Kubernetes {cluster_version})");
         Ok(catalog)
     }
 

@@ -402,7 +402,8 @@ impl ApplySet {
     /// across all namespaces when the set spans several (what lies outside the recorded ones is left
     /// out), or per namespace when the caller may not list across namespaces; `concurrency` at a time.
     /// Each LIST is read in pages of `page_size`, and each page becomes members as it arrives: one page
-    /// per LIST is held at a time, and a member `settled` is done with keeps no body.
+    /// per LIST is held at a time, and a member `settled` is done with keeps no body. With a `gate`, each
+    /// page waits until it opens before `settled` is asked about its members.
     pub async fn members<'a>(
         &self,
         resources: &Arc<Resources>,
@@ -410,6 +411,7 @@ impl ApplySet {
         concurrency: usize,
         page_size: u32,
         settled: &Settled<'_>,
+        gate: Option<&tokio::sync::watch::Receiver<bool>>,
     ) -> Result<Vec<Member>, ClusterError> {
         let (kinds, namespaces) = recorded;
         let mut namespaces = namespaces.clone();
@@ -427,7 +429,7 @@ impl ApplySet {
             let selector = &selector;
             async move {
                 let api = resources.api(&resolved, namespace.as_deref());
-                list_pages(&api, selector, page_size, gk, &resolved, settled)
+                list_pages(&api, selector, page_size, gk, &resolved, settled, gate)
                     .await
                     .map_err(|e| ClusterError::Api {
                         context: format!("listing {gk} in the ApplySet"),
@@ -472,6 +474,7 @@ async fn list_pages(
     gk: &str,
     resolved: &Resolved,
     settled: &Settled<'_>,
+    gate: Option<&tokio::sync::watch::Receiver<bool>>,
 ) -> Result<Vec<Member>, kube::Error> {
     const RESTARTS: u32 = 3;
     let (mut members, mut token, mut restarts) = (Vec::new(), None::<String>, 0);
@@ -490,6 +493,11 @@ async fn list_pages(
             Err(error) => return Err(error),
         };
         token = page.metadata.continue_.filter(|t| !t.is_empty());
+        // A listing begun before its caller can judge members waits here (a closed gate's sender
+        // gone counts as open).
+        if let Some(gate) = gate {
+            let _ = gate.clone().wait_for(|open| *open).await;
+        }
         members.extend(members_of(gk, resolved, page.items, settled));
         if token.is_none() {
             return Ok(members);

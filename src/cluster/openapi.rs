@@ -2,6 +2,8 @@
 //! the custom resources of the CRDs installed there alike. Only the group-versions a manifest uses are
 //! fetched, and each document is kept on disk under the content hash the server puts in its URL, so a
 //! document is downloaded once per change, and a run with nothing new costs the one index request.
+//! What is kept is what validation reads: the schemas, without their descriptions (which are most of
+//! a document's bytes), so a run reads and parses a fifth of the text.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -17,7 +19,38 @@ fn cache_path(server: &str, url: &str) -> PathBuf {
     let digest = sha2::Sha256::digest(format!("{server}\n{url}").as_bytes());
     crate::util::cache_dir()
         .join("openapi")
-        .join(format!("{}.json", crate::util::hex(&digest[..16])))
+        .join(format!("{}.schemas.json", crate::util::hex(&digest[..16])))
+}
+
+/// The document as validation reads it: `components.schemas` only, with every schema's
+/// `description` left out. Data inside a schema (`default`, `example`, `enum`) is kept as it is.
+fn for_validation(mut document: Json) -> Json {
+    fn strip(schema: &mut Json) {
+        match schema {
+            Json::Object(map) => {
+                if map.get("description").is_some_and(Json::is_string) {
+                    map.remove("description");
+                }
+                for (key, value) in map.iter_mut() {
+                    if !matches!(key.as_str(), "default" | "example" | "enum" | "const") {
+                        strip(value);
+                    }
+                }
+            }
+            Json::Array(items) => items.iter_mut().for_each(strip),
+            _ => {}
+        }
+    }
+    let mut schemas = document
+        .pointer_mut("/components/schemas")
+        .map(Json::take)
+        .unwrap_or(Json::Null);
+    if let Json::Object(map) = &mut schemas {
+        for schema in map.values_mut() {
+            strip(schema);
+        }
+    }
+    serde_json::json!({"components": {"schemas": schemas}})
 }
 
 async fn get(client: &kube::Client, url: &str) -> Result<String, ClusterError> {
@@ -32,6 +65,12 @@ async fn get(client: &kube::Client, url: &str) -> Result<String, ClusterError> {
     .map_err(|e| ClusterError::api(format!("reading the cluster's schemas ({url})"), e))
 }
 
+/// The `/openapi/v3` index: every group-version the cluster serves, with the hashed URL of its document.
+pub async fn index(client: &kube::Client) -> Result<Json, ClusterError> {
+    serde_json::from_str(&get(client, "/openapi/v3").await?)
+        .map_err(|e| ClusterError::Config(format!("the cluster's /openapi/v3 index is not JSON: {e}")))
+}
+
 /// The documents of `group_versions` (`v1`, `apps/v1`, `monitoring.coreos.com/v1`) the cluster serves;
 /// a group-version it does not serve is left out (validation then says so).
 pub async fn served_documents(
@@ -39,8 +78,16 @@ pub async fn served_documents(
     server: &str,
     group_versions: &BTreeSet<String>,
 ) -> Result<Vec<Json>, ClusterError> {
-    let index: Json = serde_json::from_str(&get(client, "/openapi/v3").await?)
-        .map_err(|e| ClusterError::Config(format!("the cluster's /openapi/v3 index is not JSON: {e}")))?;
+    documents_in(client, server, &index(client).await?, group_versions).await
+}
+
+/// The documents of `group_versions` that `index` lists, from the disk cache or the cluster.
+pub async fn documents_in(
+    client: &kube::Client,
+    server: &str,
+    index: &Json,
+    group_versions: &BTreeSet<String>,
+) -> Result<Vec<Json>, ClusterError> {
     let mut urls = Vec::new();
     for group_version in group_versions {
         let key = if group_version.contains('/') {
@@ -62,18 +109,53 @@ pub async fn served_documents(
         // Only a URL with the server's content hash in it may be kept: its text cannot change.
         let hashed = url.contains("hash=");
         if hashed
-            && let Ok(text) = std::fs::read_to_string(&path)
-            && let Ok(document) = serde_json::from_str::<Json>(&text)
+            && let Ok(text) = std::fs::read(&path)
+            && let Ok(document) = serde_json::from_slice::<Json>(&text)
         {
             return Ok(document);
         }
         let text = get(client, url).await?;
         let document: Json = serde_json::from_str(&text)
             .map_err(|e| ClusterError::Config(format!("the cluster's schema document {url} is not JSON: {e}")))?;
-        if hashed {
-            crate::util::write_cache_file(&path, text.as_bytes());
+        let document = for_validation(document);
+        if hashed && let Ok(kept) = serde_json::to_vec(&document) {
+            crate::util::write_cache_file(&path, &kept);
         }
         Ok::<Json, ClusterError>(document)
     });
     futures::future::try_join_all(fetches).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_schemas_are_kept_and_only_their_descriptions_go() {
+        let document = serde_json::json!({
+            "openapi": "3.0.0",
+            "paths": {"/api/v1/pods": {}},
+            "components": {"schemas": {"io.k8s.Thing": {
+                "description": "a thing",
+                "type": "object",
+                "properties": {
+                    "description": {"description": "a field named description", "type": "string"},
+                    "mode": {"type": "string", "default": {"description": "data, kept"}, "enum": [{"description": "kept"}]},
+                    "list": {"type": "array", "items": {"description": "an item", "type": "integer"}}
+                }
+            }}}
+        });
+        let kept = for_validation(document);
+        assert_eq!(
+            kept,
+            serde_json::json!({"components": {"schemas": {"io.k8s.Thing": {
+                "type": "object",
+                "properties": {
+                    "description": {"type": "string"},
+                    "mode": {"type": "string", "default": {"description": "data, kept"}, "enum": [{"description": "kept"}]},
+                    "list": {"type": "array", "items": {"type": "integer"}}
+                }
+            }}}})
+        );
+    }
 }

@@ -3,7 +3,7 @@
 //! the server owns removed (managedFields, resourceVersion, uid, status, ...). Objects in the ApplySet
 //! that left the manifest are planned for pruning.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use futures::{StreamExt as _, TryStreamExt as _};
@@ -176,55 +176,103 @@ pub async fn plan(
             None => None,
         }
     };
-    let kinds: HashSet<(&str, &str)> = objects
+    let kinds: HashSet<(String, String)> = objects
         .iter()
-        .map(|o| (type_of(o, "apiVersion"), type_of(o, "kind")))
+        .map(|o| (type_of(o, "apiVersion").to_owned(), type_of(o, "kind").to_owned()))
         .collect();
     let resolve_kinds = futures::stream::iter(kinds)
         .map(|(api_version, kind)| async move {
-            let resolved = resources.resolve(api_version, kind).await?;
-            Ok::<_, ClusterError>(((api_version.to_owned(), kind.to_owned()), resolved))
+            let resolved = resources.resolve(&api_version, &kind).await?;
+            Ok::<_, ClusterError>(((api_version, kind), resolved))
         })
         .buffer_unordered(options.concurrency.max(1))
         .try_collect::<HashMap<_, _>>();
-    let (recorded, parent_refused, resolved_kinds) = tokio::join!(read_parent, check_parent, resolve_kinds);
-    let (recorded, resolved_kinds) = (recorded?, resolved_kinds?);
+    // 3, begun at once: the members the parent will most likely record (the kinds and namespaces of
+    // this manifest, which is what the last complete apply narrowed it to) are listed alongside step 1.
+    // Each page waits for the parent's digest key and step 2 before its members are proven, so at most
+    // a page per LIST is held meanwhile. When the parent records something else, they are listed again
+    // as it says.
+    let guess = applyset.map(|set| likely_scopes(&objects, set));
+    let (gate, opened) = tokio::sync::watch::channel(false);
+    let ready_steps: std::sync::OnceLock<Vec<Step>> = std::sync::OnceLock::new();
+    let manifest: std::sync::OnceLock<HashMap<&ObjectRef, &Json>> = std::sync::OnceLock::new();
+    let proven = |reference: &ObjectRef, live: &Json| {
+        !options.full_dry_run
+            && manifest
+                .get()
+                .and_then(|manifest| manifest.get(reference))
+                .is_some_and(|object| unchanged::proven_unchanged(object, live))
+    };
+    let first = async {
+        // The gate opens when this ends, however it ends.
+        let _gate = gate;
+        let (recorded, parent_refused, resolved_kinds) = tokio::join!(read_parent, check_parent, resolve_kinds);
+        let (recorded, resolved_kinds) = (recorded?, resolved_kinds?);
 
-    // 2. Each object as it would be applied. What is applied carries its digest, so that the next plan
-    // can prove it unchanged without a dry run; only members of an ApplySet are listed, so only they can
-    // be proven, and only they are stamped.
-    let digest_key = applyset.map(|set| set.digest_key().clone());
-    let steps: Vec<Step> = objects
-        .into_iter()
-        .map(|mut object| {
-            if let Some(key) = &digest_key {
-                unchanged::stamp(&mut object, key.bytes());
-            }
-            ready(object, &resolved_kinds, default_namespace, &shared)
-        })
-        .collect();
-
-    // 3. The members, settled as they arrive.
-    let members = match (applyset, &recorded) {
-        (Some(set), Some(recorded)) => {
-            let manifest: HashMap<&ObjectRef, &Json> = steps
+        // 2. Each object as it would be applied. What is applied carries its digest, so that the next
+        // plan can prove it unchanged without a dry run; only members of an ApplySet are listed, so only
+        // they can be proven, and only they are stamped.
+        let digest_key = applyset.map(|set| set.digest_key().clone());
+        let steps: Vec<Step> = objects
+            .into_iter()
+            .map(|mut object| {
+                if let Some(key) = &digest_key {
+                    unchanged::stamp(&mut object, key.bytes());
+                }
+                ready(object, &resolved_kinds, default_namespace, &shared)
+            })
+            .collect();
+        let steps = ready_steps.get_or_init(|| steps);
+        let _ = manifest.set(
+            steps
                 .iter()
                 .filter_map(|step| match step {
                     Step::Ready(ready) => Some((&ready.reference, &ready.object)),
                     Step::Planned(_) => None,
                 })
-                .collect();
-            let proven = |reference: &ObjectRef, live: &Json| {
-                !options.full_dry_run
-                    && manifest
-                        .get(reference)
-                        .is_some_and(|object| unchanged::proven_unchanged(object, live))
-            };
-            set.members(resources, recorded, options.concurrency, options.chunk_size, &proven)
-                .await?
+                .collect(),
+        );
+        Ok::<_, ClusterError>((recorded, parent_refused))
+    };
+    let speculative = async {
+        match (applyset, &guess) {
+            (Some(set), Some(guess)) => Some(
+                set.members(
+                    resources,
+                    guess,
+                    options.concurrency,
+                    options.chunk_size,
+                    &proven,
+                    Some(&opened),
+                )
+                .await,
+            ),
+            _ => None,
         }
+    };
+    let (first, speculative) = tokio::join!(first, speculative);
+    let (recorded, parent_refused) = first?;
+
+    // 3. The members, settled as they arrive.
+    let members = match (applyset, &recorded) {
+        (Some(set), Some(recorded)) => match speculative {
+            Some(listed) if same_scopes(recorded, guess.as_ref(), set) => listed?,
+            _ => {
+                set.members(
+                    resources,
+                    recorded,
+                    options.concurrency,
+                    options.chunk_size,
+                    &proven,
+                    None,
+                )
+                .await?
+            }
+        },
         _ => Vec::new(),
     };
+    drop(manifest);
+    let steps = ready_steps.into_inner().unwrap_or_default();
     let by_reference: HashMap<ObjectRef, usize> =
         members.iter().enumerate().map(|(i, m)| (m.object.clone(), i)).collect();
     let mut members: Vec<Option<Member>> = members.into_iter().map(Some).collect();
@@ -299,6 +347,40 @@ pub async fn plan(
 }
 
 type Planned = Result<Change, (ObjectRef, String)>;
+
+/// The group-kinds and namespaces of `objects`, as the parent records them after an apply of exactly
+/// these objects (an object that names no namespace is in the parent's, or cluster-scoped).
+fn likely_scopes(objects: &[Json], set: &ApplySet) -> (BTreeSet<String>, BTreeSet<String>) {
+    let kinds = objects
+        .iter()
+        .map(|o| {
+            let api_version = type_of(o, "apiVersion");
+            let group = api_version.rsplit_once('/').map_or("", |(group, _)| group);
+            super::applyset::group_kind(group, type_of(o, "kind"))
+        })
+        .collect();
+    let namespaces = objects
+        .iter()
+        .filter_map(|o| o["metadata"]["namespace"].as_str())
+        .filter(|n| !n.is_empty())
+        .map(str::to_owned)
+        .chain([set.namespace.clone()])
+        .collect();
+    (kinds, namespaces)
+}
+
+/// Whether listing `guess` finds what listing `recorded` would: the same kinds, and the same namespaces
+/// once the parent's own is counted (members are always looked for there).
+fn same_scopes(
+    recorded: &(BTreeSet<String>, BTreeSet<String>),
+    guess: Option<&(BTreeSet<String>, BTreeSet<String>)>,
+    set: &ApplySet,
+) -> bool {
+    let Some((kinds, namespaces)) = guess else { return false };
+    let mut recorded_namespaces = recorded.1.clone();
+    recorded_namespaces.insert(set.namespace.clone());
+    recorded.0 == *kinds && recorded_namespaces == *namespaces
+}
 
 /// What every object's planning shares.
 struct Shared {

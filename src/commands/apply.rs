@@ -64,13 +64,35 @@ async fn apply_prepared(
         eprintln!("nothing was applied");
         return Ok(ExitCode::from(EXIT_ERROR));
     }
+    let changing = plan.has_changes();
+    // With nothing to write (no change, no digest to record), the lock has done its work: it is given
+    // back while the plan is shown and readiness is read, not after.
+    let early_release = (!changing && !plan.changes.iter().any(|c| c.restamp))
+        .then(|| lock.lock().ok().and_then(|mut held| held.take()))
+        .flatten()
+        .map(|held| tokio::spawn(held.release()));
+    let result = apply_planned(args, prepared, lock, changing).await;
+    if let Some(release) = early_release {
+        let _ = release.await;
+    }
+    result
+}
+
+/// The apply after its plan: show it, ask, apply, record, and summarise.
+async fn apply_planned(
+    args: &ApplyArgs,
+    prepared: &deploy::Prepared,
+    lock: &std::sync::Mutex<Option<DeployLock>>,
+    changing: bool,
+) -> anyhow::Result<ExitCode> {
+    let plan = &prepared.plan;
+    let redactor = &prepared.redactor;
     let json_output = args.output == ReportFormat::Json;
     deploy::warn_about_gitops(plan, GITOPS_CONSEQUENCE);
     deploy::show_plan(plan, redactor, json_output)?;
     if args.dry_run {
         return Ok(ExitCode::SUCCESS);
     }
-    let changing = plan.has_changes();
     let question = format!("apply these changes to context {}?", prepared.context);
     if changing && !deploy::confirmed(args.yes, "apply", &question)? {
         ui::note("nothing was applied");

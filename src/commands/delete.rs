@@ -72,6 +72,7 @@ async fn delete(args: &DeleteArgs, located: &Located) -> anyhow::Result<ExitCode
             located.concurrency.most(),
             500,
             &|_, _| false,
+            None,
         )
         .await?;
     let history = revision::read_all(&client, set).await?;

@@ -71,17 +71,30 @@ fn choose_applyset(inputs: &Inputs, flag: Option<&str>, namespace: &str) -> (Opt
     (Some(applyset), prune_off)
 }
 
-/// The schemas the cluster serves for the group-versions of the manifest, when validation will use
-/// them (not with `--no-validate` or an explicit `--kube-version`). A cluster that cannot say leaves
-/// validation to the embedded schemas, with a warning.
+/// What validation against the cluster's schemas needs before the manifest is known: the server's
+/// version and the index of its OpenAPI documents. Asked for as soon as there is a connection, so that
+/// the round trips overlap rendering.
+type ServedIndex = Result<(String, Json), String>;
+
+fn fetch_served_index(cluster: &crate::cluster::client::Cluster) -> tokio::task::JoinHandle<ServedIndex> {
+    let client = cluster.client.clone();
+    tokio::spawn(async move {
+        let (version, index) = tokio::join!(client.apiserver_version(), crate::cluster::openapi::index(&client));
+        let version = version.map_err(|e| e.to_string())?.git_version;
+        Ok((version, index.map_err(|e| e.to_string())?))
+    })
+}
+
+/// The schemas the cluster serves for the group-versions of the manifest, when validation uses them
+/// (`early` is then the version and index asked for before rendering; none with `--no-validate` or an
+/// explicit `--kube-version`). A cluster that cannot say leaves validation to the embedded schemas,
+/// with a warning.
 async fn served_schemas(
     rendered: &RenderedInputs,
     cluster: &crate::cluster::client::Cluster,
+    early: Option<tokio::task::JoinHandle<ServedIndex>>,
 ) -> Option<crate::check::Catalog> {
-    let args = &rendered.inputs.validation;
-    if args.no_validate || args.kube_version.is_some() {
-        return None;
-    }
+    let early = early?;
     let group_versions: std::collections::BTreeSet<String> = rendered
         .manifest
         .objects
@@ -90,12 +103,12 @@ async fn served_schemas(
         .chain(["v1".to_owned()])
         .collect();
     let fetched = async {
-        let version = cluster.client.apiserver_version().await.map_err(|e| e.to_string())?;
-        let documents = crate::cluster::openapi::served_documents(&cluster.client, &cluster.server, &group_versions)
-            .await
-            .map_err(|e| e.to_string())?;
-        crate::check::Catalog::served(version.git_version.trim_start_matches('v'), &documents)
-            .map_err(|e| e.to_string())
+        let (version, index) = early.await.map_err(|e| e.to_string())??;
+        let documents =
+            crate::cluster::openapi::documents_in(&cluster.client, &cluster.server, &index, &group_versions)
+                .await
+                .map_err(|e| e.to_string())?;
+        crate::check::Catalog::served(version.trim_start_matches('v'), documents).map_err(|e| e.to_string())
     };
     match fetched.await {
         Ok(catalog) => Some(catalog),
@@ -106,6 +119,39 @@ async fn served_schemas(
             ));
             None
         }
+    }
+}
+
+/// The deploy lock, taken in the background from as soon as there is a connection.
+type LockTask = tokio::task::JoinHandle<Result<(Locking, std::time::Duration), crate::cluster::ClusterError>>;
+
+fn take_lock_early(
+    cluster: &crate::cluster::client::Cluster,
+    set: &ApplySet,
+    timeout: std::time::Duration,
+) -> LockTask {
+    let (client, namespace, name) = (cluster.client.clone(), set.namespace.clone(), set.name.clone());
+    tokio::spawn(async move {
+        let mut waiting = |m: &str| ui::note(m);
+        let reports = LockReports {
+            waiting: &mut waiting,
+            lost: ui::warn,
+        };
+        let locking = lock::acquire(client, &namespace, &name, timeout, reports).await?;
+        Ok((locking, timeout))
+    })
+}
+
+/// Gives back the lock an early task took, when what follows fails: a task still waiting for another
+/// apply's lock is stopped instead (a lease it had just created expires on its own).
+async fn give_back(task: Option<LockTask>) {
+    let Some(task) = task else { return };
+    if !task.is_finished() {
+        task.abort();
+        return;
+    }
+    if let Ok(Ok((Locking::Held(held), _))) = task.await {
+        held.release().await;
     }
 }
 
@@ -141,17 +187,25 @@ pub async fn prepare(
     } else {
         None
     };
-    let rendered = inputs.render_for(facts.as_ref())?;
-    rendered.validate(served_schemas(&rendered, &cluster).await)?;
-    let RenderedInputs {
-        inputs,
-        manifest,
-        redactor,
-        ..
-    } = rendered;
-    let selection = &inputs.selection;
-    let namespace = selection.namespace.clone().unwrap_or_else(|| cluster.namespace.clone());
+    let namespace = (inputs.selection.namespace.clone()).unwrap_or_else(|| cluster.namespace.clone());
     let (applyset, prune_off) = choose_applyset(&inputs, cluster_args.applyset.as_deref(), &namespace);
+    // What needs only the connection starts now, while the templates render: the cluster's version and
+    // schema index for validation, and the deploy lock. Both are a round trip or three away (the first
+    // also opens the connection), and rendering is local.
+    let validation = &inputs.validation;
+    let early_index =
+        (!validation.no_validate && validation.kube_version.is_none()).then(|| fetch_served_index(&cluster));
+    let early_lock = match (lock_timeout, &applyset) {
+        (Some(timeout), Some(set)) => Some(take_lock_early(&cluster, set, timeout)),
+        _ => None,
+    };
+    let rendered = match inputs.render_for(facts.as_ref()) {
+        Ok(rendered) => rendered,
+        Err(error) => {
+            give_back(early_lock).await;
+            return Err(error);
+        }
+    };
     match &applyset {
         Some(set) => ui::note(&format!(
             "context {} · ApplySet Secret/{} in {}{}",
@@ -167,20 +221,31 @@ pub async fn prepare(
     if let Some(why) = &prune_off {
         ui::note(&format!("not pruning: {why}"));
     }
+    let schemas = served_schemas(&rendered, &cluster, early_index).await;
     let (mut lock, mut lock_later) = (None, None);
-    if let (Some(timeout), Some(set)) = (lock_timeout, &applyset) {
-        let reports = LockReports {
-            waiting: &mut |m| ui::note(m),
-            lost: ui::warn,
-        };
-        match lock::acquire(cluster.client.clone(), &set.namespace, &set.name, timeout, reports)
+    if let Some(task) = early_lock {
+        let locking = task
             .await
-            .map_err(|e| e.naming_server(&cluster.server, &cluster.context))?
-        {
-            Locking::Held(held) => lock = Some(*held),
-            Locking::NamespaceMissing => lock_later = Some(timeout),
+            .map_err(|e| anyhow::anyhow!("taking the deploy lock failed: {e}"))?
+            .map_err(|e| e.naming_server(&cluster.server, &cluster.context))?;
+        match locking {
+            (Locking::Held(held), _) => lock = Some(*held),
+            (Locking::NamespaceMissing, timeout) => lock_later = Some(timeout),
         }
     }
+    // Validation is local; if it fails, the lock is given back at once.
+    if let Err(error) = rendered.validate(schemas) {
+        if let Some(held) = lock {
+            held.release().await;
+        }
+        return Err(error);
+    }
+    let RenderedInputs {
+        inputs,
+        manifest,
+        redactor,
+        ..
+    } = rendered;
     // The objects move into the plan: one copy of the manifest is held, not two.
     let objects: Vec<Json> = manifest
         .objects
@@ -200,9 +265,15 @@ pub async fn prepare(
         force_conflicts: cluster_args.force_conflicts,
         full_dry_run: cluster_args.full_dry_run,
     };
-    let mut plan = plan(&resources, objects, &namespace, applyset.as_ref(), plan_options)
-        .await
-        .map_err(|e| e.naming_server(&cluster.server, &cluster.context))?;
+    let mut plan = match plan(&resources, objects, &namespace, applyset.as_ref(), plan_options).await {
+        Ok(plan) => plan,
+        Err(error) => {
+            if let Some(held) = lock {
+                held.release().await;
+            }
+            return Err(error.naming_server(&cluster.server, &cluster.context).into());
+        }
+    };
     if prune_off.is_some() {
         plan.changes.retain(|c| c.operation != Operation::Prune);
     }

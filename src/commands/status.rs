@@ -91,6 +91,7 @@ pub async fn statuses(located: &Located, latest: Option<&Stored>) -> anyhow::Res
             located.concurrency.most(),
             500,
             &|_, _| false,
+            None,
         )
         .await?;
     let rules = located
