@@ -192,7 +192,9 @@ pub async fn plan(
     // Each page waits for the parent's digest key and step 2 before its members are proven, so at most
     // a page per LIST is held meanwhile. When the parent records something else, they are listed again
     // as it says.
-    let guess = applyset.map(|set| likely_scopes(&objects, set));
+    let guess = applyset
+        .map(|set| likely_scopes(&objects, set))
+        .filter(|guess| bounded_guess(guess, objects.len()));
     let (gate, opened) = tokio::sync::watch::channel(false);
     let ready_steps: std::sync::OnceLock<Vec<Step>> = std::sync::OnceLock::new();
     let manifest: std::sync::OnceLock<HashMap<&ObjectRef, &Json>> = std::sync::OnceLock::new();
@@ -367,6 +369,16 @@ fn likely_scopes(objects: &[Json], set: &ApplySet) -> (BTreeSet<String>, BTreeSe
         .chain([set.namespace.clone()])
         .collect();
     (kinds, namespaces)
+}
+
+/// Whether a guess may be listed before the parent says what to list: only while its LISTs are no
+/// more than one per object (or a few dozen). Where the caller may not list across namespaces, each
+/// kind is listed per namespace, and a manifest spreading few objects over many kinds and namespaces
+/// (a repository under review chooses both) would otherwise ask for kinds × namespaces LISTs. The
+/// parent's own record, which only an apply writes, is listed as it says either way.
+fn bounded_guess(guess: &(BTreeSet<String>, BTreeSet<String>), objects: usize) -> bool {
+    let (kinds, namespaces) = guess;
+    kinds.len().saturating_mul(namespaces.len()) <= objects.max(64)
 }
 
 /// Whether listing `guess` finds what listing `recorded` would: the same kinds, and the same namespaces
@@ -704,6 +716,43 @@ fn resource_version(object: &Json) -> Option<&str> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_guess_is_listed_early_only_while_its_lists_stay_within_one_per_object() {
+        let set = super::ApplySet::new("kdeploy-app", "team", Some("app"));
+        let object = |api_version: &str, kind: &str, namespace: Option<&str>| {
+            let mut object = serde_json::json!({"apiVersion": api_version, "kind": kind, "metadata": {"name": "x"}});
+            if let Some(namespace) = namespace {
+                object["metadata"]["namespace"] = namespace.into();
+            }
+            object
+        };
+        let objects = vec![
+            object("apps/v1", "Deployment", None),
+            object("v1", "ConfigMap", Some("team")),
+            object("v1", "ConfigMap", Some("other")),
+            object("rbac.authorization.k8s.io/v1", "ClusterRole", None),
+        ];
+        let guess = super::likely_scopes(&objects, &set);
+        let strings = |items: &[&str]| items.iter().map(|s| s.to_string()).collect::<super::BTreeSet<_>>();
+        assert_eq!(
+            guess.0,
+            strings(&["ClusterRole.rbac.authorization.k8s.io", "ConfigMap", "Deployment.apps"])
+        );
+        assert_eq!(guess.1, strings(&["other", "team"]));
+        assert!(super::bounded_guess(&guess, objects.len()));
+        // As the parent records it after applying these objects: the same scopes.
+        let recorded = (guess.0.clone(), strings(&["other"]));
+        assert!(super::same_scopes(&recorded, Some(&guess), &set));
+        let fewer_kinds = (strings(&["ConfigMap"]), guess.1.clone());
+        assert!(!super::same_scopes(&fewer_kinds, Some(&guess), &set));
+        // 100 objects, each its own kind and namespace: 10,000 LISTs per namespace are not guessed.
+        let spread: Vec<_> = (0..100)
+            .map(|i| object("example.com/v1", &format!("Kind{i}"), Some(&format!("ns-{i}"))))
+            .collect();
+        let spread_guess = super::likely_scopes(&spread, &set);
+        assert!(!super::bounded_guess(&spread_guess, spread.len()));
+    }
+
     use super::*;
     use serde_json::json;
 
