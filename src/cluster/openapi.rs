@@ -71,17 +71,9 @@ pub async fn index(client: &kube::Client) -> Result<Json, ClusterError> {
         .map_err(|e| ClusterError::Config(format!("the cluster's /openapi/v3 index is not JSON: {e}")))
 }
 
-/// The documents of `group_versions` (`v1`, `apps/v1`, `monitoring.coreos.com/v1`) the cluster serves;
-/// a group-version it does not serve is left out (validation then says so).
-pub async fn served_documents(
-    client: &kube::Client,
-    server: &str,
-    group_versions: &BTreeSet<String>,
-) -> Result<Vec<Json>, ClusterError> {
-    documents_in(client, server, &index(client).await?, group_versions).await
-}
-
-/// The documents of `group_versions` that `index` lists, from the disk cache or the cluster.
+/// The documents of `group_versions` (`v1`, `apps/v1`, `monitoring.coreos.com/v1`) that `index` lists,
+/// from the disk cache or the cluster; a group-version it does not serve is left out (validation then
+/// says so).
 pub async fn documents_in(
     client: &kube::Client,
     server: &str,
