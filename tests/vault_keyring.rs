@@ -182,3 +182,129 @@ fn without_a_secret_service_init_says_what_it_tried_and_sops_key_file_works() {
     let decrypted = run(home.kdeploy().args(["vault", "decrypt", "s.sops.yaml"])).ok();
     assert!(decrypted.stdout.contains("t0ken"), "{}", decrypted.stdout);
 }
+
+/// The identity line of an age key file.
+fn secret_key_line(file: &Path) -> String {
+    std::fs::read_to_string(file)
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("AGE-SECRET-KEY-1"))
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn secret_tool_and_kdeploy_read_each_others_entry() {
+    // libsecret's secret-tool is the reference client: an entry it stores under kdeploy's attributes
+    // is the identity kdeploy uses, and one kdeploy stores is what secret-tool finds.
+    let home = VaultHome::new();
+    let (key_file, recipient) = home.identity("stored-by-secret-tool.txt");
+    home.write("plain.yaml", "token: from-secret-tool\n");
+    run(home
+        .kdeploy()
+        .args(["vault", "encrypt", "plain.yaml", "-o", "s.sops.yaml", "-r", &recipient]))
+    .ok();
+    home.write("key-line.txt", &secret_key_line(&key_file));
+    let out = in_keyring_session(
+        &home,
+        true,
+        r#"
+        secret-tool store --label='stored by secret-tool' service kdeploy username age-identity < key-line.txt
+        "$KDEPLOY" vault decrypt s.sops.yaml > decrypted.yaml
+        "$KDEPLOY" vault init --force > recipient.txt
+        secret-tool lookup service kdeploy username age-identity > looked-up.txt
+        secret-tool search --all service kdeploy username age-identity > search.txt 2>&1
+        "#,
+    )
+    .ok();
+    let decrypted = std::fs::read_to_string(home.path().join("decrypted.yaml")).unwrap();
+    assert!(
+        decrypted.contains("token: from-secret-tool"),
+        "{decrypted}\n{}",
+        out.stderr
+    );
+
+    let new_recipient = std::fs::read_to_string(home.path().join("recipient.txt")).unwrap();
+    let looked_up = std::fs::read_to_string(home.path().join("looked-up.txt")).unwrap();
+    let identity: age::x25519::Identity = looked_up.trim().parse().expect("secret-tool returns an age identity");
+    assert_eq!(identity.to_public().to_string(), new_recipient.trim());
+    assert_ne!(new_recipient.trim(), recipient, "--force replaced the entry");
+    let search = std::fs::read_to_string(home.path().join("search.txt")).unwrap();
+    assert_eq!(
+        search.matches("attribute.service = kdeploy").count(),
+        1,
+        "replacing leaves one entry, not two:\n{}",
+        search
+            .lines()
+            .filter(|l| !l.starts_with("secret"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert!(!out.stderr.contains("AGE-SECRET-KEY"), "{}", out.stderr);
+}
+
+#[test]
+fn two_matching_entries_are_refused_by_name() {
+    let home = VaultHome::new();
+    let (first, _) = home.identity("first.txt");
+    let (second, _) = home.identity("second.txt");
+    let (_, third_recipient) = home.identity("third.txt");
+    home.write("s.yaml", "a: 1\n");
+    run(home
+        .kdeploy()
+        .args(["vault", "encrypt", "s.yaml", "-r", &third_recipient]))
+    .ok();
+    home.write("first-line.txt", &secret_key_line(&first));
+    home.write("second-line.txt", &secret_key_line(&second));
+    let out = in_keyring_session(
+        &home,
+        true,
+        r#"
+        secret-tool store --label=one service kdeploy username age-identity copy 1 < first-line.txt
+        secret-tool store --label=two service kdeploy username age-identity copy 2 < second-line.txt
+        exec "$KDEPLOY" vault decrypt s.yaml
+        "#,
+    );
+    assert_eq!(out.code, 2, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr
+            .contains("2 entries match service=kdeploy username=age-identity"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("AGE-SECRET-KEY"), "{}", out.stderr);
+}
+
+#[test]
+fn a_bus_on_an_abstract_socket_is_found() {
+    // dbus-daemon's `unix:tmpdir=` listens on an abstract socket on Linux; DBUS_SESSION_BUS_ADDRESS
+    // then names no file.
+    let home = VaultHome::new();
+    let mut command = Command::new("sh");
+    home.isolate(&mut command);
+    let name = support::unique_name("kdeploy-test-bus");
+    command
+        .env_remove("KDEPLOY_NO_KEYRING")
+        .env("KDEPLOY", kdeploy().get_program())
+        .env("NO_COLOR", "1")
+        .current_dir(home.path())
+        .args([
+            "-c",
+            &format!(
+                r#"set -e
+                address=$(dbus-daemon --session --address=unix:abstract=/tmp/{name} --fork --print-address=1 --print-pid=3 3> bus.pid | head -n 1)
+                trap 'kill $(cat bus.pid)' EXIT
+                export DBUS_SESSION_BUS_ADDRESS="$address"
+                case "$address" in unix:abstract=*) ;; *) echo "not abstract: $address" >&2; exit 99;; esac
+                {}
+                "$KDEPLOY" vault init > recipient.txt
+                secret-tool lookup service kdeploy username age-identity > looked-up.txt"#,
+                support::keyring_prelude(true)
+            ),
+        ]);
+    let out = run(&mut command).ok();
+    let recipient = std::fs::read_to_string(home.path().join("recipient.txt")).unwrap();
+    let looked_up = std::fs::read_to_string(home.path().join("looked-up.txt")).unwrap();
+    let identity: age::x25519::Identity = looked_up.trim().parse().expect("an age identity");
+    assert_eq!(identity.to_public().to_string(), recipient.trim(), "{}", out.stderr);
+}

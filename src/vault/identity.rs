@@ -16,11 +16,14 @@ use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
 
 use super::cipher::DataKey;
+use super::keyring;
 use super::keys::{KeyServices, Stanza, unwrap_bytes};
 use super::sops::{Metadata, SopsError};
 
 pub const KEYRING_SERVICE: &str = "kdeploy";
 pub const KEYRING_ACCOUNT: &str = "age-identity";
+/// What the keyring's own tools (Seahorse, `secret-tool`) show for the entry.
+const KEYRING_LABEL: &str = "kdeploy age identity";
 
 /// One place identities may come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,7 +122,9 @@ impl IdentityChain {
             let result = match &self.sources[index] {
                 Source::File(p) | Source::EnvKeyFile(p) | Source::DefaultFile(p) => read_identity_file(p),
                 Source::EnvKey => parse_identities(&Zeroizing::new(std::env::var("SOPS_AGE_KEY").unwrap_or_default())),
-                Source::Keyring => keyring_identity().map(|i| i.into_iter().collect()),
+                Source::Keyring => {
+                    keyring_identity().and_then(|i| i.map(|i| vec![i]).ok_or_else(|| "no entry".to_owned()))
+                }
             };
             self.loaded[index] = Some(result);
         }
@@ -293,29 +298,10 @@ pub fn parse_identities(text: &str) -> Result<Vec<age::x25519::Identity>, String
     Ok(identities)
 }
 
-fn keyring_entry() -> Result<keyring::Entry, String> {
-    keyring::Entry::new(KEYRING_SERVICE, KEYRING_ACCOUNT).map_err(describe_keyring_error)
-}
-
-fn describe_keyring_error(error: keyring::Error) -> String {
-    match error {
-        keyring::Error::NoEntry => "no entry".to_owned(),
-        keyring::Error::NoStorageAccess(e) => {
-            format!("locked or access denied ({e}); unlock your keyring and try again")
-        }
-        keyring::Error::NoDefaultStore => {
-            "no keyring is available here (no Secret Service on the session bus?)".to_owned()
-        }
-        other => format!("not available ({other})"),
-    }
-}
-
 /// The identity stored in the OS keyring, if any.
 fn keyring_identity() -> Result<Option<age::x25519::Identity>, String> {
-    let secret = match keyring_entry()?.get_password() {
-        Ok(secret) => Zeroizing::new(secret),
-        Err(keyring::Error::NoEntry) => return Err("no entry".to_owned()),
-        Err(e) => return Err(describe_keyring_error(e)),
+    let Some(secret) = keyring::read(KEYRING_SERVICE, KEYRING_ACCOUNT).map_err(|e| e.to_string())? else {
+        return Ok(None);
     };
     let mut identities =
         parse_identities(&secret).map_err(|e| format!("the stored entry is not an age identity: {e}"))?;
@@ -324,24 +310,20 @@ fn keyring_identity() -> Result<Option<age::x25519::Identity>, String> {
 
 /// Stores an identity in the OS keyring; refuses to replace one unless `replace`.
 pub fn store_in_keyring(identity: &age::x25519::Identity, replace: bool) -> Result<(), IdentityError> {
-    let entry = keyring_entry().map_err(IdentityError::Keyring)?;
-    if !replace && entry.get_password().is_ok() {
+    if !replace && matches!(keyring::read(KEYRING_SERVICE, KEYRING_ACCOUNT), Ok(Some(_))) {
         return Err(IdentityError::KeyringOccupied);
     }
     use age::secrecy::ExposeSecret;
     let secret = identity.to_string();
-    entry
-        .set_password(secret.expose_secret())
-        .map_err(|e| IdentityError::Keyring(describe_keyring_error(e)))
+    keyring::write(KEYRING_SERVICE, KEYRING_ACCOUNT, KEYRING_LABEL, secret.expose_secret())
+        .map_err(|e| IdentityError::Keyring(e.to_string()))
 }
 
 /// The recipient of the identity in the keyring, if there is one.
 pub fn keyring_recipient() -> Result<Option<String>, IdentityError> {
-    match keyring_identity() {
-        Ok(identity) => Ok(identity.map(|i| i.to_public().to_string())),
-        Err(e) if e == "no entry" => Ok(None),
-        Err(e) => Err(IdentityError::Keyring(e)),
-    }
+    keyring_identity()
+        .map(|identity| identity.map(|i| i.to_public().to_string()))
+        .map_err(IdentityError::Keyring)
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ pub mod aws;
 pub mod cipher;
 pub mod http;
 pub mod identity;
+pub mod keyring;
 pub mod keys;
 pub mod openbao;
 pub mod refs;
