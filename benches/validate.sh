@@ -30,7 +30,7 @@ results=$work/results.md
 
 schemas=$work/schemas
 mkdir -p "$schemas"
-python3 "$repo/benches/kubeconform_schemas.py" "$repo/src/check/kubernetes/v1.36.json.gz" "$schemas" \
+python3 "$repo/benches/kubeconform_schemas.py" "$repo/crates/core/src/check/kubernetes/v1.36.json.gz" "$schemas" \
   Deployment:apps/v1 Service:v1 ConfigMap:v1 Secret:v1
 # One command word for hyperfine: the schema-location template has spaces in it.
 cat > "$work/kubeconform" << EOF

@@ -11,21 +11,15 @@
 //! the pipeline: it turns other tools' configurations (ytt) into kdeploy projects. [`publish`] sits
 //! beside [`cluster`]: it packs a rendered manifest as an OCI artifact for Flux and pushes it.
 
-pub mod check;
+// The offline stages live in crates/core; they keep their names here.
+pub use kdeploy_core::{check, diagnostic, manifest, parallel, template, trust, util, values, yaml};
+
 pub mod cli;
 pub mod cluster;
 pub mod commands;
 pub mod convert;
-pub mod diagnostic;
-pub mod manifest;
-pub mod parallel;
 pub mod project;
 pub mod publish;
 pub mod source;
-pub mod template;
-pub mod trust;
 pub mod ui;
-pub mod util;
-pub mod values;
 pub mod vault;
-pub mod yaml;

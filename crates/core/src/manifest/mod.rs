@@ -110,9 +110,10 @@ impl Object {
     }
 }
 
-#[cfg(test)]
 impl Object {
-    /// `value` as the first document rendered from `t.yaml` (for unit tests).
+    /// `value` as the first document rendered from `t.yaml`, for the unit tests of this crate and of
+    /// the `kdeploy` crate above it.
+    #[doc(hidden)]
     pub fn rendered_for_test(value: Json) -> Object {
         Object {
             value,
