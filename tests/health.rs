@@ -387,3 +387,56 @@ fn a_changed_config_rolls_its_workload_and_an_unchanged_one_does_not() {
         );
     }
 }
+
+/// The requests of a run with `KDEPLOY_TRACE=requests` that read one Deployment by name.
+fn deployment_reads(run: &Run) -> Vec<String> {
+    run.stderr
+        .lines()
+        .filter(|l| l.starts_with("kdeploy: request at") && l.contains(": GET /apis/apps/v1/namespaces/"))
+        .filter(|l| l.contains("/deployments/"))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn a_no_op_apply_takes_readiness_from_the_listing_and_still_waits_for_what_is_not_ready() {
+    let p = Project::new("health-listed", "");
+    p.write("manifests/web.yaml", &deployment("web", ""));
+    let first = p.apply(&[]);
+    assert_eq!(first.code, 0, "{}{}", first.stdout, first.stderr);
+
+    // Nothing changed, and web was ready when its set was listed: no read of it one by one.
+    let again = run(p
+        .command(&["apply", "--yes", "--timeout", "60s"])
+        .env("KDEPLOY_TRACE", "requests"));
+    assert_eq!(again.code, 0, "{}{}", again.stdout, again.stderr);
+    assert!(
+        again.stderr.contains("labelSelector&limit"),
+        "the members were listed: {}",
+        again.stderr
+    );
+    assert_eq!(deployment_reads(&again), Vec::<String>::new(), "{}", again.stderr);
+
+    // A Deployment whose pod no node takes is never available. Once it is in the set, a no-op apply
+    // still waits for it, and reads it, and fails on it, while web is taken from the listing.
+    p.write(
+        "manifests/stuck.yaml",
+        &deployment("stuck", "      nodeSelector: {no-such-node: \"true\"}\n"),
+    );
+    let added = run(&mut p.command(&["apply", "--yes", "--timeout", "2s"]));
+    assert_ne!(
+        added.code, 0,
+        "stuck never becomes ready: {}{}",
+        added.stdout, added.stderr
+    );
+    assert!(p.get("deployment", "stuck").is_some(), "{}", added.stderr);
+    let waiting = run(p
+        .command(&["apply", "--yes", "--timeout", "2s"])
+        .env("KDEPLOY_TRACE", "requests"));
+    let printed = format!("{}{}", waiting.stdout, waiting.stderr);
+    assert_ne!(waiting.code, 0, "{printed}");
+    assert!(printed.contains("Deployment/stuck"), "{printed}");
+    let reads = deployment_reads(&waiting);
+    assert!(reads.iter().any(|l| l.contains("/deployments/stuck ")), "{printed}");
+    assert!(!reads.iter().any(|l| l.contains("/deployments/web ")), "{printed}");
+}

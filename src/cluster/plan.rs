@@ -12,6 +12,7 @@ use serde_json::Value as Json;
 
 use super::applyset::{ApplySet, Member, part_of};
 use super::client::with_retries;
+use super::health::{HealthRules, Readiness, needs_wait, readiness};
 use super::resources::{Resolved, Resources};
 use super::unchanged::{self, DIGEST_ANNOTATION};
 use super::{ClusterError, FIELD_MANAGER, describe_api_error};
@@ -58,6 +59,9 @@ pub struct Change {
     /// before kdeploy recorded digests, or only the digest differs): apply sends it again, which changes
     /// no field but the digest, so that the next plan can skip its dry run.
     pub restamp: bool,
+    /// Proven unchanged, and ready in the listing the plan read (under the deploy lock, by
+    /// [`PlanOptions::readiness`]): waiting need not read it again.
+    pub ready_when_listed: bool,
 }
 
 /// The plan, and the objects the server refused in the dry run.
@@ -79,13 +83,16 @@ impl Plan {
 
 /// Options that change what the dry run asks.
 #[derive(Debug, Clone, Copy)]
-pub struct PlanOptions {
+pub struct PlanOptions<'a> {
     pub concurrency: usize,
     /// Members per page of a LIST (`--chunk-size`).
     pub chunk_size: u32,
     pub force_conflicts: bool,
     /// Dry-run every object, even one the last apply proves unchanged (`--full-dry-run`).
     pub full_dry_run: bool,
+    /// The health rules an apply will wait with: the members proven unchanged are judged by them as
+    /// they are listed ([`Change::ready_when_listed`]). None when nothing will wait.
+    pub readiness: Option<&'a HealthRules>,
 }
 
 /// Fields the server owns or computes, which say nothing about what the manifest changes.
@@ -136,7 +143,7 @@ pub async fn plan(
     objects: Vec<Json>,
     default_namespace: &str,
     applyset: Option<&ApplySet>,
-    options: PlanOptions,
+    options: PlanOptions<'_>,
 ) -> Result<Plan, ClusterError> {
     let shared = Arc::new(Shared {
         applyset_id: applyset.map(|set| set.id.clone()),
@@ -155,7 +162,10 @@ pub async fn plan(
                 ))
             })
             .collect(),
-        options,
+        options: PlanOptions {
+            readiness: None,
+            ..options
+        },
     });
 
     // 1. The parent, and every kind.
@@ -198,12 +208,22 @@ pub async fn plan(
     let (gate, opened) = tokio::sync::watch::channel(false);
     let ready_steps: std::sync::OnceLock<Vec<Step>> = std::sync::OnceLock::new();
     let manifest: std::sync::OnceLock<HashMap<&ObjectRef, &Json>> = std::sync::OnceLock::new();
+    let ready_when_listed: std::sync::Mutex<HashSet<ObjectRef>> = Default::default();
     let proven = |reference: &ObjectRef, live: &Json| {
-        !options.full_dry_run
-            && manifest
-                .get()
-                .and_then(|manifest| manifest.get(reference))
-                .is_some_and(|object| unchanged::proven_unchanged(object, live))
+        let Some(object) = manifest.get().and_then(|manifest| manifest.get(reference)) else {
+            return false;
+        };
+        let proven = !options.full_dry_run && unchanged::proven_unchanged(object, live);
+        if let Some(rules) = options.readiness.filter(|_| proven)
+            && needs_wait(reference, object, rules)
+            && readiness(reference, live, rules) == Readiness::Ready
+        {
+            ready_when_listed
+                .lock()
+                .expect("never poisoned: no panics")
+                .insert(reference.clone());
+        }
+        proven
     };
     let first = async {
         // The gate opens when this ends, however it ends.
@@ -299,7 +319,12 @@ pub async fn plan(
         };
         let member = by_reference.get(&ready.reference).and_then(|&i| members[i].take());
         if let Some(Member { live: None, .. }) = member {
-            results[index] = Some(Ok(ready.proven()));
+            let mut change = ready.proven();
+            change.ready_when_listed = ready_when_listed
+                .lock()
+                .expect("never poisoned: no panics")
+                .contains(&change.object);
+            results[index] = Some(Ok(change));
             continue;
         }
         while tasks.len() >= most_tasks {
@@ -342,6 +367,7 @@ pub async fn plan(
                 claimed_by: None,
                 proven: false,
                 restamp: false,
+                ready_when_listed: false,
             });
         }
     }
@@ -402,7 +428,8 @@ struct Shared {
     new_namespaces: HashSet<String>,
     /// Kinds whose CRD this apply creates: an object of one cannot be dry-run yet.
     new_kinds: HashSet<(String, String)>,
-    options: PlanOptions,
+    /// Without the health rules, which only the listing uses.
+    options: PlanOptions<'static>,
 }
 
 /// One object after step 2 of [`plan`]: planned already (its kind is not served, or it is not where its
@@ -433,6 +460,7 @@ impl Ready {
             claimed_by: None,
             proven: true,
             restamp: false,
+            ready_when_listed: false,
         }
     }
 }
@@ -520,6 +548,7 @@ fn pending(reference: ObjectRef, object: Json, reason: &str) -> Change {
         claimed_by: None,
         proven: false,
         restamp: false,
+        ready_when_listed: false,
     }
 }
 
@@ -632,6 +661,7 @@ async fn dry_run(
         restamp: restamp && operation == Operation::Unchanged && claimed_by.is_none(),
         claimed_by,
         proven: false,
+        ready_when_listed: false,
     }))
 }
 
@@ -697,6 +727,7 @@ impl Replacement<'_> {
             claimed_by,
             proven: false,
             restamp: false,
+            ready_when_listed: false,
         })
     }
 }

@@ -1,6 +1,7 @@
 //! Waiting until applied objects are ready ([`health`](super::health) says what ready means): each
 //! round reads every object still pending at once, reports changes through a callback, and stops at the
-//! first failure or when the timeout passes. A failure names the object and the reason.
+//! first failure or when the timeout passes. A failure names the object and the reason. An object the
+//! plan proved unchanged and found ready in its listing (read under the deploy lock) is not read again.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,7 +12,7 @@ use serde_json::Value as Json;
 use super::client::with_retries;
 pub use super::health::Readiness;
 use super::health::{HealthRules, needs_wait, readiness};
-use super::plan::Change;
+use super::plan::{Change, Operation};
 use super::resources::Resources;
 use super::{ClusterError, describe_api_error};
 use crate::manifest::ObjectRef;
@@ -37,12 +38,24 @@ pub async fn wait_ready(
 ) -> Result<Vec<NotReady>, ClusterError> {
     use futures::StreamExt;
     let deadline = Instant::now() + timeout;
-    let mut pending: Vec<&Change> = changes
-        .iter()
-        .copied()
-        .filter(|c| c.manifest.as_ref().is_some_and(|m| needs_wait(&c.object, m, rules)))
-        .collect();
     let mut last: HashMap<ObjectRef, Readiness> = HashMap::new();
+    let mut pending = Vec::new();
+    for change in changes.iter().copied() {
+        if !change
+            .manifest
+            .as_ref()
+            .is_some_and(|m| needs_wait(&change.object, m, rules))
+        {
+            continue;
+        }
+        // Unchanged, and ready when the plan listed it under the lock: nothing to read again.
+        if change.ready_when_listed && change.operation == Operation::Unchanged {
+            report(&change.object, &Readiness::Ready);
+            last.insert(change.object.clone(), Readiness::Ready);
+            continue;
+        }
+        pending.push(change);
+    }
     loop {
         let states: Vec<Result<Readiness, ClusterError>> =
             futures::stream::iter(pending.iter().map(|change| current_readiness(resources, change, rules)))

@@ -470,6 +470,7 @@ async fn roll_back_failed(
         chunk_size: args.cluster.chunk_size,
         force_conflicts: true,
         full_dry_run: false,
+        readiness: None,
     };
     let mut plan = match plan(&prepared.resources, objects, &namespace, Some(set), options).await {
         Ok(plan) => plan,

@@ -264,6 +264,7 @@ pub async fn prepare(
         chunk_size: cluster_args.chunk_size,
         force_conflicts: cluster_args.force_conflicts,
         full_dry_run: cluster_args.full_dry_run,
+        readiness: Some(&inputs.selection.health),
     };
     let mut plan = match plan(&resources, objects, &namespace, applyset.as_ref(), plan_options).await {
         Ok(plan) => plan,

@@ -70,6 +70,7 @@ async fn diff_revision(args: &DiffArgs, number: u64) -> anyhow::Result<ExitCode>
         chunk_size: args.cluster.chunk_size,
         force_conflicts: args.cluster.force_conflicts,
         full_dry_run: args.cluster.full_dry_run,
+        readiness: None,
     };
     let mut plan = plan(
         &located.resources,

@@ -124,6 +124,7 @@ async fn roll_back(
         chunk_size: 500,
         force_conflicts: args.force_conflicts,
         full_dry_run: false,
+        readiness: None,
     };
     let mut plan = plan(resources, objects, &record.namespace, Some(set), options).await?;
     // Secrets that cannot be restored stay as they are, in the set.

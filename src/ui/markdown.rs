@@ -120,6 +120,7 @@ mod tests {
             claimed_by: None,
             proven: false,
             restamp: false,
+            ready_when_listed: false,
         }
     }
 
